@@ -1,0 +1,109 @@
+//! The admin listener: metrics, buffer facts and forwarding control, for operators only.
+//!
+//! Invariant: bound to loopback by default; when an `admin_token` is configured every route
+//! but `/health` requires `Authorization: Bearer <token>` (config refuses a non-loopback
+//! address without a token).
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::{
+    buffer::Buffer,
+    config::Config,
+    forward::ForwardState,
+    http::{constant_time_eq, json_response},
+    metrics::Metrics,
+};
+
+pub struct Admin {
+    config: Config,
+    buffer: Buffer,
+    metrics: Arc<Metrics>,
+    forward: Arc<ForwardState>,
+}
+
+impl Admin {
+    pub fn new(
+        config: Config,
+        buffer: Buffer,
+        metrics: Arc<Metrics>,
+        forward: Arc<ForwardState>,
+    ) -> Admin {
+        Admin {
+            config,
+            buffer,
+            metrics,
+            forward,
+        }
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let path = req.uri().path();
+        if path != "/health" && !self.authorized(&req) {
+            return Ok(json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"status":"error","error":"admin token required"}),
+            ));
+        }
+        let resp = match (req.method(), path) {
+            (&Method::GET, "/health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, "/metrics") => Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(Full::new(Bytes::from(
+                    self.metrics.render(&self.buffer.stats()),
+                )))
+                .unwrap_or_default(),
+            (&Method::GET, "/v1/buffer") => json_response(StatusCode::OK, &self.snapshot()),
+            (&Method::POST, "/v1/forwarding/pause") => {
+                self.forward.set_paused(true);
+                self.metrics.forwarding_paused.set(1);
+                tracing::info!("forwarding paused by operator");
+                json_response(StatusCode::OK, &json!({"status": "paused"}))
+            }
+            (&Method::POST, "/v1/forwarding/resume") => {
+                self.forward.set_paused(false);
+                self.metrics.forwarding_paused.set(0);
+                tracing::info!("forwarding resumed by operator");
+                json_response(StatusCode::OK, &json!({"status": "forwarding"}))
+            }
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"status":"error","error":"not found"}),
+            ),
+        };
+        Ok(resp)
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.config.admin_token else {
+            return true;
+        };
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    }
+
+    /// The facts of `/v1/buffer`; also what heartbeats carry.
+    pub fn snapshot(&self) -> serde_json::Value {
+        crate::heartbeat::Heartbeat::collect(
+            &self.config,
+            &self.buffer,
+            &self.metrics,
+            &self.forward,
+        )
+        .to_json()
+    }
+}

@@ -1,0 +1,282 @@
+//! Command-line interface of the `collector` binary: argument definitions and dispatch.
+//!
+//! Invariant: every command has `--help`, and every failure reaches the user as one clear
+//! message and a non-zero exit code (via `anyhow` at this edge only).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+
+use crate::{config::Config, ops, server::Server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "collector",
+    version,
+    about = "Edge collector for user-behaviour analytics: durable local buffer, exactly-once forwarding to TimescaleDB"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the ingest and admin listeners and forward the buffer to the database.
+    Serve(ServeArgs),
+    /// Apply pending database migrations (creates the TimescaleDB extension if needed).
+    Migrate(MigrateArgs),
+    /// Forward a stopped collector's whole buffer to the database, then exit.
+    Drain(DrainArgs),
+    /// Inspect, export, import, verify a stopped collector's buffer; manage quarantine.
+    #[command(subcommand)]
+    Buffer(BufferCommand),
+}
+
+/// Settings shared by every command that reads the configuration.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file (see deploy/collector.toml).
+    #[arg(long, short = 'c', env = "COLLECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the sled buffer [config: data_dir].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL/TimescaleDB URL [config: database_url; env: DATABASE_URL].
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Ingest listen address [config: listen].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Admin listen address [config: admin_listen].
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Collector id written with every event [config: collector_id].
+    #[arg(long)]
+    pub collector_id: Option<String>,
+    /// Region label [config: region].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Buffer size limit in bytes [config: buffer.max_bytes].
+    #[arg(long)]
+    pub buffer_max_bytes: Option<u64>,
+    /// `flush` or `fsync` [config: buffer.durability].
+    #[arg(long, value_parser = ["flush", "fsync"])]
+    pub durability: Option<String>,
+    /// Start with forwarding paused [config: forward.start_paused].
+    #[arg(long)]
+    pub paused: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL/TimescaleDB URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// TOML configuration file, for database_url or DB_* settings.
+    #[arg(long, short = 'c', env = "COLLECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// Counts, bytes, oldest age, quarantine of the buffer.
+    Stats {
+        #[command(flatten)]
+        common: ConfigArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write every buffered event as NDJSON (gzip when FILE ends in .gz).
+    Export {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Remove exported records from the buffer once the file is written and synced.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Append the events of an NDJSON export (gzip detected) to the buffer; idempotent
+    /// downstream through event_id.
+    Import {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// NDJSON file from `buffer export`.
+        file: PathBuf,
+    },
+    /// Decode every record and report damaged ones (exit 2 when any is damaged).
+    Verify {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Events the database refused.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Print quarantined events with the database's error, as NDJSON.
+    List {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Move quarantined events back into the buffer to be forwarded again.
+    Retry {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Delete quarantined events (export them first with `list`).
+    Purge {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+impl ConfigArgs {
+    /// Loads the configuration with these flags on top.
+    pub fn load(&self, extra: Map<String, Value>) -> anyhow::Result<Config> {
+        let mut overrides = extra;
+        if let Some(d) = &self.data_dir {
+            overrides.insert("data_dir".into(), d.display().to_string().into());
+        }
+        if let Some(u) = &self.database_url {
+            overrides.insert("database_url".into(), u.clone().into());
+        }
+        Ok(Config::load(self.config.as_deref(), &overrides)?)
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await.map(|_| 0),
+        Command::Migrate(args) => migrate(args).await.map(|_| 0),
+        Command::Drain(args) => {
+            let cfg = args.common.load(Map::new())?;
+            ops::drain(cfg, !args.quiet).await.map(|_| 0)
+        }
+        Command::Buffer(cmd) => ops::buffer(cmd),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut o = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            o.insert(k.into(), v);
+        }
+    };
+    put("listen", args.listen.map(Value::from));
+    put("admin_listen", args.admin_listen.map(Value::from));
+    put("collector_id", args.collector_id.map(Value::from));
+    put("region", args.region.map(Value::from));
+    let mut buffer = Map::new();
+    if let Some(b) = args.buffer_max_bytes {
+        buffer.insert("max_bytes".into(), b.into());
+    }
+    if let Some(d) = args.durability {
+        buffer.insert("durability".into(), d.into());
+    }
+    if !buffer.is_empty() {
+        o.insert("buffer".into(), Value::Object(buffer));
+    }
+    if args.paused {
+        o.insert("forward".into(), serde_json::json!({"start_paused": true}));
+    }
+    let cfg = args.common.load(o)?;
+    let server = Server::bind(cfg).await?;
+    let ingest = server.ingest_addr()?;
+    let admin = server.admin_addr()?;
+    tracing::info!(%ingest, %admin, "collector listening");
+    // A machine-readable line on stdout, for scripts and tests that bind port 0.
+    println!(
+        "{}",
+        serde_json::json!({"listening": {"ingest": ingest.to_string(), "admin": admin.to_string()}})
+    );
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let url = match args.database_url {
+        Some(u) => u,
+        None => Config::load(args.config.as_deref(), &Map::new())?
+            .database_url
+            .context(
+                "no database URL: pass --database-url, set DATABASE_URL, or DB_HOST/DB_NAME/…",
+            )?,
+    };
+    let redacted = crate::config::redact_url(&url);
+    let mut client = crate::database::connect(&url)
+        .await
+        .with_context(|| format!("migrate: {redacted}"))?;
+    let report = crate::database::migrate::run(&mut client).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "TimescaleDB {} ({} edition) at {redacted}",
+            report.extension_version, report.edition
+        );
+        for f in &report.applied {
+            println!("applied {f}");
+        }
+        println!(
+            "{} migration(s) applied, {} already applied",
+            report.applied.len(),
+            report.already_applied
+        );
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,332 @@
+//! The collector's configuration, in one place: defaults, then a TOML file, then environment
+//! variables, then command-line flags (each overrides the one before).
+//!
+//! Environment: `COLLECTOR_<KEY>` for top-level keys and `COLLECTOR_<SECTION>__<KEY>` for
+//! nested ones (e.g. `COLLECTOR_LIMITS__MAX_BODY_BYTES`), plus the seed's `DB_HOST`,
+//! `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, which build `database_url` when it is not
+//! given. Every key is documented in `deploy/collector.toml`.
+//!
+//! Invariant: a configuration that loads is usable: limits are positive and addresses parse.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything `collector serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public ingest listener (beacons).
+    pub listen: SocketAddr,
+    /// Admin listener (/metrics, /v1/buffer, forwarding control). Loopback by default.
+    pub admin_listen: SocketAddr,
+    /// Bearer token for the admin listener; required when it is not bound to loopback.
+    pub admin_token: Option<String>,
+    /// Directory of the sled write-ahead buffer.
+    pub data_dir: PathBuf,
+    /// Central TimescaleDB. When absent, built from DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD.
+    pub database_url: Option<String>,
+    /// Identifies this collector in `user_events.collector_id` and heartbeats.
+    pub collector_id: String,
+    /// Region label shown in heartbeats and the monitor.
+    pub region: String,
+    /// Accepted write keys; empty means no key is required.
+    pub write_keys: Vec<String>,
+    /// Allowed CORS origins; `*` allows any.
+    pub cors_origins: Vec<String>,
+    pub limits: Limits,
+    pub buffer: BufferConfig,
+    pub forward: ForwardConfig,
+    /// Seconds between heartbeats written to `collector_heartbeats`.
+    pub heartbeat_interval_secs: u64,
+}
+
+/// Bounds on every input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Maximum request body, as sent (compressed) — larger gets 413.
+    pub max_body_bytes: usize,
+    /// Maximum body after gzip decoding — larger gets 413.
+    pub max_decoded_bytes: usize,
+    /// Maximum events in one /batch request.
+    pub max_batch_events: usize,
+    /// Maximum length, in bytes, of any string field except URLs.
+    pub max_string_bytes: usize,
+    /// Maximum length, in bytes, of page_url and referrer.
+    pub max_url_bytes: usize,
+    /// Maximum size of `properties` once serialised.
+    pub max_properties_bytes: usize,
+    /// Maximum nesting depth of `properties`.
+    pub max_properties_depth: usize,
+    /// How far in the past an event_time may be.
+    pub max_event_age_secs: u64,
+    /// How far in the future an event_time may be (clock skew).
+    pub max_event_future_secs: u64,
+    /// Requests per second allowed per client IP (0 = unlimited).
+    pub rate_limit_per_ip: u32,
+    /// Maximum concurrent connections on the ingest listener.
+    pub max_connections: usize,
+    /// Seconds a client may take to send its request headers.
+    pub header_timeout_secs: u64,
+}
+
+/// The sled write-ahead buffer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Logical bytes of buffered records at which ingest answers 503.
+    pub max_bytes: u64,
+    /// sled page-cache size.
+    pub cache_bytes: u64,
+    /// `flush` (default): a 2xx survives a process kill (sled's flush, sync_file_range on
+    /// Linux). `fsync`: additionally fsync the buffer's files before answering, so a 2xx also
+    /// survives power loss, at a throughput cost.
+    pub durability: Durability,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    Flush,
+    Fsync,
+}
+
+/// The forwarder that drains the buffer into TimescaleDB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Target events per COPY batch.
+    pub batch_events: usize,
+    /// How long to wait for a batch to fill before sending a partial one.
+    pub linger_ms: u64,
+    /// Concurrent COPY connections used when there is a backlog.
+    pub connections: usize,
+    /// First retry delay after a transient error.
+    pub retry_initial_ms: u64,
+    /// Cap of the exponential backoff.
+    pub retry_max_ms: u64,
+    /// Whether forwarding starts paused (resume with POST /v1/forwarding/resume).
+    pub start_paused: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            admin_token: None,
+            data_dir: PathBuf::from("./data/buffer"),
+            database_url: None,
+            collector_id: default_collector_id(),
+            region: "local".into(),
+            write_keys: Vec::new(),
+            cors_origins: vec!["*".into()],
+            limits: Limits::default(),
+            buffer: BufferConfig::default(),
+            forward: ForwardConfig::default(),
+            heartbeat_interval_secs: 10,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_decoded_bytes: 4 << 20,
+            max_batch_events: 1000,
+            max_string_bytes: 256,
+            max_url_bytes: 2048,
+            max_properties_bytes: 16 << 10,
+            max_properties_depth: 8,
+            max_event_age_secs: 7 * 24 * 3600,
+            max_event_future_secs: 3600,
+            rate_limit_per_ip: 0,
+            max_connections: 4096,
+            header_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            max_bytes: 1 << 30,
+            cache_bytes: 64 << 20,
+            durability: Durability::Flush,
+        }
+    }
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            batch_events: 5000,
+            linger_ms: 1000,
+            connections: 2,
+            retry_initial_ms: 200,
+            retry_max_ms: 30_000,
+            start_paused: false,
+        }
+    }
+}
+
+fn default_collector_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "collector".into())
+}
+
+impl Config {
+    /// Loads defaults ← `file` ← environment ← `overrides` (flags, already as a partial map).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig
+            .merge(seed_db_env())
+            .merge(Env::prefixed("COLLECTOR_").split("__"))
+            .merge(Serialized::defaults(overrides));
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive = [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_decoded_bytes", l.max_decoded_bytes),
+            ("limits.max_batch_events", l.max_batch_events),
+            ("limits.max_string_bytes", l.max_string_bytes),
+            ("limits.max_url_bytes", l.max_url_bytes),
+            ("limits.max_properties_bytes", l.max_properties_bytes),
+            ("limits.max_properties_depth", l.max_properties_depth),
+            ("limits.max_connections", l.max_connections),
+            ("forward.batch_events", self.forward.batch_events),
+            ("forward.connections", self.forward.connections),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be positive")));
+        }
+        if self.buffer.max_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "buffer.max_bytes must be positive".into(),
+            ));
+        }
+        if !self.admin_listen.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "admin_listen {} is not loopback: set admin_token (COLLECTOR_ADMIN_TOKEN)",
+                self.admin_listen
+            )));
+        }
+        if self.collector_id.is_empty() || self.collector_id.len() > 128 {
+            return Err(ConfigError::Invalid(
+                "collector_id must be 1 to 128 bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The seed's `DB_*` variables, turned into a `database_url` when `DB_HOST` is set.
+fn seed_db_env() -> Serialized<serde_json::Map<String, serde_json::Value>> {
+    let mut map = serde_json::Map::new();
+    if let Ok(host) = std::env::var("DB_HOST") {
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let user = var("DB_USER", "postgres");
+        let password = std::env::var("DB_PASSWORD").ok();
+        let auth = match password {
+            Some(p) => format!("{}:{}", encode(&user), encode(&p)),
+            None => encode(&user),
+        };
+        let url = format!(
+            "postgres://{auth}@{host}:{}/{}",
+            var("DB_PORT", "5432"),
+            encode(&var("DB_NAME", "user_analytics"))
+        );
+        map.insert("database_url".into(), url.into());
+    }
+    Serialized::defaults(map)
+}
+
+/// Percent-encodes a URL userinfo or path component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Hides the password of a database URL for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn encodes_userinfo() {
+        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+    }
+}

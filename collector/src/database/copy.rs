@@ -1,0 +1,161 @@
+//! Writing a batch of events into `user_events`, exactly once.
+//!
+//! Mechanism: in one transaction, binary COPY the batch into a session-local staging table,
+//! then `INSERT INTO user_events … SELECT … FROM edge_staging ON CONFLICT (event_id,
+//! event_time) DO NOTHING`, then `SELECT edge_after_batch()` (the per-batch upserts of the
+//! aggregate layer, reading the same staging table), then COMMIT. A replayed batch (after a
+//! crash between COMMIT and the buffer's deletion, an ambiguous commit, or a client re-sending
+//! an event_id) inserts nothing twice. The staging table is `ON COMMIT DELETE ROWS`.
+//!
+//! Invariant: no value is formatted into SQL; every value travels in binary COPY format.
+
+use std::error::Error as StdError;
+
+use bytes::{BufMut, BytesMut};
+use futures_util::pin_mut;
+use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, Client};
+
+use crate::event::Event;
+
+/// Columns of `user_events` the collector writes, in COPY order.
+const COLUMNS: &str = "event_id, user_id, session_id, event_type, event_name, page_url, referrer, \
+    device_type, browser, os, country_code, region, city, event_time, properties, received_at, collector_id";
+
+/// Creates the staging table on this connection (once per connection).
+pub async fn prepare(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS edge_staging (
+                event_id UUID, user_id INT8, session_id TEXT, event_type TEXT, event_name TEXT,
+                page_url TEXT, referrer TEXT, device_type TEXT, browser TEXT, os TEXT,
+                country_code TEXT, region TEXT, city TEXT, event_time TIMESTAMPTZ,
+                properties JSONB, received_at TIMESTAMPTZ, collector_id TEXT
+            ) ON COMMIT DELETE ROWS",
+        )
+        .await
+}
+
+/// One event with the lineage of the record it came in.
+pub struct Row<'a> {
+    pub event: &'a Event,
+    pub received_at_us: i64,
+    pub collector_id: &'a str,
+}
+
+/// Writes `rows` in one transaction; returns how many were new (not already in the table).
+pub async fn write_batch(
+    client: &mut Client,
+    rows: &[Row<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let sink = tx
+        .copy_in(&format!(
+            "COPY edge_staging ({COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let types = [
+        Type::UUID,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::JSONB,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for r in rows {
+        let e = r.event;
+        let properties = e.properties.as_deref().map(RawJsonb);
+        writer
+            .as_mut()
+            .write(&[
+                &e.event_id,
+                &e.user_id,
+                &e.session_id,
+                &e.event_type,
+                &e.event_name,
+                &e.page_url,
+                &e.referrer,
+                &e.device_type,
+                &e.browser,
+                &e.os,
+                &e.country_code,
+                &e.region,
+                &e.city,
+                &PgTimestamp(e.event_time_us),
+                &properties,
+                &PgTimestamp(r.received_at_us),
+                &r.collector_id,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO user_events ({COLUMNS}) SELECT {COLUMNS} FROM edge_staging \
+                 ON CONFLICT (event_id, event_time) DO NOTHING"
+            ),
+            &[],
+        )
+        .await?;
+    tx.batch_execute("SELECT edge_after_batch()").await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// A TIMESTAMPTZ from microseconds since the Unix epoch, without a calendar conversion.
+#[derive(Debug)]
+pub struct PgTimestamp(pub i64);
+
+/// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+impl ToSql for PgTimestamp {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_i64(self.0 - PG_EPOCH_OFFSET_US);
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ || *ty == Type::TIMESTAMP
+    }
+    to_sql_checked!();
+}
+
+/// JSON text sent as JSONB (version byte 1, then the text) without re-parsing it.
+#[derive(Debug)]
+pub struct RawJsonb<'a>(pub &'a str);
+
+impl ToSql for RawJsonb<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+    to_sql_checked!();
+}

@@ -1,0 +1,422 @@
+//! The event model and its validation at the edge.
+//!
+//! Invariant: an [`Event`] that [`validate`] returns can always be written by the binary COPY
+//! into `user_events`: every value fits its column type and CHECK constraint, no string holds
+//! a NUL (PostgreSQL TEXT and JSONB refuse it), and every size is bounded. Anything else is
+//! rejected here, with the event's index and the field, before it reaches the buffer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::config::Limits;
+
+/// One event as buffered and forwarded. Times are microseconds since the Unix epoch (the
+/// resolution of PostgreSQL's TIMESTAMPTZ); `properties` is JSON text (bincode cannot carry a
+/// `serde_json::Value`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub user_id: Option<i64>,
+    pub session_id: Option<String>,
+    pub event_type: Option<String>,
+    pub event_name: String,
+    pub page_url: Option<String>,
+    pub referrer: Option<String>,
+    pub device_type: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub country_code: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub event_time_us: i64,
+    pub properties: Option<String>,
+}
+
+/// Why one event was refused: which event of the request, which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub index: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// The allowed values of `device_type` (the column's CHECK constraint).
+pub const DEVICE_TYPES: [&str; 4] = ["desktop", "mobile", "tablet", "other"];
+
+/// Request context needed to complete an event: receive time and the client's User-Agent.
+pub struct Context<'a> {
+    pub now: OffsetDateTime,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Validates one JSON value as an event. `index` is its position in the request.
+pub fn validate(
+    value: &Value,
+    index: usize,
+    limits: &Limits,
+    ctx: &Context<'_>,
+) -> Result<Event, FieldError> {
+    let err = |field: &str, message: String| FieldError {
+        index,
+        field: field.to_string(),
+        message,
+    };
+    let obj = value
+        .as_object()
+        .ok_or_else(|| err("", format!("expected a JSON object, got {}", kind(value))))?;
+    let s = |field: &str, max: usize| optional_string(obj, field, max).map_err(|m| err(field, m));
+
+    let event_id = match obj.get("event_id") {
+        None | Some(Value::Null) => Uuid::now_v7(),
+        Some(Value::String(text)) => Uuid::parse_str(text)
+            .map_err(|_| err("event_id", "must be a UUID such as 0190b6e4-…".into()))?,
+        Some(other) => {
+            return Err(err(
+                "event_id",
+                format!("must be a string, got {}", kind(other)),
+            ))
+        }
+    };
+    let user_id = match obj.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .ok_or_else(|| err("user_id", "must be an integer within int64".into()))?,
+        ),
+        Some(Value::String(text)) => Some(text.parse::<i64>().map_err(|_| {
+            err(
+                "user_id",
+                "must be an integer (or a string of digits) within int64".into(),
+            )
+        })?),
+        Some(other) => {
+            return Err(err(
+                "user_id",
+                format!("must be an integer, got {}", kind(other)),
+            ))
+        }
+    };
+    let event_name = s("event_name", limits.max_string_bytes)?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            err(
+                "event_name",
+                "is required and must be a non-empty string".into(),
+            )
+        })?;
+    let device_type = s("device_type", limits.max_string_bytes)?;
+    if let Some(d) = &device_type {
+        if !DEVICE_TYPES.contains(&d.as_str()) {
+            return Err(err(
+                "device_type",
+                format!("must be one of {}", DEVICE_TYPES.join(", ")),
+            ));
+        }
+    }
+    let country_code = s("country_code", limits.max_string_bytes)?
+        .map(|c| {
+            if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                Ok(c.to_ascii_uppercase())
+            } else {
+                Err(err(
+                    "country_code",
+                    "must be two ASCII letters (ISO 3166-1 alpha-2)".into(),
+                ))
+            }
+        })
+        .transpose()?;
+    let event_time = match obj.get("event_time") {
+        None | Some(Value::Null) => ctx.now,
+        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+            err(
+                "event_time",
+                "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z".into(),
+            )
+        })?,
+        Some(other) => {
+            return Err(err(
+                "event_time",
+                format!("must be an RFC 3339 string, got {}", kind(other)),
+            ))
+        }
+    };
+    let age = ctx.now - event_time;
+    if age > time::Duration::seconds(limits.max_event_age_secs as i64) {
+        return Err(err(
+            "event_time",
+            format!("is more than {} s in the past", limits.max_event_age_secs),
+        ));
+    }
+    if -age > time::Duration::seconds(limits.max_event_future_secs as i64) {
+        return Err(err(
+            "event_time",
+            format!(
+                "is more than {} s in the future",
+                limits.max_event_future_secs
+            ),
+        ));
+    }
+    let properties = match obj.get("properties") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => {
+            check_json(v, 1, limits.max_properties_depth).map_err(|m| err("properties", m))?;
+            let text = serde_json::to_string(v).map_err(|e| err("properties", e.to_string()))?;
+            if text.len() > limits.max_properties_bytes {
+                return Err(err(
+                    "properties",
+                    format!(
+                        "is {} bytes, more than the {} allowed",
+                        text.len(),
+                        limits.max_properties_bytes
+                    ),
+                ));
+            }
+            Some(text)
+        }
+        Some(other) => {
+            return Err(err(
+                "properties",
+                format!("must be a JSON object, got {}", kind(other)),
+            ))
+        }
+    };
+
+    let mut browser = s("browser", limits.max_string_bytes)?;
+    let mut os = s("os", limits.max_string_bytes)?;
+    let mut device_type = device_type;
+    if browser.is_none() || os.is_none() || device_type.is_none() {
+        if let Some(ua) = ctx.user_agent.and_then(parse_user_agent) {
+            browser = browser.or(ua.browser);
+            os = os.or(ua.os);
+            device_type = device_type.or(Some(ua.device_type.to_string()));
+        }
+    }
+    let clip = |v: Option<String>| v.map(|x| truncate(x, limits.max_string_bytes));
+
+    Ok(Event {
+        event_id,
+        user_id,
+        session_id: s("session_id", limits.max_string_bytes)?,
+        event_type: s("event_type", limits.max_string_bytes)?,
+        event_name,
+        page_url: s("page_url", limits.max_url_bytes)?,
+        referrer: s("referrer", limits.max_url_bytes)?,
+        device_type,
+        browser: clip(browser),
+        os: clip(os),
+        country_code,
+        region: s("region", limits.max_string_bytes)?,
+        city: s("city", limits.max_string_bytes)?,
+        event_time_us: micros(event_time),
+        properties,
+    })
+}
+
+/// Microseconds since the Unix epoch.
+pub fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+/// The inverse of [`micros`]; out-of-range values clamp to the epoch (they cannot be produced
+/// by [`validate`]).
+pub fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn optional_string(
+    obj: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            if s.len() > max {
+                Err(format!("is {} bytes, more than the {max} allowed", s.len()))
+            } else if s.contains('\0') {
+                Err("must not contain a NUL character".into())
+            } else {
+                Ok(Some(s.clone()))
+            }
+        }
+        Some(other) => Err(format!("must be a string, got {}", kind(other))),
+    }
+}
+
+/// Checks nesting depth and NUL characters (JSONB refuses `\u0000`) in keys and strings.
+fn check_json(v: &Value, depth: usize, max_depth: usize) -> Result<(), String> {
+    if depth > max_depth {
+        return Err(format!("nests deeper than {max_depth} levels"));
+    }
+    match v {
+        Value::String(s) if s.contains('\0') => {
+            Err("must not contain a NUL character (\\u0000)".into())
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|i| check_json(i, depth + 1, max_depth)),
+        Value::Object(map) => map.iter().try_for_each(|(k, i)| {
+            if k.contains('\0') {
+                return Err("keys must not contain a NUL character (\\u0000)".into());
+            }
+            check_json(i, depth + 1, max_depth)
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Browser, OS and device class derived from a User-Agent header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAgent {
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device_type: &'static str,
+}
+
+/// Parses a User-Agent with woothee; `None` when nothing is recognised.
+pub fn parse_user_agent(ua: &str) -> Option<UserAgent> {
+    if ua.is_empty() || ua.len() > 1024 {
+        return None;
+    }
+    let parsed = woothee::parser::Parser::new().parse(ua)?;
+    let known = |s: &str| (!s.is_empty() && s != "UNKNOWN").then(|| s.to_string());
+    let device_type = match parsed.category {
+        "pc" => "desktop",
+        "smartphone" | "mobilephone" => {
+            if parsed.os == "iPad" || (parsed.os == "Android" && !ua.contains("Mobile")) {
+                "tablet"
+            } else {
+                "mobile"
+            }
+        }
+        _ => "other",
+    };
+    Some(UserAgent {
+        browser: known(parsed.name),
+        os: known(parsed.os),
+        device_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Context<'static> {
+        Context {
+            now: OffsetDateTime::now_utc(),
+            user_agent: None,
+        }
+    }
+
+    fn check(v: Value) -> Result<Event, FieldError> {
+        validate(&v, 3, &Limits::default(), &ctx())
+    }
+
+    #[test]
+    fn accepts_a_full_event_and_assigns_uuid_v7() {
+        let e = check(
+            json!({"event_name":"page_view","user_id":42,"country_code":"fr",
+            "device_type":"mobile","properties":{"a":[1,{"b":"c"}]}}),
+        )
+        .expect("valid");
+        assert_eq!(e.country_code.as_deref(), Some("FR"));
+        assert_eq!(e.event_id.get_version_num(), 7);
+        assert_eq!(e.properties.as_deref(), Some(r#"{"a":[1,{"b":"c"}]}"#));
+    }
+
+    #[test]
+    fn names_index_and_field() {
+        let cases = [
+            (json!({"user_id":1}), "event_name"),
+            (
+                json!({"event_name":"x","device_type":"fridge"}),
+                "device_type",
+            ),
+            (
+                json!({"event_name":"x","country_code":"FRA"}),
+                "country_code",
+            ),
+            (json!({"event_name":"x","user_id":"12a"}), "user_id"),
+            (json!({"event_name":"x","user_id":1.5}), "user_id"),
+            (json!({"event_name":"x","event_id":"nope"}), "event_id"),
+            (
+                json!({"event_name":"x","event_time":"yesterday"}),
+                "event_time",
+            ),
+            (
+                json!({"event_name":"x","event_time":"1999-01-01T00:00:00Z"}),
+                "event_time",
+            ),
+            (json!({"event_name":"x","properties":[1]}), "properties"),
+            (
+                json!({"event_name":"x","properties":{"k":"a\u{0}b"}}),
+                "properties",
+            ),
+            (json!({"event_name":"x","city":"a\u{0}"}), "city"),
+            (
+                json!({"event_name":"x","session_id":"s".repeat(300)}),
+                "session_id",
+            ),
+            (json!("just a string"), ""),
+        ];
+        for (v, field) in cases {
+            let e = check(v.clone()).expect_err(&v.to_string());
+            assert_eq!(
+                (e.index, e.field.as_str()),
+                (3, field),
+                "{v}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn bounds_properties_depth() {
+        let mut v = json!(1);
+        for _ in 0..10 {
+            v = json!({ "k": v });
+        }
+        let e = check(json!({"event_name":"x","properties":v})).expect_err("too deep");
+        assert!(e.message.contains("deeper"), "{}", e.message);
+    }
+
+    #[test]
+    fn derives_device_from_user_agent() {
+        let ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        let c = Context {
+            now: OffsetDateTime::now_utc(),
+            user_agent: Some(ua),
+        };
+        let e = validate(&json!({"event_name":"x"}), 0, &Limits::default(), &c).expect("valid");
+        assert_eq!(e.device_type.as_deref(), Some("mobile"));
+        assert_eq!(e.os.as_deref(), Some("iPhone"));
+        assert_eq!(e.browser.as_deref(), Some("Safari"));
+    }
+}

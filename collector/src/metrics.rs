@@ -1,0 +1,246 @@
+//! Counters and gauges of the collector, exposed as Prometheus text on the admin listener.
+//!
+//! Invariant: metrics never carry event payloads or secrets, only counts, sizes and reasons.
+
+use std::{
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::{text::encode, EncodeLabelSet},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram},
+    registry::Registry,
+};
+
+use crate::buffer::Stats;
+
+/// A latency histogram in seconds.
+#[derive(Clone)]
+pub struct Histogram(histogram::Histogram);
+
+impl Histogram {
+    /// Buckets from 0.25 ms to ~4 s, for buffer flushes and requests.
+    pub fn flush_latency() -> Histogram {
+        Histogram(histogram::Histogram::new(histogram::exponential_buckets(
+            0.000_25, 2.0, 15,
+        )))
+    }
+    pub fn observe(&self, d: Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Every metric of one collector process.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<EndpointLabels, Counter>,
+    pub events_accepted: Counter,
+    pub events_rejected: Family<ReasonLabels, Counter>,
+    rejected_total: Counter,
+    pub events_forwarded: Counter,
+    pub events_quarantined: Counter,
+    pub forward_errors: Family<ReasonLabels, Counter>,
+    pub heartbeats_sent: Counter,
+    pub database_up: Gauge,
+    pub forwarding_paused: Gauge,
+    buffer_events: Gauge,
+    buffer_bytes: Gauge,
+    buffer_limit: Gauge,
+    buffer_disk: Gauge,
+    buffer_oldest_age: Gauge<f64, AtomicU64>,
+    buffer_quarantined: Gauge,
+    pub last_error: std::sync::Mutex<Option<String>>,
+    pub forward_rate: Gauge<f64, AtomicU64>,
+    started: AtomicI64,
+}
+
+impl Metrics {
+    pub fn new(flush_latency: &Histogram) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("collector");
+        let m = Metrics {
+            requests: Family::default(),
+            events_accepted: Counter::default(),
+            events_rejected: Family::default(),
+            rejected_total: Counter::default(),
+            events_forwarded: Counter::default(),
+            events_quarantined: Counter::default(),
+            forward_errors: Family::default(),
+            heartbeats_sent: Counter::default(),
+            database_up: Gauge::default(),
+            forwarding_paused: Gauge::default(),
+            buffer_events: Gauge::default(),
+            buffer_bytes: Gauge::default(),
+            buffer_limit: Gauge::default(),
+            buffer_disk: Gauge::default(),
+            buffer_oldest_age: Gauge::default(),
+            buffer_quarantined: Gauge::default(),
+            last_error: std::sync::Mutex::new(None),
+            forward_rate: Gauge::default(),
+            started: AtomicI64::new(crate::event::micros(time::OffsetDateTime::now_utc())),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "Ingest requests by endpoint and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "events_accepted",
+            "Events acknowledged (durably buffered)",
+            m.events_accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events refused, by reason",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "events_forwarded",
+            "Events committed to TimescaleDB",
+            m.events_forwarded.clone(),
+        );
+        registry.register(
+            "events_quarantined",
+            "Events the database refused, kept in quarantine",
+            m.events_quarantined.clone(),
+        );
+        registry.register(
+            "forward_errors",
+            "Forwarding errors by class",
+            m.forward_errors.clone(),
+        );
+        registry.register(
+            "heartbeats_sent",
+            "Heartbeats written to collector_heartbeats",
+            m.heartbeats_sent.clone(),
+        );
+        registry.register(
+            "database_up",
+            "1 when the last database operation succeeded",
+            m.database_up.clone(),
+        );
+        registry.register(
+            "forwarding_paused",
+            "1 while forwarding is paused by an operator",
+            m.forwarding_paused.clone(),
+        );
+        registry.register(
+            "buffer_events",
+            "Events in the buffer",
+            m.buffer_events.clone(),
+        );
+        registry.register(
+            "buffer_bytes",
+            "Logical bytes of buffered records",
+            m.buffer_bytes.clone(),
+        );
+        registry.register(
+            "buffer_limit_bytes",
+            "Buffer size at which ingest answers 503",
+            m.buffer_limit.clone(),
+        );
+        registry.register(
+            "buffer_disk_bytes",
+            "Bytes the buffer's store uses on disk",
+            m.buffer_disk.clone(),
+        );
+        registry.register(
+            "buffer_oldest_age_seconds",
+            "Age of the oldest buffered record",
+            m.buffer_oldest_age.clone(),
+        );
+        registry.register(
+            "buffer_quarantined_records",
+            "Entries in quarantine",
+            m.buffer_quarantined.clone(),
+        );
+        registry.register(
+            "forward_rate_events_per_second",
+            "Recent forwarding rate",
+            m.forward_rate.clone(),
+        );
+        registry.register(
+            "buffer_flush_seconds",
+            "Latency of one group-commit flush",
+            flush_latency.0.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    pub fn count_request(&self, endpoint: &str, status: u16) {
+        self.requests
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    pub fn reject(&self, reason: &str, n: u64) {
+        self.events_rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+        self.rejected_total.inc_by(n);
+    }
+
+    /// Events refused for any reason since start.
+    pub fn events_rejected_total(&self) -> u64 {
+        self.rejected_total.get()
+    }
+
+    pub fn forward_error(&self, class: &str, message: String) {
+        self.forward_errors
+            .get_or_create(&ReasonLabels {
+                reason: class.to_string(),
+            })
+            .inc();
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(message);
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub fn started_at_us(&self) -> i64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Prometheus text exposition, with buffer gauges refreshed from `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        self.buffer_events.set(stats.events as i64);
+        self.buffer_bytes.set(stats.bytes as i64);
+        self.buffer_limit.set(stats.limit_bytes as i64);
+        self.buffer_disk.set(stats.disk_bytes as i64);
+        self.buffer_quarantined.set(stats.quarantined_events as i64);
+        self.buffer_oldest_age.set(
+            stats
+                .oldest_received_at_us
+                .map(|us| crate::buffer::age(us).as_secs_f64())
+                .unwrap_or(0.0),
+        );
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,425 @@
+//! Operator commands on a stopped collector's buffer: stats, export, import, verify,
+//! quarantine, and drain.
+//!
+//! Invariants:
+//! - they refuse to run while a collector holds the buffer (sled locks its directory), with a
+//!   message that says so;
+//! - nothing is removed from the buffer before its destination (a synced export file, or a
+//!   database commit) holds it;
+//! - damaged records are reported and never cause a panic.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, BufWriter, Read, Write},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use crate::{
+    buffer::Buffer,
+    cli::{BufferCommand, QuarantineCommand},
+    config::{Config, Limits},
+    event::{self, Event},
+    forward::{ForwardState, Forwarder, Until},
+    metrics::Metrics,
+    record::Record,
+};
+
+/// Events per record when importing.
+const IMPORT_RECORD_EVENTS: usize = 500;
+
+pub fn buffer(cmd: BufferCommand) -> anyhow::Result<i32> {
+    match cmd {
+        BufferCommand::Stats { common, json } => stats(&open(&common.load(Map::new())?)?, json),
+        BufferCommand::Export {
+            common,
+            out,
+            remove,
+        } => export(&open(&common.load(Map::new())?)?, &out, remove),
+        BufferCommand::Import { common, file } => {
+            let cfg = common.load(Map::new())?;
+            import(&open(&cfg)?, &file, &cfg)
+        }
+        BufferCommand::Verify { common } => verify(&open(&common.load(Map::new())?)?),
+        BufferCommand::Quarantine(q) => quarantine(q),
+    }
+}
+
+fn open(cfg: &Config) -> anyhow::Result<Buffer> {
+    Ok(Buffer::open(&cfg.data_dir, &cfg.buffer)?)
+}
+
+fn stats(buffer: &Buffer, as_json: bool) -> anyhow::Result<i32> {
+    let s = buffer.stats();
+    if as_json {
+        println!("{}", serde_json::to_string(&s)?);
+        return Ok(0);
+    }
+    let age = s
+        .oldest_received_at_us
+        .map(|us| format!("{:.0} s", crate::buffer::age(us).as_secs_f64()))
+        .unwrap_or_else(|| "-".into());
+    println!("buffer            {}", buffer.dir().display());
+    println!("records           {}", s.records);
+    println!("events            {}", s.events);
+    println!(
+        "bytes             {} of {} ({:.1}%)",
+        s.bytes,
+        s.limit_bytes,
+        100.0 * s.bytes as f64 / s.limit_bytes.max(1) as f64
+    );
+    println!("disk bytes        {}", s.disk_bytes);
+    println!("oldest record     {age}");
+    println!("quarantined       {}", s.quarantined_events);
+    println!("damaged records   {}", s.damaged_records);
+    println!("pending heartbeats {}", s.pending_heartbeats);
+    Ok(0)
+}
+
+/// The export/import shape of one event: the ingest API's fields plus lineage.
+pub fn event_json(e: &Event, received_at_us: i64, collector_id: &str) -> Value {
+    let rfc = |us: i64| {
+        event::from_micros(us)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let properties = e
+        .properties
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Value>(p).ok())
+        .unwrap_or(Value::Null);
+    json!({
+        "event_id": e.event_id.to_string(),
+        "user_id": e.user_id,
+        "session_id": e.session_id,
+        "event_type": e.event_type,
+        "event_name": e.event_name,
+        "page_url": e.page_url,
+        "referrer": e.referrer,
+        "device_type": e.device_type,
+        "browser": e.browser,
+        "os": e.os,
+        "country_code": e.country_code,
+        "region": e.region,
+        "city": e.city,
+        "event_time": rfc(e.event_time_us),
+        "properties": properties,
+        "received_at": rfc(received_at_us),
+        "collector_id": collector_id,
+    })
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} ({{per_sec}}, ETA {{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn export(buffer: &Buffer, out: &Path, remove: bool) -> anyhow::Result<i32> {
+    let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let gz = out.extension().is_some_and(|x| x == "gz");
+    let mut writer: Box<dyn Write> = if gz {
+        Box::new(flate2::write::GzEncoder::new(
+            BufWriter::new(file.try_clone()?),
+            flate2::Compression::default(),
+        ))
+    } else {
+        Box::new(BufWriter::new(file.try_clone()?))
+    };
+    let total = buffer.stats().records;
+    let bar = progress(total, "exporting records");
+    let (mut events, mut damaged, mut keys) = (0u64, 0u64, Vec::new());
+    for item in buffer.iter_raw() {
+        let (key, bytes) = item?;
+        bar.inc(1);
+        match Record::decode(&bytes) {
+            Ok(r) => {
+                for e in &r.events {
+                    serde_json::to_writer(
+                        &mut writer,
+                        &event_json(e, r.received_at_us, &r.collector_id),
+                    )?;
+                    writer.write_all(b"\n")?;
+                    events += 1;
+                }
+                keys.push(key);
+            }
+            Err(e) => {
+                damaged += 1;
+                eprintln!("record {key}: damaged, not exported: {e}");
+            }
+        }
+    }
+    drop(writer); // finishes the gzip stream and flushes the BufWriter
+    file.sync_all()?;
+    bar.finish_and_clear();
+    if remove {
+        for k in &keys {
+            buffer.remove_key(*k)?;
+        }
+        buffer.flush()?;
+    }
+    eprintln!(
+        "exported {events} events from {} records to {}{}{}",
+        keys.len(),
+        out.display(),
+        if remove {
+            " (removed from the buffer)"
+        } else {
+            ""
+        },
+        if damaged > 0 {
+            format!("; {damaged} damaged records left in place")
+        } else {
+            String::new()
+        }
+    );
+    Ok(if damaged > 0 { 2 } else { 0 })
+}
+
+fn import(buffer: &Buffer, path: &Path, cfg: &Config) -> anyhow::Result<i32> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    drop(file);
+    let file = File::open(path)?;
+    let reader: Box<dyn BufRead> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    // Imported events may be old (an outage's backlog): keep every bound but event age.
+    let limits = Limits {
+        max_event_age_secs: 100 * 365 * 24 * 3600,
+        ..cfg.limits.clone()
+    };
+    let now = OffsetDateTime::now_utc();
+    let ctx = event::Context {
+        now,
+        user_agent: None,
+    };
+    let bar = ProgressBar::new_spinner();
+    let (mut imported, mut refused) = (0u64, 0u64);
+    let mut pending: Vec<(Event, i64, String)> = Vec::new();
+    let flush_pending = |pending: &mut Vec<(Event, i64, String)>| -> anyhow::Result<()> {
+        // Group consecutive events of the same lineage into records.
+        while !pending.is_empty() {
+            let (_, at, cid) = pending[0].clone();
+            let take = pending
+                .iter()
+                .take(IMPORT_RECORD_EVENTS)
+                .take_while(|(_, a, c)| *a == at && *c == cid)
+                .count();
+            let events: Vec<Event> = pending.drain(..take).map(|(e, _, _)| e).collect();
+            buffer.append_blocking(&Record {
+                collector_id: cid,
+                received_at_us: at,
+                events,
+            })?;
+        }
+        Ok(())
+    };
+    for (line_no, line) in reader.lines().enumerate() {
+        let line = line
+            .with_context(|| format!("{}: read error at line {}", path.display(), line_no + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                refused += 1;
+                eprintln!("line {}: not JSON: {e}", line_no + 1);
+                continue;
+            }
+        };
+        if value.get("event_id").and_then(Value::as_str).is_none() {
+            refused += 1;
+            eprintln!(
+                "line {}: event_id is required on import (it makes import idempotent)",
+                line_no + 1
+            );
+            continue;
+        }
+        match event::validate(&value, line_no, &limits, &ctx) {
+            Ok(e) => {
+                let at = value
+                    .get("received_at")
+                    .and_then(Value::as_str)
+                    .and_then(|s| {
+                        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .map(event::micros)
+                    .unwrap_or_else(|| event::micros(now));
+                let cid = value
+                    .get("collector_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&cfg.collector_id)
+                    .to_string();
+                pending.push((e, at, cid));
+                imported += 1;
+                if pending.len() >= IMPORT_RECORD_EVENTS * 4 {
+                    flush_pending(&mut pending)?;
+                    bar.set_message(format!("{imported} events imported"));
+                    bar.tick();
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                eprintln!("line {}: field '{}' {}", line_no + 1, e.field, e.message);
+            }
+        }
+    }
+    flush_pending(&mut pending)?;
+    buffer.flush()?;
+    bar.finish_and_clear();
+    eprintln!(
+        "imported {imported} events into {}; {refused} lines refused",
+        buffer.dir().display()
+    );
+    Ok(if refused > 0 { 2 } else { 0 })
+}
+
+fn verify(buffer: &Buffer) -> anyhow::Result<i32> {
+    let total = buffer.stats().records;
+    let bar = progress(total, "verifying records");
+    let (mut ok, mut events, mut damaged) = (0u64, 0u64, 0u64);
+    for item in buffer.iter_raw() {
+        match item {
+            Ok((key, bytes)) => match Record::decode(&bytes) {
+                Ok(r) => {
+                    ok += 1;
+                    events += r.events.len() as u64;
+                }
+                Err(e) => {
+                    damaged += 1;
+                    bar.suspend(|| println!("damaged record {key}: {e}"));
+                }
+            },
+            Err(e) => {
+                damaged += 1;
+                bar.suspend(|| println!("unreadable entry: {e}"));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("{ok} records ({events} events) decode; {damaged} damaged");
+    Ok(if damaged > 0 { 2 } else { 0 })
+}
+
+fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<i32> {
+    match cmd {
+        QuarantineCommand::List { common } => {
+            let buffer = open(&common.load(Map::new())?)?;
+            for (_, q) in buffer.quarantined()? {
+                for e in &q.record.events {
+                    let mut v = event_json(e, q.record.received_at_us, &q.record.collector_id);
+                    v["quarantine_error"] = json!(q.error);
+                    println!("{v}");
+                }
+            }
+            Ok(0)
+        }
+        QuarantineCommand::Retry { common } => {
+            let buffer = open(&common.load(Map::new())?)?;
+            let entries = buffer.quarantined()?;
+            let mut keys = Vec::new();
+            for (k, q) in entries {
+                buffer.append_blocking(&q.record)?;
+                keys.push(k);
+            }
+            buffer.flush()?;
+            buffer.remove_quarantined(&keys)?;
+            eprintln!(
+                "{} quarantined events moved back into the buffer",
+                keys.len()
+            );
+            Ok(0)
+        }
+        QuarantineCommand::Purge { common, yes } => {
+            if !yes {
+                bail!(
+                    "purge deletes quarantined events for good: list them first, then pass --yes"
+                );
+            }
+            let buffer = open(&common.load(Map::new())?)?;
+            let keys: Vec<_> = buffer.quarantined()?.into_iter().map(|(k, _)| k).collect();
+            buffer.remove_quarantined(&keys)?;
+            eprintln!("{} quarantined events deleted", keys.len());
+            Ok(0)
+        }
+    }
+}
+
+/// `collector drain`: forwards the whole buffer with a progress bar, exits when it is empty.
+pub async fn drain(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
+    let url = cfg
+        .database_url
+        .clone()
+        .context("no database URL: pass --database-url or set DATABASE_URL")?;
+    let buffer = Buffer::open(&cfg.data_dir, &cfg.buffer)?;
+    let start = buffer.stats();
+    if start.events == 0 && start.pending_heartbeats == 0 {
+        eprintln!("the buffer is empty");
+        return Ok(());
+    }
+    let metrics = Metrics::new(buffer.flush_latency());
+    let state = Arc::new(ForwardState::new(false));
+    let forwarder = Forwarder::new(url, cfg.clone(), buffer.clone(), metrics, state.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let bar = if show_progress {
+        progress(start.events, "draining events")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut run = tokio::spawn(forwarder.run_until(stop_rx, Until::Empty));
+    let watcher = {
+        let bar = bar.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(state.forwarded());
+                if let Some(e) = state.last_error() {
+                    if !state.database_up() {
+                        bar.set_message(e);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    tokio::select! {
+        _ = crate::cli::shutdown_signal() => {
+            let _ = stop_tx.send(true);
+            eprintln!("interrupted: finishing the batches in flight");
+            let _ = (&mut run).await;
+        }
+        _ = &mut run => {}
+    }
+    watcher.abort();
+    bar.finish_and_clear();
+    buffer.flush()?;
+    let end = buffer.stats();
+    eprintln!(
+        "forwarded {} events; {} left in the buffer; {} quarantined",
+        state.forwarded(),
+        end.events,
+        state.quarantined()
+    );
+    if end.events > 0 {
+        bail!("the buffer is not empty ({} events left)", end.events);
+    }
+    Ok(())
+}
