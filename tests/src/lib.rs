@@ -1,1 +1,26 @@
-//! placeholder
+//! Test harness for the end-to-end tests: a real PostgreSQL + TimescaleDB, the real
+//! `collector` and `monitor` binaries, and generated seed-shaped events.
+//!
+//! - [`db`]: the shared local cluster (started with `deploy/local-db`, or `DATABASE_URL`),
+//!   a fresh migrated database per test, and private clusters a test may stop and start to
+//!   inject outages without disturbing other tests;
+//! - [`proc`]: starting, killing (`kill -9`) and stopping the real binaries;
+//! - [`client`]: a small blocking HTTP client for requests to the collector;
+//! - [`gen`]: seed-shaped event generation.
+//!
+//! Nothing here mocks the database.
+
+pub mod client;
+pub mod db;
+pub mod gen;
+pub mod proc;
+
+use std::path::PathBuf;
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -1,0 +1,153 @@
+//! Command line of the `monitor` binary: the dashboard (default) and `monitor query`.
+//!
+//! Invariant: every command has `--help`; errors reach the user as one message and a
+//! non-zero exit code.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "monitor",
+    version,
+    about = "On-call dashboard and query tool for the edge analytics system"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub tui: TuiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print one analysis (the same data as the dashboard) as a table, JSON or CSV.
+    Query(QueryArgs),
+}
+
+/// Where the data comes from; shared by the dashboard and `query`.
+#[derive(Debug, Args, Clone)]
+pub struct Source {
+    /// PostgreSQL/TimescaleDB URL; a read-only role is enough (see README).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// A collector's admin address (host:port or URL), polled directly for live buffer
+    /// health; repeatable.
+    #[arg(long = "collector", global = true)]
+    pub collectors: Vec<String>,
+    /// Bearer token for collectors' admin endpoints.
+    #[arg(
+        long,
+        env = "COLLECTOR_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TuiArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Seconds between refreshes (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = parse_span)]
+    pub refresh: Duration,
+    /// Funnel steps, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "page_view,add_to_cart,checkout_start,purchase"
+    )]
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryKind {
+    Live,
+    Funnel,
+    Retention,
+    Paths,
+    Breakdown,
+    Collectors,
+    Database,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct QueryArgs {
+    /// Which analysis.
+    #[arg(value_enum)]
+    pub what: QueryKind,
+    /// Time range back from now: 15m, 1h, 24h, 7d, 30d…
+    #[arg(long, default_value = "24h", value_parser = parse_span)]
+    pub since: Duration,
+    /// Funnel steps, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "page_view,add_to_cart,checkout_start,purchase"
+    )]
+    pub steps: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub source: Source,
+}
+
+/// Parses `500ms`, `2s`, `15m`, `1h`, `7d` (a bare number is seconds).
+pub fn parse_span(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 15m, 1h, 7d"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use ms, s, m, h, d or w"
+            ))
+        }
+    };
+    if secs == 0 && n == 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Some(Command::Query(args)) => crate::query::report::run(args).await,
+        None => crate::app::run(cli.tui).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_span;
+    use std::time::Duration;
+
+    #[test]
+    fn spans() {
+        assert_eq!(parse_span("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_span("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_span("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_span("soon").is_err());
+        assert!(parse_span("0").is_err());
+    }
+}

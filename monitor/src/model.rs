@@ -1,0 +1,221 @@
+//! Typed results of every analysis: what `monitor query` prints and the TUI draws.
+//!
+//! This module is the contract between the query library ([`crate::query`]) and the views
+//! ([`crate::ui`]): queries fill these types, views only read them, and render tests build
+//! them from fixed data. Times are UTC; rates are fractions in 0..=1.
+
+use serde::{Deserialize, Serialize};
+use time::{Date, OffsetDateTime};
+
+/// The time range of a query: from `now - since` to `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+}
+
+/// "What is happening right now."
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Live {
+    /// Events per minute for the last 60 minutes, oldest first, one entry per minute
+    /// (minutes without events are present with 0).
+    pub per_minute: Vec<MinuteCount>,
+    /// Events in the last 10 seconds divided by 10.
+    pub events_per_second: f64,
+    /// Distinct user_id with at least one event in the last 5 min / 1 h / 24 h.
+    pub active_users_5m: i64,
+    pub active_users_1h: i64,
+    pub active_users_24h: i64,
+    /// Most frequent event names in the last hour.
+    pub top_events: Vec<NameCount>,
+    /// Ingest lag (`created_at - received_at`) over the last 5 minutes, in seconds.
+    pub lag_p50_seconds: Option<f64>,
+    pub lag_p99_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinuteCount {
+    #[serde(with = "time::serde::rfc3339")]
+    pub minute: OffsetDateTime,
+    pub events: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameCount {
+    pub name: String,
+    pub count: i64,
+}
+
+/// An ordered funnel within sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Funnel {
+    pub steps: Vec<FunnelStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelStep {
+    pub name: String,
+    /// Sessions that reached this step after every previous one, in order.
+    pub sessions: i64,
+    /// sessions / previous step's sessions (1.0 for the first step).
+    pub step_conversion: f64,
+    /// sessions / first step's sessions.
+    pub overall_conversion: f64,
+}
+
+/// Day-N retention by first-seen cohort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Retention {
+    pub cohorts: Vec<Cohort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cohort {
+    /// The UTC day of the users' first event.
+    pub day: Date,
+    /// Users first seen that day.
+    pub users: i64,
+    /// `retained[n]`: cohort users with an event on day `day + n`, for n = 0..=30
+    /// (shorter when the days have not happened yet).
+    pub retained: Vec<i64>,
+}
+
+/// Top next-event transitions within sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Paths {
+    pub transitions: Vec<Transition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub from: String,
+    pub to: String,
+    pub count: i64,
+    pub avg_seconds: f64,
+}
+
+/// Events and users by device type, country and event name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Breakdown {
+    pub by_device: Vec<BreakdownRow>,
+    pub by_country: Vec<BreakdownRow>,
+    pub by_event: Vec<BreakdownRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakdownRow {
+    /// The dimension's value; `(none)` for NULL.
+    pub key: String,
+    pub events: i64,
+    pub users: i64,
+}
+
+/// A collector's health, from its latest heartbeat or a direct poll of its admin
+/// `/v1/buffer` (the same JSON fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CollectorHealth {
+    pub collector_id: String,
+    pub region: String,
+    pub version: String,
+    /// RFC 3339 time of the heartbeat/poll.
+    pub at: String,
+    pub buffered_events: i64,
+    pub buffered_bytes: i64,
+    pub buffer_limit_bytes: i64,
+    pub oldest_buffered_age_seconds: f64,
+    pub accepted_total: i64,
+    pub forwarded_total: i64,
+    pub rejected_total: i64,
+    pub quarantined_total: i64,
+    pub forward_rate: f64,
+    pub last_error: Option<String>,
+    /// `up`, `down`, `config_error`, `paused`, `connecting` or `disabled`.
+    pub database_state: String,
+    pub forwarding_paused: bool,
+}
+
+/// Where a collector row came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Heartbeat,
+    Poll,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectorRow {
+    pub health: CollectorHealth,
+    pub source: Source,
+    /// Seconds since `health.at` when the row was read.
+    pub age_seconds: f64,
+    /// Buffered bytes / limit, 0..=1.
+    pub fill: f64,
+    /// Seconds to drain at the current forward rate, when it is positive.
+    pub drain_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Collectors {
+    pub collectors: Vec<CollectorRow>,
+    /// Buffered events over time of the selected collector (heartbeats), oldest first.
+    pub history: Vec<HistoryPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub collector_id: String,
+    pub buffered_events: i64,
+    pub forward_rate: f64,
+    pub database_state: String,
+}
+
+/// Database health: sizes, chunks, columnstore, background jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DatabaseHealth {
+    /// `apache` or `timescale`.
+    pub edition: String,
+    pub extension_version: String,
+    pub objects: Vec<ObjectSize>,
+    pub chunks: i64,
+    /// Uncompressed / compressed bytes of columnstore chunks, when any exist.
+    pub compression_ratio: Option<f64>,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSize {
+    pub name: String,
+    /// `hypertable`, `continuous aggregate`, `view` or `table`.
+    pub kind: String,
+    /// None for plain views (no storage).
+    pub bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i32,
+    pub name: String,
+    pub target: String,
+    pub schedule: String,
+    pub last_run: Option<String>,
+    pub last_status: Option<String>,
+    pub total_failures: i64,
+    pub last_error: Option<String>,
+}
+
+/// Everything one refresh of the dashboard shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub live: Option<Live>,
+    pub funnel: Option<Funnel>,
+    pub retention: Option<Retention>,
+    pub paths: Option<Paths>,
+    pub breakdown: Option<Breakdown>,
+    pub collectors: Option<Collectors>,
+    pub database: Option<DatabaseHealth>,
+}

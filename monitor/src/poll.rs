@@ -1,0 +1,1 @@
+//! Direct polling of collectors (placeholder: being written).

@@ -1,0 +1,3 @@
+//! The SQL behind every analysis (placeholder: being written).
+
+pub mod report;

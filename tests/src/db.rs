@@ -1,0 +1,207 @@
+//! The real database for tests.
+//!
+//! The shared cluster comes from `DATABASE_URL` (a server URL; its database name is
+//! ignored) or from `deploy/local-db start`. Each test gets its own database, migrated by
+//! the collector's migrator. Tests that stop the server use a [`PrivateCluster`].
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use tokio_postgres::{Client, NoTls};
+
+static SERVER: OnceLock<String> = OnceLock::new();
+
+/// The URL of the shared test server, starting it on first use.
+pub fn server_url() -> String {
+    SERVER
+        .get_or_init(|| match std::env::var("DATABASE_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => local_db(&[], "start")
+                .unwrap_or_else(|e| panic!("cannot start the local database: {e:#}")),
+        })
+        .clone()
+}
+
+fn local_db(env: &[(&str, String)], cmd: &str) -> anyhow::Result<String> {
+    let script = crate::repo_root().join("deploy/local-db");
+    let mut c = Command::new("bash");
+    c.arg(&script).arg(cmd);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "deploy/local-db {cmd} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{base}/{db}{query}")
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connect {url}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A fresh database on a server, dropped by [`TestDb::drop_db`] (or left for inspection).
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    server: String,
+}
+
+impl TestDb {
+    /// Creates `e2e_<prefix>_<random>` on the shared server, without migrating it.
+    pub async fn empty(prefix: &str) -> anyhow::Result<TestDb> {
+        Self::empty_on(&server_url(), prefix).await
+    }
+
+    /// Creates and migrates a database on the shared server.
+    pub async fn migrated(prefix: &str) -> anyhow::Result<TestDb> {
+        let db = Self::empty(prefix).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn empty_on(server: &str, prefix: &str) -> anyhow::Result<TestDb> {
+        let name = format!("e2e_{}_{}", prefix, uuid::Uuid::new_v4().simple()).to_lowercase();
+        let admin = connect(&with_database(server, "postgres")).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        Ok(TestDb {
+            url: with_database(server, &name),
+            name,
+            server: server.to_string(),
+        })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let mut c = collector::database::connect(&self.url).await?;
+        collector::database::migrate::run(&mut c).await?;
+        Ok(())
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        connect(&self.url).await
+    }
+
+    /// Rows in `user_events` and distinct event_ids.
+    pub async fn count_events(&self) -> anyhow::Result<(i64, i64)> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT count(*), count(DISTINCT event_id) FROM user_events",
+                &[],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    pub async fn drop_db(self) -> anyhow::Result<()> {
+        let admin = connect(&with_database(&self.server, "postgres")).await?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+/// A cluster of a test's own, on its own port and directory, that the test may stop and
+/// start to inject a database outage.
+pub struct PrivateCluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub url: String,
+}
+
+impl PrivateCluster {
+    pub fn start(name: &str) -> anyhow::Result<PrivateCluster> {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("edge-e2e-{name}-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut me = PrivateCluster {
+            url: String::new(),
+            dir,
+            port,
+        };
+        me.url = local_db(&me.env(), "start")?;
+        Ok(me)
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LOCAL_DB_DIR", self.dir.display().to_string()),
+            ("LOCAL_DB_PORT", self.port.to_string()),
+        ]
+    }
+
+    pub fn stop(&self) -> anyhow::Result<()> {
+        local_db(&self.env(), "stop").map(|_| ())
+    }
+
+    pub fn restart(&self) -> anyhow::Result<()> {
+        local_db(&self.env(), "start").map(|_| ())
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = local_db(&self.env(), "stop");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP port free at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54400)
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
