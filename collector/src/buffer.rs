@@ -130,9 +130,13 @@ struct Inner {
     records: sled::Tree,
     quarantine: sled::Tree,
     heartbeats: sled::Tree,
+    damaged: sled::Tree,
     counters: Counters,
     commit: GroupCommit,
     limit: u64,
+    /// Set when an append found the buffer full; cleared once it drains below 90 % of the
+    /// limit (hysteresis, so ingest does not flap between 503 and 200 at the edge).
+    full: AtomicBool,
     durability: Durability,
     dir: PathBuf,
     flush_latency: crate::metrics::Histogram,
@@ -165,11 +169,13 @@ impl Buffer {
         let records = db.open_tree("records")?;
         let quarantine = db.open_tree("quarantine")?;
         let heartbeats = db.open_tree("heartbeats")?;
+        let damaged = db.open_tree("damaged")?;
         let (flushed, _) = watch::channel(Flushed::default());
         let inner = Inner {
             records,
             quarantine,
             heartbeats,
+            damaged,
             counters: Counters {
                 records: AtomicU64::new(0),
                 events: AtomicU64::new(0),
@@ -184,12 +190,13 @@ impl Buffer {
                 failed: AtomicBool::new(false),
             },
             limit: cfg.max_bytes,
+            full: AtomicBool::new(false),
             durability: cfg.durability,
             dir: dir.to_path_buf(),
             db,
             flush_latency: crate::metrics::Histogram::flush_latency(),
         };
-        inner.recount();
+        inner.recount()?;
         Ok(Buffer {
             inner: Arc::new(inner),
         })
@@ -207,12 +214,20 @@ impl Buffer {
         let bytes = record.encode()?;
         let inner = &self.inner;
         let used = inner.counters.bytes.load(Ordering::Relaxed);
-        if used + bytes.len() as u64 > inner.limit {
+        if inner.full.load(Ordering::Relaxed) && used > inner.limit / 10 * 9 {
             return Err(BufferError::Full {
                 bytes: used,
                 limit: inner.limit,
             });
         }
+        if used + bytes.len() as u64 > inner.limit {
+            inner.full.store(true, Ordering::Relaxed);
+            return Err(BufferError::Full {
+                bytes: used,
+                limit: inner.limit,
+            });
+        }
+        inner.full.store(false, Ordering::Relaxed);
         if inner.commit.closed.load(Ordering::Acquire) {
             return Err(BufferError::Closed);
         }
@@ -309,7 +324,29 @@ impl Buffer {
         Ok(())
     }
 
-    /// Removes one raw record by key (operator export --remove of damaged records).
+    /// Records set aside as damaged: key, raw bytes (for `verify`).
+    pub fn damaged(&self) -> Result<Vec<(u64, Vec<u8>)>, BufferError> {
+        self.inner
+            .damaged
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (key_of(&k), v.to_vec()))
+                    .map_err(BufferError::from)
+            })
+            .collect()
+    }
+
+    /// Stores raw bytes as a record, unvalidated and unflushed. For fault-injection tests
+    /// and recovery tools only: the forwarder skips what does not decode.
+    #[doc(hidden)]
+    pub fn insert_raw(&self, bytes: &[u8]) -> Result<u64, BufferError> {
+        let key = self.inner.db.generate_id()?;
+        self.inner.records.insert(key.to_be_bytes(), bytes)?;
+        self.inner.db.flush()?;
+        Ok(key)
+    }
+
+    /// Removes one raw record by key (operator export --remove).
     pub fn remove_key(&self, key: u64) -> Result<(), BufferError> {
         if let Some(v) = self.inner.records.remove(key.to_be_bytes())? {
             let events = record::header(&v).map(|h| h.events as u64).unwrap_or(0);
@@ -415,8 +452,9 @@ impl Buffer {
 
     /// Whether an append of a typical size would be accepted now.
     pub fn accepting(&self) -> bool {
-        self.inner.counters.bytes.load(Ordering::Relaxed) < self.inner.limit
-            && !self.inner.commit.failed.load(Ordering::Relaxed)
+        let used = self.inner.counters.bytes.load(Ordering::Relaxed);
+        let full = self.inner.full.load(Ordering::Relaxed) && used > self.inner.limit / 10 * 9;
+        !full && used < self.inner.limit && !self.inner.commit.failed.load(Ordering::Relaxed)
     }
 
     pub fn flush_latency(&self) -> &crate::metrics::Histogram {
@@ -436,25 +474,37 @@ impl Buffer {
 }
 
 impl Inner {
-    fn recount(&self) {
-        let (mut n, mut events, mut bytes, mut damaged) = (0u64, 0u64, 0u64, 0u64);
+    /// Counts records from their headers and sets damaged ones aside into the `damaged`
+    /// tree (kept for `collector buffer verify`, never forwarded, never a reason to crash).
+    fn recount(&self) -> Result<(), BufferError> {
+        let (mut n, mut events, mut bytes) = (0u64, 0u64, 0u64);
+        let mut damaged = Vec::new();
         for item in self.records.iter() {
-            let Ok((k, v)) = item else {
-                damaged += 1;
-                continue;
-            };
-            n += 1;
-            bytes += v.len() as u64;
-            match record::header(&v) {
-                Ok(h) => events += h.events as u64,
+            let (k, v) = item?;
+            match Record::decode(&v) {
+                Ok(r) => {
+                    n += 1;
+                    bytes += v.len() as u64;
+                    events += r.events.len() as u64;
+                }
                 Err(e) => {
-                    damaged += 1;
-                    tracing::error!(key = key_of(&k), error = %e, "damaged buffer record at start-up; left in place for `collector buffer verify`");
+                    tracing::error!(key = key_of(&k), error = %e, "damaged buffer record at start-up: set aside in the buffer's `damaged` tree (see `collector buffer verify`)");
+                    damaged.push((k, v));
                 }
             }
         }
+        for (k, v) in &damaged {
+            self.damaged.insert(k, v)?;
+            self.records.remove(k)?;
+        }
+        if !damaged.is_empty() {
+            self.db.flush()?;
+        }
         self.counters.add(n, events, bytes);
-        self.counters.damaged.store(damaged, Ordering::Relaxed);
+        self.counters
+            .damaged
+            .store(self.damaged.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn flusher(self: Arc<Self>) {

@@ -475,6 +475,8 @@ impl Forwarder {
             match result {
                 Ok(_) => {
                     retry.reset();
+                    self.state.set_db(DB_UP);
+                    self.metrics.database_up.set(1);
                     self.metrics.heartbeats_sent.inc_by(rows.len() as u64);
                     let keys: Vec<u64> = pending.iter().map(|(k, _)| *k).collect();
                     if let Err(e) = self.buffer.remove_heartbeats(&keys) {
@@ -489,6 +491,7 @@ impl Forwarder {
                         let _ = self.buffer.remove_heartbeats(&keys);
                         continue;
                     }
+                    self.note_failure(class, &e);
                     conn = None;
                     if until == Until::Empty {
                         // A drain does not wait for heartbeats once events are gone.

@@ -315,6 +315,15 @@ fn verify(buffer: &Buffer) -> anyhow::Result<i32> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let aside = buffer.damaged()?;
+    for (key, bytes) in &aside {
+        let why = Record::decode(bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "decodes now".into());
+        println!("record {key} set aside at start-up as damaged: {why}");
+    }
+    damaged += aside.len() as u64;
     println!("{ok} records ({events} events) decode; {damaged} damaged");
     Ok(if damaged > 0 { 2 } else { 0 })
 }

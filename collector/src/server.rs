@@ -62,7 +62,7 @@ pub struct Server {
 impl Server {
     /// Opens the buffer and binds both listeners.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
-        let buffer = Buffer::open(&config.data_dir, &config.buffer)?;
+        let buffer = open_or_set_aside(&config)?;
         let stats = buffer.stats();
         if stats.damaged_records > 0 {
             tracing::error!(damaged = stats.damaged_records, "the buffer holds damaged records: they are skipped and kept; run `collector buffer verify`");
@@ -129,6 +129,13 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let flusher = buffer.spawn_flusher();
         let forward_task = forwarder.map(|f| tokio::spawn(f.run(stop_rx.clone())));
+        let heartbeat_task = tokio::spawn(crate::heartbeat::run(
+            config.clone(),
+            buffer.clone(),
+            ingest.metrics.clone(),
+            ingest.forward.clone(),
+            stop_rx.clone(),
+        ));
 
         let trim = {
             let ingest = ingest.clone();
@@ -166,6 +173,7 @@ impl Server {
         let _ = ingest_loop.await;
         let _ = admin_loop.await;
         let _ = trim.await;
+        let _ = heartbeat_task.await;
         if let Some(t) = forward_task {
             let _ = t.await;
         }
@@ -173,6 +181,27 @@ impl Server {
         let _ = flusher.await;
         tracing::info!("buffer flushed; bye");
         Ok(())
+    }
+}
+
+/// Opens the buffer; a store that cannot be opened (damaged files, not a lock held by
+/// another process) is renamed to `<data_dir>.damaged-<unix time>` for `collector buffer
+/// verify/export --data-dir …` to rescue, and a fresh buffer is started, so a damaged disk
+/// never crash-loops the collector.
+fn open_or_set_aside(config: &Config) -> Result<Buffer, ServeError> {
+    match Buffer::open(&config.data_dir, &config.buffer) {
+        Ok(b) => Ok(b),
+        Err(BufferError::Open { path, source }) => {
+            let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+            let mut aside = path.clone().into_os_string();
+            aside.push(format!(".damaged-{stamp}"));
+            let aside = std::path::PathBuf::from(aside);
+            tracing::error!(buffer = %path.display(), set_aside = %aside.display(), error = %source,
+                "the buffer cannot be opened: set aside, starting with an empty buffer");
+            std::fs::rename(&path, &aside).map_err(BufferError::Io)?;
+            Ok(Buffer::open(&config.data_dir, &config.buffer)?)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
