@@ -45,3 +45,66 @@ pub fn batch(rng: &mut impl Rng, n: usize) -> Vec<Value> {
     let now = OffsetDateTime::now_utc();
     (0..n).map(|_| event(rng, now)).collect()
 }
+
+/// A time-ordered stream of `n` session-shaped events between `start` and `end`: each
+/// session is one user's visit of a few events a few seconds apart, following the funnel
+/// with drop-offs, about `concurrent` sessions interleaved at any moment; users return
+/// across days. This is the shape a collector really forwards (sessions have temporal
+/// locality), used by the drain benchmark and the sample traffic.
+pub fn session_stream(
+    rng: &mut impl Rng,
+    n: usize,
+    start: OffsetDateTime,
+    end: OffsetDateTime,
+    concurrent: usize,
+) -> Vec<Value> {
+    let span = (end - start).as_seconds_f64().max(1.0);
+    let sessions = (n / 5).max(1);
+    let step = span / sessions as f64;
+    let mut out = Vec::with_capacity(n);
+    let mut s = 0usize;
+    while out.len() < n {
+        let t0 = start
+            + time::Duration::seconds_f64(step * s as f64 + rng.gen_range(0.0..step.max(0.001)));
+        let user: i64 = rng.gen_range(1..(sessions as i64 / 3).max(2));
+        let session = format!("s-{user}-{s}");
+        let device = DEVICES[rng.gen_range(0..DEVICES.len())];
+        let country = COUNTRIES[(user as usize) % COUNTRIES.len()];
+        let mut t = t0;
+        let views = rng.gen_range(1..4);
+        let mut names: Vec<&str> = vec!["page_view"; views];
+        for step_name in &FUNNEL[1..] {
+            if rng.gen_bool(0.5) {
+                names.push(step_name);
+            } else {
+                break;
+            }
+        }
+        for name in names {
+            if out.len() >= n {
+                break;
+            }
+            t += time::Duration::seconds(rng.gen_range(1..(concurrent as i64).clamp(2, 120)));
+            out.push(json!({
+                "event_id": uuid::Uuid::new_v4().to_string(),
+                "user_id": user,
+                "session_id": session,
+                "event_type": if name == "page_view" { "view" } else { "action" },
+                "event_name": name,
+                "page_url": format!("https://shop.example/p/{}", rng.gen_range(0..500)),
+                "referrer": "https://search.example/",
+                "device_type": device,
+                "browser": BROWSERS[rng.gen_range(0..BROWSERS.len())],
+                "os": "Linux",
+                "country_code": country,
+                "region": "region",
+                "city": "city",
+                "event_time": rfc3339(t.min(end)),
+                "properties": {"price": rng.gen_range(1..500), "sku": format!("sku-{}", rng.gen_range(0..1000))},
+            }));
+        }
+        s += 1;
+    }
+    out.sort_by(|a, b| a["event_time"].as_str().cmp(&b["event_time"].as_str()));
+    out
+}

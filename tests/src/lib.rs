@@ -10,9 +10,11 @@
 //!
 //! Nothing here mocks the database.
 
+pub mod analytics;
 pub mod client;
 pub mod db;
 pub mod gen;
+pub mod load;
 pub mod proc;
 
 use std::path::PathBuf;

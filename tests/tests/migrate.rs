@@ -143,3 +143,25 @@ fn missing_url_is_a_clear_error() {
     assert_ne!(code, 0);
     assert!(err.contains("no database URL"), "{err}");
 }
+
+#[test]
+fn the_documented_config_file_loads() {
+    let path = e2e::repo_root().join("deploy/collector.toml");
+    let cfg = collector::config::Config::load(Some(&path), &Default::default())
+        .expect("deploy/collector.toml loads");
+    assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:9100");
+    let defaults = collector::config::Config::default();
+    assert_eq!(
+        serde_json::to_value(&cfg.limits).ok(),
+        serde_json::to_value(&defaults.limits).ok(),
+        "file documents the defaults"
+    );
+    assert_eq!(
+        serde_json::to_value(&cfg.forward).ok(),
+        serde_json::to_value(&defaults.forward).ok()
+    );
+    assert_eq!(
+        serde_json::to_value(&cfg.buffer).ok(),
+        serde_json::to_value(&defaults.buffer).ok()
+    );
+}

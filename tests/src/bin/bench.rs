@@ -1,0 +1,357 @@
+//! `bench`: the project's benchmark command. Every figure is measured in one run on this
+//! machine, side by side with its baseline, and printed with the ratio.
+//!
+//! ```text
+//! cargo run --release -p e2e --bin bench -- [ingest|drain|all] [--seconds N] [--events N]
+//! ```
+//!
+//! - `ingest`: durable-ack throughput (64 keep-alive clients, 50-event batches) against the
+//!   no-op endpoint `/v1/validate` (parse and validate, no buffer); single-event `/track`
+//!   latency at a fixed 1,000 requests/s.
+//! - `drain`: a pre-filled buffer of N events (default 1,000,000) drained into
+//!   `user_events` by `collector drain` with 1 and 4 connections, against `psql \copy` of
+//!   the same rows into the same schema; collector start-up time with the buffer full.
+//!
+//! The database is the local cluster (`deploy/local-db start`) or `DATABASE_URL`.
+
+use std::{
+    io::Write,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use e2e::{
+    db::TestDb,
+    gen,
+    load::{self, LoadReport},
+    proc::{self, CollectorOpts, CollectorProc},
+};
+
+struct Args {
+    what: String,
+    seconds: u64,
+    events: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        what: "all".into(),
+        seconds: 10,
+        events: 1_000_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--seconds" => a.seconds = it.next().context("--seconds N")?.parse()?,
+            "--events" => a.events = it.next().context("--events N")?.parse()?,
+            "-h" | "--help" => {
+                println!(
+                    "usage: bench [ingest|drain|all] [--seconds N] [--events N]\n\n\
+                          ingest: durable acks vs no-op endpoint, /track latency at 1,000 req/s\n\
+                          drain:  drain a pre-filled buffer vs psql \\copy of the same rows"
+                );
+                std::process::exit(0);
+            }
+            w @ ("ingest" | "drain" | "all") => a.what = w.into(),
+            other => anyhow::bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    Ok(a)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    / 1024
+                    / 1024
+            })
+        })
+        .unwrap_or(0);
+    format!(
+        "{} cores ({cpu}), {mem} GiB",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    )
+}
+
+fn row(name: &str, r: &LoadReport) {
+    println!(
+        "  {name:<34} {:>10.0} ev/s {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+        r.events_per_sec(),
+        r.requests_per_sec(),
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.errors
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn ingest(a: &Args) -> anyhow::Result<()> {
+    println!("\n== ingest (collector without a database: the buffer only grows; load generator on the same 2 cores)");
+    let dir = proc::temp_dir("bench-ingest");
+    let c = CollectorProc::start(CollectorOpts {
+        data_dir: dir.join("buffer"),
+        ..Default::default()
+    })?;
+    let dur = Duration::from_secs(a.seconds);
+    let batches = Arc::new(load::bodies(1, 2000, 50));
+    // Warm up both paths.
+    load::closed_loop(
+        c.ingest,
+        "/v1/validate",
+        batches.clone(),
+        50,
+        64,
+        Duration::from_secs(1),
+    )
+    .await?;
+    let noop = load::closed_loop(c.ingest, "/v1/validate", batches.clone(), 50, 64, dur).await?;
+    let durable = load::closed_loop(c.ingest, "/v1/batch", batches.clone(), 50, 64, dur).await?;
+    println!(
+        "  64 keep-alive clients, 50-event batches, {} s each:",
+        a.seconds
+    );
+    row("no-op /v1/validate (no buffer)", &noop);
+    row("durable /v1/batch (flushed acks)", &durable);
+    println!(
+        "  durable / no-op throughput ratio: {:.2}",
+        durable.events_per_sec() / noop.events_per_sec()
+    );
+    let singles = Arc::new(load::bodies(2, 5000, 1));
+    let track = load::open_loop(c.ingest, "/track", singles, 1000, 32, dur).await?;
+    println!(
+        "  single-event /track at a fixed 1,000 req/s ({} s, latency from scheduled time):",
+        a.seconds
+    );
+    row("durable /track", &track);
+    let stats = e2e::client::get(c.admin, "/v1/buffer")?.json();
+    let events = stats["buffered_events"].as_f64().unwrap_or(0.0);
+    println!(
+        "  buffer: {:.0} events, {:.0} logical bytes/event, {:.0} disk bytes/event; collector peak RSS {} MiB",
+        events,
+        stats["buffered_bytes"].as_f64().unwrap_or(0.0) / events.max(1.0),
+        stats["buffer_disk_bytes"].as_f64().unwrap_or(0.0) / events.max(1.0),
+        rss_kib(c.pid()) / 1024
+    );
+    let metrics = e2e::client::get(c.admin, "/metrics")?.body;
+    let flushes: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("collector_buffer_flush_seconds_count"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let reqs = (durable.requests + track.requests) as f64;
+    println!("  group commit: {flushes:.0} flushes for {reqs:.0} durable requests ({:.1} requests per flush)", reqs / flushes.max(1.0));
+    Ok(())
+}
+
+/// Writes `n` seed-shaped events into a stopped collector's buffer (records of 50 events),
+/// and the same rows as CSV for `psql \copy`.
+fn prefill(buffer_dir: &std::path::Path, csv: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    use collector::{buffer::Buffer, event, record::Record};
+    let buffer = Buffer::open(buffer_dir, &Default::default())?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
+    let mut rng = gen::rng(42);
+    let now = time::OffsetDateTime::now_utc();
+    let limits = collector::config::Limits::default();
+    let ctx = event::Context {
+        now,
+        user_agent: None,
+    };
+    let stream = gen::session_stream(&mut rng, n, now - time::Duration::days(6), now, 200);
+    let mut stream = stream.into_iter();
+    let mut done = 0;
+    while done < n {
+        let per = 50.min(n - done);
+        let mut events = Vec::with_capacity(per);
+        for v in stream.by_ref().take(per) {
+            let e = event::validate(&v, 0, &limits, &ctx).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let q = |s: &Option<String>| {
+                s.as_deref()
+                    .map(|x| format!("\"{}\"", x.replace('"', "\"\"")))
+                    .unwrap_or_default()
+            };
+            writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                e.event_id,
+                e.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                q(&e.session_id),
+                q(&e.event_type),
+                q(&Some(e.event_name.clone())),
+                q(&e.page_url),
+                q(&e.referrer),
+                q(&e.device_type),
+                q(&e.browser),
+                q(&e.os),
+                q(&e.country_code),
+                q(&e.region),
+                q(&e.city),
+                gen::rfc3339(event::from_micros(e.event_time_us)),
+                q(&e.properties),
+                gen::rfc3339(now),
+                "bench"
+            )?;
+            events.push(e);
+        }
+        buffer.append_blocking(&Record {
+            collector_id: "bench".into(),
+            received_at_us: event::micros(now),
+            events,
+        })?;
+        done += per;
+    }
+    buffer.flush()?;
+    out.flush()?;
+    Ok(())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()?;
+    anyhow::ensure!(status.success(), "cp -a failed");
+    Ok(())
+}
+
+async fn drain(a: &Args) -> anyhow::Result<()> {
+    let n = a.events;
+    println!("\n== drain: {n} buffered events into user_events (unique key + 3 indexes + time index; aggregate upserts included) vs psql \\copy");
+    let dir = proc::temp_dir("bench-drain");
+    let (master, csv) = (dir.join("master"), dir.join("rows.csv"));
+    let t = Instant::now();
+    prefill(&master, &csv, n)?;
+    println!(
+        "  prefilled the buffer in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Start-up time with the buffer full.
+    let start_copy = dir.join("startup");
+    copy_dir(&master, &start_copy)?;
+    let t = Instant::now();
+    let mut c = CollectorProc::start(CollectorOpts {
+        data_dir: start_copy,
+        ..Default::default()
+    })?;
+    let startup = t.elapsed();
+    let rss = rss_kib(c.pid());
+    c.terminate(Duration::from_secs(60))?;
+    println!(
+        "  collector start-up with {n} events buffered: {:.2} s (RSS {} MiB)",
+        startup.as_secs_f64(),
+        rss / 1024
+    );
+
+    // psql \copy of the same rows into a fresh database with the same schema.
+    let db = TestDb::migrated("bench_copy").await?;
+    let t = Instant::now();
+    let cols = "event_id, user_id, session_id, event_type, event_name, page_url, referrer, device_type, browser, os, country_code, region, city, event_time, properties, received_at, collector_id";
+    let out = std::process::Command::new("psql")
+        .arg(&db.url)
+        .arg("-v")
+        .arg("ON_ERROR_STOP=1")
+        .arg("-c")
+        .arg(format!(
+            "\\copy user_events ({cols}) FROM '{}' WITH (FORMAT csv)",
+            csv.display()
+        ))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql \\copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(db.count_events().await?.0 as usize == n, "\\copy row count");
+    db.drop_db().await?;
+    let copy_rate = n as f64 / copy_secs;
+    println!("  psql \\copy (CSV, one stream):      {copy_secs:>7.1} s  {copy_rate:>9.0} rows/s");
+
+    for (connections, summaries) in [(1usize, true), (4, true), (1, false)] {
+        let db = TestDb::migrated("bench_drain").await?;
+        if !summaries {
+            // Measures the COPY path alone: the per-batch summary upserts made a no-op.
+            db.client()
+                .await?
+                .batch_execute("CREATE OR REPLACE FUNCTION edge_after_batch() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$")
+                .await?;
+        }
+        let data = dir.join(format!("drain{connections}"));
+        copy_dir(&master, &data)?;
+        let t = Instant::now();
+        let (code, _, err) = proc::collector(
+            &[
+                "drain",
+                "--quiet",
+                "--data-dir",
+                &data.display().to_string(),
+                "--database-url",
+                &db.url,
+            ],
+            &[("COLLECTOR_FORWARD__CONNECTIONS", &connections.to_string())],
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(code == 0, "drain failed: {err}");
+        anyhow::ensure!(
+            db.count_events().await? == (n as i64, n as i64),
+            "drain row count"
+        );
+        db.drop_db().await?;
+        let rate = n as f64 / secs;
+        println!(
+            "  collector drain, {connections} connection(s){}: {secs:>7.1} s  {rate:>9.0} rows/s  ratio to \\copy {:.2}",
+            if summaries { ", with summaries   " } else { ", events only      " },
+            rate / copy_rate
+        );
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    println!(
+        "bench on {}; {}",
+        machine(),
+        time::OffsetDateTime::now_utc().date()
+    );
+    if a.what == "ingest" || a.what == "all" {
+        ingest(&a).await?;
+    }
+    if a.what == "drain" || a.what == "all" {
+        drain(&a).await?;
+    }
+    Ok(())
+}
