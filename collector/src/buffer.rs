@@ -290,7 +290,14 @@ impl Buffer {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(key, error = %e, "skipping damaged buffer record (see `collector buffer verify`)");
+                    // Its header was fine at start-up, its body is not: set it aside now so
+                    // it neither blocks forwarding nor counts as buffered.
+                    tracing::error!(key, error = %e, "damaged buffer record: set aside in the buffer's `damaged` tree (see `collector buffer verify`)");
+                    self.inner.damaged.insert(&k, &v)?;
+                    self.inner.records.remove(&k)?;
+                    let events = record::header(&v).map(|h| h.events as u64).unwrap_or(0);
+                    self.inner.counters.sub(1, events, v.len() as u64);
+                    self.inner.counters.damaged.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -476,16 +483,18 @@ impl Buffer {
 impl Inner {
     /// Counts records from their headers and sets damaged ones aside into the `damaged`
     /// tree (kept for `collector buffer verify`, never forwarded, never a reason to crash).
+    /// Only headers are read here, so start-up stays fast with a large backlog; a record
+    /// whose body turns out damaged is set aside when the forwarder reads it.
     fn recount(&self) -> Result<(), BufferError> {
         let (mut n, mut events, mut bytes) = (0u64, 0u64, 0u64);
         let mut damaged = Vec::new();
         for item in self.records.iter() {
             let (k, v) = item?;
-            match Record::decode(&v) {
-                Ok(r) => {
+            match record::header(&v) {
+                Ok(h) => {
                     n += 1;
                     bytes += v.len() as u64;
-                    events += r.events.len() as u64;
+                    events += h.events as u64;
                 }
                 Err(e) => {
                     tracing::error!(key = key_of(&k), error = %e, "damaged buffer record at start-up: set aside in the buffer's `damaged` tree (see `collector buffer verify`)");
