@@ -328,7 +328,8 @@ impl Forwarder {
                 })
             })
             .collect();
-        let mut pending: Vec<Range<usize>> = vec![0..rows.len()];
+        let mut pending: Vec<Range<usize>> = Vec::new();
+        pending.push(0..rows.len());
         let mut retry = self.retry_logic();
         while let Some(range) = pending.pop() {
             loop {

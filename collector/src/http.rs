@@ -52,12 +52,14 @@ pub struct Ingest {
 type Resp = Response<Full<Bytes>>;
 
 /// A refusal: status, message and optional per-event errors, answered as JSON.
-struct Refusal {
-    status: StatusCode,
-    reason: &'static str,
-    message: String,
-    errors: Vec<FieldError>,
-    retry_after: Option<u64>,
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    /// A short machine-readable reason (metrics label).
+    pub reason: &'static str,
+    pub message: String,
+    pub errors: Vec<FieldError>,
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -209,68 +211,8 @@ impl Ingest {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("body is not valid JSON: {e}"),
-            )
-        })?;
-        let items: Vec<Value> = match (endpoint, parsed) {
-            ("track", v @ Value::Object(_)) => vec![v],
-            ("track", other) => {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "not_object",
-                    format!("/track takes one JSON object, got {}", short_kind(&other)),
-                ))
-            }
-            (_, Value::Array(items)) => items,
-            (_, Value::Object(mut o)) if o.get("batch").is_some_and(Value::is_array) => {
-                match o.remove("batch") {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
-                }
-            }
-            (_, other) => {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "not_array",
-                    format!(
-                        "/batch takes a JSON array of events or {{\"batch\": [...]}}, got {}",
-                        short_kind(&other)
-                    ),
-                ))
-            }
-        };
-        if items.is_empty() {
-            return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "empty",
-                "no events in the request",
-            ));
-        }
-        let limits = &self.config.limits;
-        if items.len() > limits.max_batch_events {
-            return Err(Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_events",
-                format!(
-                    "{} events in one request, more than the {} allowed",
-                    items.len(),
-                    limits.max_batch_events
-                ),
-            ));
-        }
         let ctx = Context { now, user_agent };
-        let mut events = Vec::with_capacity(items.len());
-        let mut errors = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            match event::validate(item, i, limits, &ctx) {
-                Ok(e) => events.push(e),
-                Err(e) => errors.push(e),
-            }
-        }
+        let (events, errors) = parse_events(&body, endpoint == "track", &self.config.limits, &ctx)?;
         if !errors.is_empty() {
             self.metrics.reject("invalid", errors.len() as u64);
         }
@@ -455,6 +397,79 @@ impl Ingest {
             headers.insert(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
+}
+
+/// Parses and validates a request body (already decoded) into events: the whole of what
+/// ingest does before buffering, as a pure function (fuzzed and property-tested).
+/// `single` is true for `/track` (one object). Invalid events are returned as errors next to
+/// the valid ones; a body that is not an event list at all is a [`Refusal`].
+pub fn parse_events(
+    body: &[u8],
+    single: bool,
+    limits: &crate::config::Limits,
+    ctx: &Context<'_>,
+) -> Result<(Vec<event::Event>, Vec<FieldError>), Refusal> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let items: Vec<Value> = match (single, parsed) {
+        (true, v @ Value::Object(_)) => vec![v],
+        (true, other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "not_object",
+                format!("/track takes one JSON object, got {}", short_kind(&other)),
+            ))
+        }
+        (_, Value::Array(items)) => items,
+        (_, Value::Object(mut o)) if o.get("batch").is_some_and(Value::is_array) => {
+            match o.remove("batch") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            }
+        }
+        (_, other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "not_array",
+                format!(
+                    "/batch takes a JSON array of events or {{\"batch\": [...]}}, got {}",
+                    short_kind(&other)
+                ),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "no events in the request",
+        ));
+    }
+    if items.len() > limits.max_batch_events {
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{} events in one request, more than the {} allowed",
+                items.len(),
+                limits.max_batch_events
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match event::validate(item, i, limits, ctx) {
+            Ok(e) => events.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((events, errors))
 }
 
 /// Decodes gzip, refusing (413) output larger than `max` — a gzip bomb stops at `max + 1`.
