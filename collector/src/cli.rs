@@ -36,6 +36,40 @@ pub enum Command {
     /// Inspect, export, import, verify a stopped collector's buffer; manage quarantine.
     #[command(subcommand)]
     Buffer(BufferCommand),
+    /// Database retention: on the apache edition, drop raw chunks older than --retention
+    /// (run it daily, e.g. from cron); on the Community edition, report the policies.
+    Maintain(MaintainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    /// PostgreSQL/TimescaleDB URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// TOML configuration file, for database_url or DB_* settings.
+    #[arg(long, short = 'c', env = "COLLECTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Keep raw events this long: e.g. 180d, 26w, 4320h (default 180d, about 6 months).
+    #[arg(long, default_value = "180d", value_parser = parse_days)]
+    pub retention: std::time::Duration,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `180d`, `26w`, `4320h` into a duration.
+fn parse_days(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with h, d or w"))?;
+    let hours = match unit {
+        "h" => n,
+        "d" | "" => n * 24,
+        "w" => n * 24 * 7,
+        _ => return Err(format!("{s:?}: unit must be h, d or w")),
+    };
+    Ok(std::time::Duration::from_secs(hours * 3600))
 }
 
 /// Settings shared by every command that reads the configuration.
@@ -185,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             ops::drain(cfg, !args.quiet).await.map(|_| 0)
         }
         Command::Buffer(cmd) => ops::buffer(cmd),
+        Command::Maintain(args) => maintain(args).await.map(|_| 0),
     }
 }
 
@@ -226,15 +261,39 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The database URL from the flag/env, else from the configuration (file, DB_*).
+fn database_url(flag: Option<String>, config: Option<&std::path::Path>) -> anyhow::Result<String> {
+    match flag {
+        Some(u) => Ok(u),
+        None => Config::load(config, &Map::new())?.database_url.context(
+            "no database URL: pass --database-url, set DATABASE_URL, or DB_HOST/DB_NAME/…",
+        ),
+    }
+}
+
+async fn maintain(args: MaintainArgs) -> anyhow::Result<()> {
+    let url = database_url(args.database_url, args.config.as_deref())?;
+    let redacted = crate::config::redact_url(&url);
+    let client = crate::database::connect(&url)
+        .await
+        .with_context(|| format!("maintain: {redacted}"))?;
+    let report = crate::database::maintenance::run(&client, args.retention).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{} edition at {redacted}: {}", report.edition, report.note);
+        for c in &report.dropped_chunks {
+            println!("dropped {c}");
+        }
+        for p in &report.policies {
+            println!("policy {p}");
+        }
+    }
+    Ok(())
+}
+
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let url = match args.database_url {
-        Some(u) => u,
-        None => Config::load(args.config.as_deref(), &Map::new())?
-            .database_url
-            .context(
-                "no database URL: pass --database-url, set DATABASE_URL, or DB_HOST/DB_NAME/…",
-            )?,
-    };
+    let url = database_url(args.database_url, args.config.as_deref())?;
     let redacted = crate::config::redact_url(&url);
     let mut client = crate::database::connect(&url)
         .await
@@ -279,4 +338,20 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// An error and its causes on one line, leaving out a cause whose text the message already
+/// contains (library errors often embed their source).
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
