@@ -2,12 +2,14 @@
 //! machine, side by side with its baseline, and printed with the ratio.
 //!
 //! ```text
-//! cargo run --release -p e2e --bin bench -- [ingest|drain|all] [--seconds N] [--events N]
+//! cargo run --release -p e2e --bin bench -- [ingest|e2e|drain|all] [--seconds N] [--events N]
 //! ```
 //!
 //! - `ingest`: durable-ack throughput (64 keep-alive clients, 50-event batches) against the
 //!   no-op endpoint `/v1/validate` (parse and validate, no buffer); single-event `/track`
 //!   latency at a fixed 1,000 requests/s.
+//! - `e2e`: sustained events/s from HTTP load to rows in TimescaleDB, and the ingest lag
+//!   (`created_at - received_at`) p50/p99.
 //! - `drain`: a pre-filled buffer of N events (default 1,000,000) drained into
 //!   `user_events` by `collector drain` with 1 and 4 connections, against `psql \copy` of
 //!   the same rows into the same schema; collector start-up time with the buffer full.
@@ -47,13 +49,14 @@ fn args() -> anyhow::Result<Args> {
             "--events" => a.events = it.next().context("--events N")?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [ingest|drain|all] [--seconds N] [--events N]\n\n\
+                    "usage: bench [ingest|e2e|drain|all] [--seconds N] [--events N]\n\n\
                           ingest: durable acks vs no-op endpoint, /track latency at 1,000 req/s\n\
+                          e2e:    sustained HTTP -> TimescaleDB rate and ingest lag\n\
                           drain:  drain a pre-filled buffer vs psql \\copy of the same rows"
                 );
                 std::process::exit(0);
             }
-            w @ ("ingest" | "drain" | "all") => a.what = w.into(),
+            w @ ("ingest" | "e2e" | "drain" | "all") => a.what = w.into(),
             other => anyhow::bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -339,6 +342,52 @@ async fn drain(a: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sustained end to end: HTTP load → collector → TimescaleDB on one machine.
+async fn end_to_end(a: &Args) -> anyhow::Result<()> {
+    println!("\n== end to end: 64 clients, 50-event batches for {} s; collector, database and load generator on the same 2 cores", a.seconds);
+    let db = TestDb::migrated("bench_e2e").await?;
+    let dir = proc::temp_dir("bench-e2e");
+    let c = CollectorProc::start(CollectorOpts {
+        data_dir: dir.join("buffer"),
+        database_url: Some(db.url.clone()),
+        env: vec![("COLLECTOR_FORWARD__LINGER_MS".into(), "200".into())],
+        ..Default::default()
+    })?;
+    let batches = Arc::new(load::bodies(3, 2000, 50));
+    let t = Instant::now();
+    let r = load::closed_loop(c.ingest, "/v1/batch", batches, 50, 64, Duration::from_secs(a.seconds)).await?;
+    let acked = r.events as i64;
+    row("acknowledged", &r);
+    let client = db.client().await?;
+    loop {
+        let n: i64 = client.query_one("SELECT count(*) FROM user_events", &[]).await?.get(0);
+        if n >= acked || t.elapsed() > Duration::from_secs(a.seconds * 20 + 60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total = t.elapsed();
+    let row = client
+        .query_one(
+            "SELECT count(*),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - received_at)),
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - received_at))
+             FROM user_events",
+            &[],
+        )
+        .await?;
+    let (rows, p50, p99): (i64, f64, f64) = (row.get(0), row.get(1), row.get(2));
+    println!(
+        "  end to end: {rows} rows of {acked} acknowledged in {:.1} s = {:.0} events/s into TimescaleDB; drained {:.1} s after the load stopped",
+        total.as_secs_f64(),
+        rows as f64 / total.as_secs_f64(),
+        (total.as_secs_f64() - r.elapsed.as_secs_f64()).max(0.0)
+    );
+    println!("  ingest lag (created_at - received_at): p50 {:.0} ms, p99 {:.0} ms; collector peak RSS {} MiB", p50 * 1e3, p99 * 1e3, rss_kib(c.pid()) / 1024);
+    db.drop_db().await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
@@ -349,6 +398,9 @@ async fn main() -> anyhow::Result<()> {
     );
     if a.what == "ingest" || a.what == "all" {
         ingest(&a).await?;
+    }
+    if a.what == "e2e" || a.what == "all" {
+        end_to_end(&a).await?;
     }
     if a.what == "drain" || a.what == "all" {
         drain(&a).await?;
