@@ -12,7 +12,7 @@ mod split;
 use std::fmt;
 
 use thiserror::Error;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Which TimescaleDB build the server runs (`SHOW timescaledb.license`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -77,13 +77,43 @@ pub async fn connect_pg(url: &str) -> Result<Client, tokio_postgres::Error> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection closed");
+    let client = match tls() {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await?;
+            tokio::spawn(drive(connection));
+            client
         }
-    });
+        None => {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(drive(connection));
+            client
+        }
+    };
     Ok(client)
+}
+
+/// Drives a connection until it closes.
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "database connection closed");
+    }
+}
+
+/// TLS for database connections, negotiated as the URL's `sslmode` says (`disable`,
+/// `prefer` — the default — or `require`), verified against the system's CA store. `None`
+/// when the system TLS library is unusable: then only plain connections work and a
+/// `sslmode=require` URL fails to connect with a clear error.
+pub fn tls() -> Option<postgres_native_tls::MakeTlsConnector> {
+    static TLS: std::sync::OnceLock<Option<postgres_native_tls::MakeTlsConnector>> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(|| match native_tls::TlsConnector::new() {
+        Ok(c) => Some(postgres_native_tls::MakeTlsConnector::new(c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS is unavailable for database connections");
+            None
+        }
+    })
+    .clone()
 }
 
 /// Reads the edition of an installed TimescaleDB extension.
