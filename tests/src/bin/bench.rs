@@ -355,12 +355,23 @@ async fn end_to_end(a: &Args) -> anyhow::Result<()> {
     })?;
     let batches = Arc::new(load::bodies(3, 2000, 50));
     let t = Instant::now();
-    let r = load::closed_loop(c.ingest, "/v1/batch", batches, 50, 64, Duration::from_secs(a.seconds)).await?;
+    let r = load::closed_loop(
+        c.ingest,
+        "/v1/batch",
+        batches,
+        50,
+        64,
+        Duration::from_secs(a.seconds),
+    )
+    .await?;
     let acked = r.events as i64;
     row("acknowledged", &r);
     let client = db.client().await?;
     loop {
-        let n: i64 = client.query_one("SELECT count(*) FROM user_events", &[]).await?.get(0);
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM user_events", &[])
+            .await?
+            .get(0);
         if n >= acked || t.elapsed() > Duration::from_secs(a.seconds * 20 + 60) {
             break;
         }
