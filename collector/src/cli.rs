@@ -248,6 +248,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         o.insert("forward".into(), serde_json::json!({"start_paused": true}));
     }
     let cfg = args.common.load(o)?;
+    // Signal handlers first: a SIGTERM right after start-up still shuts down cleanly.
+    let shutdown = shutdown_signal()?;
     let server = Server::bind(cfg).await?;
     let ingest = server.ingest_addr()?;
     let admin = server.admin_addr()?;
@@ -257,7 +259,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({"listening": {"ingest": ingest.to_string(), "admin": admin.to_string()}})
     );
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     Ok(())
 }
 
@@ -318,26 +320,21 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers SIGINT and SIGTERM handlers now; the returned future completes on either.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// An error and its causes on one line, leaving out a cause whose text the message already

@@ -211,7 +211,7 @@ impl Config {
         }
         fig = fig
             .merge(seed_db_env())
-            .merge(Env::prefixed("COLLECTOR_").split("__"))
+            .merge(collector_env())
             .merge(Serialized::defaults(overrides));
         let cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.validate()?;
@@ -253,6 +253,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `COLLECTOR_*` variables that name a configuration key. Others are ignored rather than
+/// refused: `COLLECTOR_CONFIG` is the config-file flag's variable, and orchestrators inject
+/// variables of their own (a Kubernetes service named `collector` adds `COLLECTOR_PORT`).
+fn collector_env() -> Env {
+    let keys: Vec<String> = serde_json::to_value(Config::default())
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+        .unwrap_or_default();
+    Env::prefixed("COLLECTOR_").split("__").filter(move |key| {
+        let top = key.as_str().split('.').next().unwrap_or("");
+        keys.iter().any(|k| k.eq_ignore_ascii_case(top))
+    })
 }
 
 /// The seed's `DB_*` variables, turned into a `database_url` when `DB_HOST` is set.

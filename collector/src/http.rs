@@ -394,6 +394,11 @@ impl Ingest {
             .any(|o| o == "*" || o.as_bytes() == origin.as_bytes());
         if allowed {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            // Lets browser clients honour Retry-After on 429/503.
+            headers.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Retry-After"),
+            );
             headers.insert(header::VARY, HeaderValue::from_static("Origin"));
         }
     }

@@ -410,7 +410,7 @@ pub async fn drain(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
         })
     };
     tokio::select! {
-        _ = crate::cli::shutdown_signal() => {
+        _ = crate::cli::shutdown_signal()? => {
             let _ = stop_tx.send(true);
             eprintln!("interrupted: finishing the batches in flight");
             let _ = (&mut run).await;

@@ -165,7 +165,9 @@ fn bad_input_gets_a_clear_4xx_and_never_reaches_the_buffer() {
     );
     let ok = json!({"event_name": "page_view", "user_id": 1});
     let deep = (0..20).fold(json!(1), |v, _| json!({ "k": v }));
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (path, body, headers, expected status, text the error message must contain)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/track",
             b"{not json".to_vec(),

@@ -112,10 +112,5 @@ async fn apply(client: &Client, secs: f64, report: &mut MaintenanceReport) -> Re
 }
 
 fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s % 86_400 == 0 {
-        format!("{} days", s / 86_400)
-    } else {
-        format!("{s} s")
-    }
+    format!("{:.1} days", d.as_secs_f64() / 86_400.0)
 }

@@ -203,7 +203,7 @@ fn prefill(buffer_dir: &std::path::Path, csv: &std::path::Path, n: usize) -> any
             };
             writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},bench",
                 e.event_id,
                 e.user_id.map(|u| u.to_string()).unwrap_or_default(),
                 q(&e.session_id),
@@ -220,7 +220,6 @@ fn prefill(buffer_dir: &std::path::Path, csv: &std::path::Path, n: usize) -> any
                 gen::rfc3339(event::from_micros(e.event_time_us)),
                 q(&e.properties),
                 gen::rfc3339(now),
-                "bench"
             )?;
             events.push(e);
         }
