@@ -320,7 +320,7 @@ impl Ingest {
         let limits = &self.config.limits;
         let content_type = headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or("(not visible ASCII)"))
             .unwrap_or("application/json");
         let mime = content_type
             .split(';')
@@ -372,7 +372,7 @@ impl Ingest {
             .to_bytes();
         let encoding = headers
             .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or("(not visible ASCII)"))
             .map(|v| v.trim().to_ascii_lowercase());
         match encoding.as_deref() {
             None | Some("identity") => Ok(raw),

@@ -71,9 +71,13 @@ pub struct Retention {
     pub cohorts: Vec<Cohort>,
 }
 
+// A `Date` as `"2024-05-01"` in JSON (time's default is `[2024, 122]`, year and ordinal).
+time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cohort {
     /// The UTC day of the users' first event.
+    #[serde(with = "iso_date")]
     pub day: Date,
     /// Users first seen that day.
     pub users: i64,

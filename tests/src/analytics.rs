@@ -162,10 +162,12 @@ impl Gen {
             names.push("add_to_cart"); // before any page view: must not count as step 2 alone
         }
         for _ in 0..r.gen_range(1..=3) {
-            names.push("page_view");
-            if r.gen_bool(0.3) {
-                names.push("search");
-            }
+            let search = r.gen_bool(0.3);
+            names.extend(
+                ["page_view", "search"]
+                    .into_iter()
+                    .take(1 + usize::from(search)),
+            );
         }
         if r.gen_bool(0.55) {
             names.push("add_to_cart");
@@ -336,8 +338,9 @@ impl Dataset {
                 continue;
             };
             let slot = &mut firsts.entry(sid).or_insert_with(|| vec![None; steps.len()])[k];
-            if slot.map_or(true, |t| e.event_time < t) {
-                *slot = Some(e.event_time);
+            match *slot {
+                Some(t) if t <= e.event_time => {}
+                _ => *slot = Some(e.event_time),
             }
         }
         let mut counts = vec![0i64; steps.len()];

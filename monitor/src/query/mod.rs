@@ -1,3 +1,257 @@
-//! The SQL behind every analysis (placeholder: being written).
+//! The SQL behind every analysis, against TimescaleDB of either edition, returning the typed
+//! results of [`crate::model`].
+//!
+//! One module per analysis ([`live`], [`funnel`], [`retention`], [`paths`], [`breakdown`],
+//! [`collectors`], [`database`]); [`report`] prints them for `monitor query`. Every entry
+//! point takes a connected [`Client`] and a [`Range`] (`[from, to)`, UTC; `to` is "now") and
+//! works the same on the Community edition (where the aggregates are continuous
+//! aggregates) and on the apache edition (where they are plain views over `user_events`).
+//!
+//! Invariants:
+//! - every value travels as a bind parameter; SQL text is only ever assembled from constants
+//!   of this crate (column names, step positions), never from user input;
+//! - a distinct count is never summed across buckets: distinct users and sessions over a
+//!   range are counted over user- or session-level rows ([`funnel`], [`retention`]) or over
+//!   raw events ([`live`], [`breakdown`]);
+//! - an aggregate is read only over whole buckets inside the range; the partial buckets at
+//!   the range's edges are read from raw events ([`split`]), so a result never depends on
+//!   how the range falls on bucket boundaries;
+//! - nothing reads `now()` on the server: the reference time is `range.to`, so a query is
+//!   reproducible (`MONITOR_AS_OF`, see [`report`]) and tests can pin it.
 
+pub mod breakdown;
+pub mod collectors;
+pub mod database;
+pub mod funnel;
+pub mod live;
+pub mod paths;
 pub mod report;
+pub mod retention;
+
+use std::time::Duration;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio_postgres::{types::ToSql, Client, NoTls};
+
+pub use breakdown::breakdown;
+pub use collectors::collectors;
+pub use database::database;
+pub use funnel::funnel;
+pub use live::live;
+pub use paths::paths;
+pub use retention::retention;
+
+use crate::model::Range;
+
+/// Why a query could not answer.
+#[derive(Debug, Error)]
+pub enum QueryError {
+    #[error("database error: {}", describe(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("invalid funnel steps: {0}")]
+    Steps(String),
+    #[error("invalid time range: {0}")]
+    Range(String),
+    #[error("cannot connect to the database: {}", describe(.0))]
+    Connect(#[source] tokio_postgres::Error),
+}
+
+/// A driver error with the server's SQLSTATE and message, which its Display hides.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}
+
+/// The range `[to - since, to)`, at microsecond precision (PostgreSQL's).
+pub fn range_ending(to: OffsetDateTime, since: Duration) -> Range {
+    let to = truncate_micros(to);
+    let since = time::Duration::try_from(since).unwrap_or(time::Duration::MAX);
+    let from = to.checked_sub(since).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Range { from, to }
+}
+
+/// Opens one connection (no TLS, like the collector) and drives it on a background task.
+pub async fn connect(url: &str) -> Result<Client, QueryError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(QueryError::Connect)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name("edge-monitor");
+    let (client, connection) = config.connect(NoTls).await.map_err(QueryError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "monitor database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+pub(crate) fn check_range(range: Range) -> Result<(), QueryError> {
+    if range.from >= range.to {
+        return Err(QueryError::Range(format!(
+            "from ({}) is not before to ({})",
+            range.from, range.to
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
+    let micros = t.microsecond();
+    t.replace_microsecond(micros).unwrap_or(t)
+}
+
+/// `t` rounded down to a multiple of `width` since the Unix epoch (what `time_bucket`
+/// does for widths that divide a day, with its default origin).
+pub(crate) fn floor_to(t: OffsetDateTime, width: Duration) -> OffsetDateTime {
+    let w = width.as_nanos().max(1) as i128;
+    let ns = t.unix_timestamp_nanos();
+    let floored = ns - ns.rem_euclid(w);
+    OffsetDateTime::from_unix_timestamp_nanos(floored).unwrap_or(t)
+}
+
+/// `t` rounded up to a multiple of `width` since the Unix epoch.
+pub(crate) fn ceil_to(t: OffsetDateTime, width: Duration) -> OffsetDateTime {
+    let f = floor_to(t, width);
+    if f == t {
+        t
+    } else {
+        f + width
+    }
+}
+
+/// How a range is read from an aggregate of bucket `width`: the whole buckets inside it
+/// from the aggregate, the partial buckets at its edges from raw events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Split {
+    /// `[from, to)` of whole buckets, if the range holds at least one.
+    pub aggregate: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// Non-empty `[from, to)` pieces to read from raw events.
+    pub raw: Vec<(OffsetDateTime, OffsetDateTime)>,
+}
+
+pub(crate) fn split(range: Range, width: Duration) -> Split {
+    let a = ceil_to(range.from, width);
+    let b = floor_to(range.to, width);
+    if a >= b {
+        return Split {
+            aggregate: None,
+            raw: vec![(range.from, range.to)],
+        };
+    }
+    let raw = [(range.from, a), (b, range.to)]
+        .into_iter()
+        .filter(|(x, y)| x < y)
+        .collect();
+    Split {
+        aggregate: Some((a, b)),
+        raw,
+    }
+}
+
+/// Positional parameters for SQL assembled at run time: `push` returns the placeholder.
+#[derive(Default)]
+pub(crate) struct Params<'a> {
+    values: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Params<'a> {
+    pub fn push(&mut self, v: &'a (dyn ToSql + Sync)) -> String {
+        self.values.push(v);
+        format!("${}", self.values.len())
+    }
+    pub fn as_slice(&self) -> &[&'a (dyn ToSql + Sync)] {
+        &self.values
+    }
+}
+
+/// `n / d`, or 0 when `d` is 0.
+pub(crate) fn ratio(n: i64, d: i64) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn floor_and_ceil() {
+        let t = datetime!(2024-05-01 10:17:03.5 UTC);
+        assert_eq!(floor_to(t, HOUR), datetime!(2024-05-01 10:00 UTC));
+        assert_eq!(ceil_to(t, HOUR), datetime!(2024-05-01 11:00 UTC));
+        let exact = datetime!(2024-05-01 10:00 UTC);
+        assert_eq!(ceil_to(exact, HOUR), exact);
+        assert_eq!(
+            floor_to(t, Duration::from_secs(86_400)),
+            datetime!(2024-05-01 0:00 UTC)
+        );
+    }
+
+    #[test]
+    fn split_reads_edges_raw() {
+        let r = Range {
+            from: datetime!(2024-05-01 10:17 UTC),
+            to: datetime!(2024-05-01 14:05 UTC),
+        };
+        let s = split(r, HOUR);
+        assert_eq!(
+            s.aggregate,
+            Some((
+                datetime!(2024-05-01 11:00 UTC),
+                datetime!(2024-05-01 14:00 UTC)
+            ))
+        );
+        assert_eq!(
+            s.raw,
+            vec![
+                (r.from, datetime!(2024-05-01 11:00 UTC)),
+                (datetime!(2024-05-01 14:00 UTC), r.to)
+            ]
+        );
+        // Aligned: no raw piece.
+        let aligned = Range {
+            from: datetime!(2024-05-01 10:00 UTC),
+            to: datetime!(2024-05-01 12:00 UTC),
+        };
+        assert!(split(aligned, HOUR).raw.is_empty());
+        // Shorter than a bucket: all raw.
+        let short = Range {
+            from: datetime!(2024-05-01 10:10 UTC),
+            to: datetime!(2024-05-01 10:50 UTC),
+        };
+        assert_eq!(
+            split(short, HOUR),
+            Split {
+                aggregate: None,
+                raw: vec![(short.from, short.to)]
+            }
+        );
+    }
+
+    #[test]
+    fn range_ending_truncates_to_micros() {
+        let to = datetime!(2024-05-01 10:00:00.123456789 UTC);
+        let r = range_ending(to, Duration::from_secs(60));
+        assert_eq!(r.to, datetime!(2024-05-01 10:00:00.123456 UTC));
+        assert_eq!(r.from, datetime!(2024-05-01 09:59:00.123456 UTC));
+    }
+
+    #[test]
+    fn ratios() {
+        assert_eq!(ratio(1, 4), 0.25);
+        assert_eq!(ratio(3, 0), 0.0);
+    }
+}

@@ -1,1 +1,343 @@
-//! Views (placeholder: being written).
+//! Drawing the dashboard: the tab bar, the status line, the database banner, the current
+//! view and the help overlay.
+//!
+//! Invariant: drawing is a pure function of [`App`]: it changes nothing, reads no clock
+//! (the time shown is `app.now`) and does no I/O, so one state always draws the same screen
+//! — which the snapshot tests pin at 80×24 and 160×48 — and any size, however small, draws
+//! without panicking.
+
+mod breakdown;
+mod collectors;
+mod database;
+pub mod fmt;
+mod funnel;
+mod overview;
+mod paths;
+mod retention;
+pub mod theme;
+
+#[cfg(test)]
+mod tests;
+
+use ratatui::{
+    layout::{Alignment, Constraint, Layout, Rect},
+    style::Style,
+    text::{Line, Span},
+    widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap},
+    Frame,
+};
+
+use crate::app::{App, DbStatus, Section, View, SLOW_AFTER, STALE_AFTER};
+
+/// The smallest screen the layout is designed for.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.width < 40 || area.height < 10 {
+        frame.render_widget(
+            Paragraph::new(format!(
+                "monitor: terminal too small ({}×{}); it needs {MIN_WIDTH}×{MIN_HEIGHT}. q quits.",
+                area.width, area.height
+            ))
+            .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let banner = banner(app);
+    let banner_height = banner.as_ref().map_or(0, |(_, text)| {
+        if text.chars().count() > area.width as usize {
+            2
+        } else {
+            1
+        }
+    });
+    let [tabs_area, status_area, banner_area, body] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(banner_height),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    draw_tabs(frame, tabs_area, app);
+    draw_status(frame, status_area, app);
+    if let Some((style, text)) = banner {
+        frame.render_widget(
+            Paragraph::new(text).style(style).wrap(Wrap { trim: true }),
+            banner_area,
+        );
+    }
+    match app.view {
+        View::Overview => overview::draw(frame, body, app),
+        View::Collectors => collectors::draw(frame, body, app),
+        View::Funnel => funnel::draw(frame, body, app),
+        View::Retention => retention::draw(frame, body, app),
+        View::Paths => paths::draw(frame, body, app),
+        View::Breakdown => breakdown::draw(frame, body, app),
+        View::Database => database::draw(frame, body, app),
+    }
+    if app.help {
+        draw_help(frame, area);
+    }
+}
+
+fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
+    let titles = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{} {}", i + 1, v.title()));
+    let wide = area.width >= 100;
+    let tabs = Tabs::new(titles)
+        .select(app.view.index())
+        .style(theme::plain())
+        .highlight_style(theme::selected())
+        .divider(if wide { "│" } else { " " })
+        .padding(if wide { " " } else { "" }, if wide { " " } else { "" });
+    frame.render_widget(tabs, area);
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
+    let mut spans = vec![
+        Span::styled(format!("◂ {} ▸", app.range.label()), theme::bold()),
+        Span::raw(" "),
+    ];
+    if app.paused {
+        spans.push(Span::styled(" PAUSED ", theme::selected()));
+        spans.push(Span::raw(" "));
+    }
+    let loading_other = app.has_database() && app.data_range != Some(app.range);
+    if loading_other && app.fetch_started.is_some() {
+        spans.push(Span::styled(
+            format!("loading {}…", app.range.label()),
+            theme::warn(),
+        ));
+        if let Some(r) = app.data_range {
+            spans.push(Span::styled(
+                format!(" (showing {})", r.label()),
+                theme::dim(),
+            ));
+        }
+    } else if let Some(at) = app.data_at {
+        let mut s = format!("updated {} UTC", fmt::hms(at));
+        if let Some(t) = app.last_took {
+            s.push_str(&format!(" in {}", fmt::secs(t.as_secs_f64())));
+        }
+        spans.push(Span::styled(s, theme::dim()));
+    } else if app.has_database() {
+        spans.push(Span::styled("waiting for the database…", theme::dim()));
+    } else {
+        spans.push(Span::styled("direct polls only", theme::dim()));
+    }
+    spans.push(Span::styled(
+        format!(" · every {}", fmt::secs(app.refresh.as_secs_f64())),
+        theme::dim(),
+    ));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    let right = "? help  q quit";
+    let width = right.chars().count() as u16;
+    if area.width >= 60 + width {
+        let r = Rect {
+            x: area.x + area.width - width,
+            width,
+            ..area
+        };
+        frame.render_widget(Paragraph::new(right).style(theme::dim()), r);
+    }
+}
+
+/// The one-line (wrapped to two) notice under the status line: the database's trouble
+/// first, then a slow refresh, then failed queries.
+pub fn banner(app: &App) -> Option<(Style, String)> {
+    let data_note = app
+        .data_at
+        .map(|t| format!(" · showing data from {} UTC", fmt::hms(t)))
+        .unwrap_or_default();
+    match &app.db {
+        DbStatus::NotConfigured => Some((
+            theme::warn(),
+            "no database configured (--database-url): showing collectors' direct polls only".into(),
+        )),
+        DbStatus::Failed { error, failures } => {
+            let when = match (app.fetch_running_for(), app.retry_in()) {
+                (Some(_), _) => "retrying now…".to_string(),
+                (None, Some(d)) => format!(
+                    "retry in {}s (attempt {}) · r retries now",
+                    d.as_secs_f64().ceil() as u64,
+                    failures + 1
+                ),
+                (None, None) => String::new(),
+            };
+            Some((
+                theme::error(),
+                format!("database unreachable: {error} · {when}{data_note}"),
+            ))
+        }
+        DbStatus::Connecting | DbStatus::Ok => {
+            let slow = if app.db == DbStatus::Connecting {
+                app.fetch_running_for()
+                    .filter(|d| *d >= SLOW_AFTER)
+                    .map(|d| format!("waiting for the database for {}s", d.as_secs()))
+            } else {
+                app.running_section()
+                    .filter(|(_, d)| *d >= SLOW_AFTER)
+                    .map(|(s, d)| {
+                        format!(
+                            "database slow: the {} query has been running for {}s",
+                            s.name(),
+                            d.as_secs()
+                        )
+                    })
+            };
+            if let Some(text) = slow {
+                return Some((theme::warn(), format!("{text}{data_note}")));
+            }
+            let (section, error) = app.section_errors.iter().next()?;
+            Some((
+                theme::warn(),
+                format!(
+                    "{} of {} queries failed · {}: {error}",
+                    app.section_errors.len(),
+                    Section::ALL.len(),
+                    section.name()
+                ),
+            ))
+        }
+    }
+}
+
+/// The range a section's data on screen is for: the selected one, or the one before it
+/// while the new range loads (`1h, loading 30d…`).
+pub(crate) fn range_of(app: &App, section: Section) -> String {
+    match app.section_at.get(&section) {
+        Some((_, shown)) if *shown != app.range => {
+            format!("{}, loading {}…", shown.label(), app.range.label())
+        }
+        _ => app.range.label().to_string(),
+    }
+}
+
+/// A bordered block titled `title`; when the section's last query failed while older data
+/// is still shown, the right of the border says so.
+pub(crate) fn section_block<'a>(app: &App, section: Section, title: String) -> Block<'a> {
+    let mut block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {title} "), theme::title()));
+    if app.section_errors.contains_key(&section) {
+        block = block.title(
+            Line::from(Span::styled(" stale: last query failed ", theme::warn()))
+                .alignment(Alignment::Right),
+        );
+    }
+    block
+}
+
+/// What to draw instead of a section that has no data: its error, or why it is empty.
+pub(crate) fn draw_missing(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    section: Section,
+    title: &str,
+) {
+    let (style, text) = if let Some(e) = app.section_errors.get(&section) {
+        (theme::error(), format!("query failed: {e}"))
+    } else if !app.has_database() {
+        (
+            theme::dim(),
+            "no database configured: start the monitor with --database-url".to_string(),
+        )
+    } else if matches!(app.db, DbStatus::Failed { .. }) {
+        (
+            theme::dim(),
+            "no data yet: the database is unreachable".to_string(),
+        )
+    } else {
+        (theme::dim(), "loading…".to_string())
+    };
+    frame.render_widget(
+        Paragraph::new(text)
+            .style(style)
+            .wrap(Wrap { trim: true })
+            .block(section_block(app, section, title.to_string())),
+        area,
+    );
+}
+
+/// Maps `values` onto exactly `width` columns: several values per column keep their
+/// largest, a value wider than a column is repeated; oldest left, newest right.
+pub(crate) fn stretch(values: &[f64], width: usize) -> Vec<f64> {
+    let n = values.len();
+    if n == 0 || width == 0 {
+        return Vec::new();
+    }
+    (0..width)
+        .map(|i| {
+            let a = i * n / width;
+            let b = ((i + 1) * n / width).max(a + 1).min(n);
+            values[a..b].iter().copied().fold(f64::MIN, f64::max)
+        })
+        .collect()
+}
+
+/// Every key, one line each.
+pub const HELP: [(&str, &str); 11] = [
+    ("Tab / Shift-Tab", "next / previous view"),
+    ("1 … 7", "go to a view (numbered on the tab bar)"),
+    ("← / →", "time range: 15m 1h 24h 7d 30d"),
+    ("↑ ↓  j k", "select a row (PgUp PgDn Home End)"),
+    ("Enter", "Collectors: the selected one's buffer history"),
+    ("Esc", "close the collector detail"),
+    ("c", "Retention: rates ↔ user counts"),
+    ("r", "refresh now (and retry a failing database now)"),
+    ("p", "pause / resume refreshing"),
+    ("?", "this help (any key closes it)"),
+    ("q / Ctrl-C", "quit"),
+];
+
+fn draw_help(frame: &mut Frame, area: Rect) {
+    let mut lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<16}"), theme::bold()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::from(Span::styled(
+        format!(
+            " Stale (highlighted): no heartbeat or poll for {}s, 3 heartbeats.",
+            STALE_AFTER.as_secs()
+        ),
+        theme::dim(),
+    )));
+    lines.push(Line::from(Span::styled(
+        " Times are UTC. Data refreshes in the background; keys never wait.",
+        theme::dim(),
+    )));
+    let width = area.width.saturating_sub(4).min(74);
+    let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+    let popup = Rect {
+        x: area.x + (area.width.saturating_sub(width)) / 2,
+        y: area.y + (area.height.saturating_sub(height)) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(" Keys ", theme::title()))
+                .title(
+                    Line::from(Span::styled(" any key closes ", theme::dim()))
+                        .alignment(Alignment::Right),
+                ),
+        ),
+        popup,
+    );
+}

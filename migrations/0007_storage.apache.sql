@@ -1,0 +1,12 @@
+-- The apache edition has no columnstore, no retention policy and no job scheduler for user
+-- jobs (all TSL-only; they fail with SQLSTATE 0A000). What 0007_storage.timescale.sql does
+-- with policies is done here by an operator command instead:
+--
+--   collector maintain --retention 180d
+--
+-- which calls edge_drop_expired_events(…) (drop_chunks on user_events and
+-- collector_heartbeats, migration 0006) and edge_prune_sessions(…) (migration 0005). Run it
+-- daily (cron, systemd timer). Chunks stay uncompressed on this edition.
+--
+-- This file intentionally contains no statement; it exists so that migration 0007 is
+-- recorded on both editions.

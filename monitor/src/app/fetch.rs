@@ -1,0 +1,311 @@
+//! Fetching one refresh's data from the database, and the worker task that does it off the
+//! UI task.
+//!
+//! [`fetch_snapshot`] is the one place the dashboard calls the query library
+//! ([`crate::query`]); everything else in the app works on its result ([`Fetched`]), so the
+//! views and the update logic are tested from fixed data.
+//!
+//! Invariant: a fetch always ends — connecting and the queries each have a deadline — and
+//! ends either with data (some sections may have failed, each with its error) or with one
+//! error saying why the database could not be used; a lost or timed-out connection is
+//! dropped and opened again on the next attempt.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls};
+
+use crate::model::{Range, Snapshot};
+
+use super::{terminal, FetchOutcome, Msg, TimeRange};
+
+/// Connecting gives up after this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One analysis gives up after this long (its statement is then cancelled).
+pub const SECTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The data sections of a refresh, one query each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Section {
+    Live,
+    Collectors,
+    Funnel,
+    Retention,
+    Paths,
+    Breakdown,
+    Database,
+}
+
+impl Section {
+    pub const ALL: [Section; 7] = [
+        Section::Live,
+        Section::Collectors,
+        Section::Funnel,
+        Section::Retention,
+        Section::Paths,
+        Section::Breakdown,
+        Section::Database,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Live => "live",
+            Section::Collectors => "collectors",
+            Section::Funnel => "funnel",
+            Section::Retention => "retention",
+            Section::Paths => "paths",
+            Section::Breakdown => "breakdown",
+            Section::Database => "database",
+        }
+    }
+}
+
+/// One refresh's result: the sections that answered, the errors of those that did not,
+/// and how long each query took.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fetched {
+    pub snapshot: Snapshot,
+    pub errors: Vec<(Section, String)>,
+    pub timings: Vec<(Section, Duration)>,
+    /// Wall time of the whole refresh.
+    pub total: Duration,
+}
+
+/// Runs the analyses of `sections`, in that order, on `client` (one connection runs one
+/// statement at a time anyway), timing each; used by the benchmark.
+pub async fn fetch_snapshot(
+    client: &Client,
+    range: Range,
+    steps: &[String],
+    sections: &[Section],
+) -> Fetched {
+    let start = Instant::now();
+    let mut out = Fetched::default();
+    for &section in sections {
+        let t = Instant::now();
+        let result = fetch_section(client, range, steps, section, &mut out.snapshot).await;
+        out.timings.push((section, t.elapsed()));
+        if let Err(e) = result {
+            out.errors.push((section, e));
+        }
+        if client.is_closed() {
+            break;
+        }
+    }
+    out.total = start.elapsed();
+    out
+}
+
+/// Runs one analysis into its field of `snapshot`, within [`SECTION_TIMEOUT`] (past it,
+/// the statement is cancelled on the server and the section fails).
+///
+/// This is the dashboard's only entry into [`crate::query`].
+pub async fn fetch_section(
+    client: &Client,
+    range: Range,
+    steps: &[String],
+    section: Section,
+    snapshot: &mut Snapshot,
+) -> Result<(), String> {
+    macro_rules! run {
+        ($field:ident, $call:expr) => {
+            match tokio::time::timeout(SECTION_TIMEOUT, $call).await {
+                Ok(Ok(v)) => {
+                    snapshot.$field = Some(v);
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(one_line(&e.to_string())),
+                Err(_) => {
+                    cancel(client).await;
+                    Err(format!(
+                        "timed out after {}s (cancelled)",
+                        SECTION_TIMEOUT.as_secs()
+                    ))
+                }
+            }
+        };
+    }
+    match section {
+        Section::Live => run!(live, crate::query::live(client, range)),
+        Section::Collectors => run!(collectors, crate::query::collectors(client, range)),
+        Section::Funnel => run!(funnel, crate::query::funnel(client, range, steps)),
+        Section::Retention => run!(retention, crate::query::retention(client, range)),
+        Section::Paths => run!(paths, crate::query::paths(client, range)),
+        Section::Breakdown => run!(breakdown, crate::query::breakdown(client, range)),
+        Section::Database => run!(database, crate::query::database(client, range)),
+    }
+}
+
+/// Asks the server to cancel the statement running on `client`'s connection (bounded: an
+/// unreachable server does not hold the caller).
+async fn cancel(client: &Client) {
+    let token = client.cancel_token();
+    let _ = tokio::time::timeout(CONNECT_TIMEOUT, token.cancel_query(NoTls)).await;
+}
+
+/// Collapses an error to one line for the banner and the views.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What the UI asks the worker for.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub range: TimeRange,
+    pub window: Range,
+    pub steps: Vec<String>,
+    /// What to fetch, in order (the visible view first).
+    pub sections: Vec<Section>,
+}
+
+/// Opens a connection with a deadline; the connection's driver runs on its own task.
+pub async fn connect(url: &str) -> Result<Client, String> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        format!("invalid database URL: {}", one_line(&e.to_string()))
+    })?;
+    config
+        .connect_timeout(CONNECT_TIMEOUT)
+        .application_name("edge-monitor");
+    let connecting = config.connect(NoTls);
+    let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(describe(&e)),
+        Err(_) => {
+            return Err(format!(
+                "cannot connect within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        }
+    };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A database error with its cause (tokio-postgres keeps the interesting part there).
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(db) = e.as_db_error() {
+        s = format!("{}: {}", db.code().code(), db.message());
+    } else if let Some(src) = std::error::Error::source(e) {
+        let src = src.to_string();
+        if !s.contains(&src) {
+            s = format!("{s}: {src}");
+        }
+    }
+    one_line(&s)
+}
+
+/// The fetch worker: one connection, reopened when lost; one request at a time, each
+/// section's result sent as soon as it is in (so the visible view is not held back by the
+/// others), then a final outcome with the total time.
+pub fn spawn_worker(url: String, to_ui: mpsc::UnboundedSender<Msg>) -> mpsc::Sender<FetchRequest> {
+    let (tx, mut rx) = mpsc::channel::<FetchRequest>(4);
+    tokio::spawn(async move {
+        let mut client: Option<Arc<Client>> = None;
+        while let Some(req) = rx.recv().await {
+            if !serve(&url, &mut client, &req, &to_ui).await {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+/// Runs one request; false when the UI is gone.
+async fn serve(
+    url: &str,
+    client: &mut Option<Arc<Client>>,
+    req: &FetchRequest,
+    to_ui: &mpsc::UnboundedSender<Msg>,
+) -> bool {
+    let send = |result: Result<Fetched, String>, done: bool| {
+        to_ui
+            .send(Msg::Fetched(Box::new(FetchOutcome {
+                range: req.range,
+                result,
+                done,
+            })))
+            .is_ok()
+    };
+    let start = Instant::now();
+    let c = match client.as_ref().filter(|c| !c.is_closed()) {
+        Some(c) => c.clone(),
+        None => {
+            *client = None;
+            match connect(url).await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    *client = Some(c.clone());
+                    c
+                }
+                Err(e) => return send(Err(e), true),
+            }
+        }
+    };
+    for &section in &req.sections {
+        let t = Instant::now();
+        let task = {
+            let c = c.clone();
+            let (window, steps) = (req.window, req.steps.clone());
+            // A panic in the query code ends this task only, reported as an error.
+            tokio::spawn(terminal::isolated(async move {
+                let mut snapshot = Snapshot::default();
+                let r = fetch_section(&c, window, &steps, section, &mut snapshot).await;
+                (snapshot, r)
+            }))
+        };
+        let mut part = Fetched::default();
+        match task.await {
+            Ok((snapshot, result)) => {
+                part.snapshot = snapshot;
+                if let Err(e) = result {
+                    part.errors.push((section, e));
+                }
+            }
+            Err(join) => part.errors.push((
+                section,
+                format!("internal error in the query: {}", panic_text(join)),
+            )),
+        }
+        part.timings.push((section, t.elapsed()));
+        part.total = t.elapsed();
+        if c.is_closed() {
+            *client = None;
+            let first = part
+                .errors
+                .first()
+                .map(|(_, e)| e.clone())
+                .unwrap_or_else(|| "connection closed".into());
+            return send(Err(format!("connection lost: {first}")), true);
+        }
+        if !send(Ok(part), false) {
+            return false;
+        }
+    }
+    send(
+        Ok(Fetched {
+            total: start.elapsed(),
+            ..Fetched::default()
+        }),
+        true,
+    )
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    if e.is_cancelled() {
+        return "cancelled".into();
+    }
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".into()
+    }
+}

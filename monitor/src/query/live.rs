@@ -1,0 +1,125 @@
+//! "What is happening right now": events per minute, events per second, active users,
+//! top events and ingest lag, relative to `range.to` (the reference "now"; `range.from` is
+//! not used: the windows are fixed).
+//!
+//! Definitions (all windows half-open, ending at `to`):
+//! - `per_minute`: the 60 one-minute buckets from the one 59 minutes before the bucket
+//!   holding `to` up to that bucket (the current, partial minute is the last entry), read
+//!   from the `real_time_monitoring` aggregate, missing minutes filled with 0;
+//! - `top_events`: the 10 most frequent event names over the same 60 buckets (ties by name);
+//! - `events_per_second`: events with event_time in `[to - 10 s, to)`, divided by 10;
+//! - `active_users_*`: distinct non-null user_id with an event in `[to - w, to)` for
+//!   w = 5 min, 1 h, 24 h — counted over raw events as one distinct set per window (never a
+//!   sum of per-bucket counts);
+//! - `lag_*`: percentiles of `created_at - received_at` over events with event_time in
+//!   `[to - 5 min, to)` and a received_at.
+//!
+//! Invariant: the windows are distinct counts over the whole window, whatever the bucket
+//! widths of the aggregates.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_postgres::{types::ToSql, Client};
+
+use super::{check_range, floor_to, QueryError};
+use crate::model::{Live, MinuteCount, NameCount, Range};
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// How many names `top_events` lists.
+pub const TOP_EVENTS: i64 = 10;
+
+pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
+    check_range(range)?;
+    let to = range.to;
+    let last_minute = floor_to(to, MINUTE);
+    let first_minute = last_minute - time::Duration::minutes(59);
+    let w24h = to - time::Duration::hours(24);
+    let w1h = to - time::Duration::hours(1);
+    let w5m = to - time::Duration::minutes(5);
+    let w10s = to - time::Duration::seconds(10);
+
+    let per_minute_params: [&(dyn ToSql + Sync); 2] = [&first_minute, &last_minute];
+    let per_minute = client.query(
+        "SELECT m.minute, COALESCE(a.events, 0)::INT8
+         FROM generate_series($1::TIMESTAMPTZ, $2::TIMESTAMPTZ, INTERVAL '1 minute') AS m(minute)
+         LEFT JOIN (
+             SELECT bucket, sum(event_count) AS events
+             FROM real_time_monitoring
+             WHERE bucket >= $1 AND bucket <= $2
+             GROUP BY bucket
+         ) a ON a.bucket = m.minute
+         ORDER BY m.minute",
+        &per_minute_params,
+    );
+    let top_params: [&(dyn ToSql + Sync); 3] = [&first_minute, &last_minute, &TOP_EVENTS];
+    let top = client.query(
+        "SELECT event_name, sum(event_count)::INT8 AS n
+         FROM real_time_monitoring
+         WHERE bucket >= $1 AND bucket <= $2
+         GROUP BY event_name
+         ORDER BY n DESC, event_name
+         LIMIT $3",
+        &top_params,
+    );
+    // One distinct set per window: each user's last event in the 24 h window decides which
+    // shorter windows the user is active in.
+    let users_params: [&(dyn ToSql + Sync); 4] = [&w24h, &w1h, &w5m, &to];
+    let users = client.query_one(
+        "SELECT count(*) FILTER (WHERE last_at >= $3)::INT8,
+                count(*) FILTER (WHERE last_at >= $2)::INT8,
+                count(*)::INT8
+         FROM (
+             SELECT user_id, max(event_time) AS last_at
+             FROM user_events
+             WHERE event_time >= $1 AND event_time < $4 AND user_id IS NOT NULL
+             GROUP BY user_id
+         ) u",
+        &users_params,
+    );
+    let recent_params: [&(dyn ToSql + Sync); 3] = [&w5m, &w10s, &to];
+    let recent = client.query_one(
+        "SELECT count(*) FILTER (WHERE event_time >= $2)::INT8,
+                percentile_cont(0.5) WITHIN GROUP (
+                    ORDER BY extract(epoch FROM created_at - received_at)::FLOAT8)
+                    FILTER (WHERE received_at IS NOT NULL),
+                percentile_cont(0.99) WITHIN GROUP (
+                    ORDER BY extract(epoch FROM created_at - received_at)::FLOAT8)
+                    FILTER (WHERE received_at IS NOT NULL)
+         FROM user_events
+         WHERE event_time >= $1 AND event_time < $3",
+        &recent_params,
+    );
+    // One connection pipelines the four statements.
+    let (per_minute, top, users, recent) = tokio::try_join!(per_minute, top, users, recent)?;
+
+    let per_minute = per_minute
+        .iter()
+        .map(|r| {
+            Ok(MinuteCount {
+                minute: r.try_get::<_, OffsetDateTime>(0)?,
+                events: r.try_get(1)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let top_events = top
+        .iter()
+        .map(|r| {
+            Ok(NameCount {
+                name: r.try_get(0)?,
+                count: r.try_get(1)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let last_10s: i64 = recent.try_get(0)?;
+    Ok(Live {
+        per_minute,
+        events_per_second: last_10s as f64 / 10.0,
+        active_users_5m: users.try_get(0)?,
+        active_users_1h: users.try_get(1)?,
+        active_users_24h: users.try_get(2)?,
+        top_events,
+        lag_p50_seconds: recent.try_get(1)?,
+        lag_p99_seconds: recent.try_get(2)?,
+    })
+}

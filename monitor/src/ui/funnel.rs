@@ -1,0 +1,135 @@
+//! The Funnel view: each step as a bar with its sessions, step conversion (from the
+//! previous step) and overall conversion (from the first step).
+//!
+//! Invariant: a pure function of the state; bars are proportional to sessions against the
+//! first step, so a step never looks larger than the ones before it unless the data says so.
+
+use ratatui::{
+    layout::Rect,
+    text::{Line, Span},
+    widgets::Paragraph,
+    Frame,
+};
+
+use crate::app::{App, Section};
+
+use super::{draw_missing, fmt, range_of, section_block, theme};
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let title = format!(
+        "Funnel · {} · {}",
+        app.steps.join(" → "),
+        range_of(app, Section::Funnel)
+    );
+    let room = if app.section_errors.contains_key(&Section::Funnel) {
+        area.width.saturating_sub(32)
+    } else {
+        area.width.saturating_sub(6)
+    };
+    let title = fmt::fit(&title, room as usize);
+    let Some(funnel) = &app.data.funnel else {
+        draw_missing(frame, area, app, Section::Funnel, &title);
+        return;
+    };
+    let block = section_block(app, Section::Funnel, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if funnel.steps.is_empty() {
+        frame.render_widget(
+            Paragraph::new("no funnel steps (set them with --steps)").style(theme::dim()),
+            inner,
+        );
+        return;
+    }
+    let width = inner.width as usize;
+    let wide = width >= 120;
+    let name_w = funnel
+        .steps
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(8)
+        .clamp(8, if wide { 28 } else { 18 });
+    let num_w = 10;
+    let pct_w = 8;
+    let extra = if wide { pct_w + 1 + 11 } else { 0 };
+    let bar_w = width.saturating_sub(3 + name_w + 1 + num_w + 2 * (pct_w + 1) + extra + 2);
+    let first = funnel.steps.first().map_or(0, |s| s.sessions).max(1);
+
+    let mut header = vec![
+        Span::raw(format!("   {:<name_w$} {:bar_w$} ", "Step", "")),
+        Span::raw(format!("{:>num_w$}", "Sessions")),
+        Span::raw(format!(" {:>pct_w$}", "Step")),
+        Span::raw(format!(" {:>pct_w$}", "Overall")),
+    ];
+    if wide {
+        header.push(Span::raw(format!(" {:>pct_w$}", "Drop")));
+        header.push(Span::raw(format!(" {:>11}", "Lost")));
+    }
+    let mut lines = vec![Line::from(header).style(theme::header())];
+    // Two lines per step when there is room: a blank one between bars.
+    let spaced = inner.height as usize >= funnel.steps.len() * 2 + 4;
+    let mut previous: Option<i64> = None;
+    for (i, step) in funnel.steps.iter().enumerate() {
+        if spaced {
+            lines.push(Line::raw(""));
+        }
+        let step_style = if i > 0 && step.step_conversion < 0.1 {
+            theme::warn()
+        } else {
+            theme::plain()
+        };
+        let mut spans = vec![
+            Span::styled(format!("{:>2} ", i + 1), theme::dim()),
+            Span::styled(
+                format!("{:<name_w$}", fmt::fit(&step.name, name_w)),
+                theme::bold(),
+            ),
+            Span::raw(" "),
+            Span::raw(format!(
+                "{:<bar_w$}",
+                fmt::bar(step.sessions as f64 / first as f64, bar_w)
+            )),
+            Span::raw(" "),
+            Span::styled(
+                format!("{:>num_w$}", fmt::int(step.sessions)),
+                theme::bold(),
+            ),
+            Span::styled(
+                format!(" {:>pct_w$}", fmt::pct(step.step_conversion)),
+                step_style,
+            ),
+            Span::raw(format!(" {:>pct_w$}", fmt::pct(step.overall_conversion))),
+        ];
+        if wide {
+            let (drop, lost) = match previous {
+                Some(p) if p > 0 => (
+                    fmt::pct(1.0 - step.sessions as f64 / p as f64),
+                    fmt::int(p - step.sessions),
+                ),
+                _ => ("—".to_string(), "—".to_string()),
+            };
+            spans.push(Span::styled(format!(" {drop:>pct_w$}"), theme::dim()));
+            spans.push(Span::styled(format!(" {lost:>11}"), theme::dim()));
+        }
+        lines.push(Line::from(spans));
+        previous = Some(step.sessions);
+    }
+    if let (Some(a), Some(z)) = (funnel.steps.first(), funnel.steps.last()) {
+        lines.push(Line::raw(""));
+        lines.push(Line::from(vec![
+            Span::styled("Overall ", theme::dim()),
+            Span::raw(format!("{} → {}: ", a.name, z.name)),
+            Span::styled(fmt::pct(z.overall_conversion), theme::bold()),
+            Span::styled(
+                format!(
+                    " ({} of {} sessions)",
+                    fmt::int(z.sessions),
+                    fmt::int(a.sessions)
+                ),
+                theme::dim(),
+            ),
+        ]));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}

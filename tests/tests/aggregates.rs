@@ -1,0 +1,942 @@
+//! The aggregate layer and the monitor's analyses, end to end: a known event set
+//! ([`e2e::analytics`]) goes through the real ingest path (the collector binary, /v1/batch,
+//! its buffer and forwarder, `edge_after_batch`), then every aggregate's content and every
+//! `monitor query` (the real binary, JSON output, pinned with `MONITOR_AS_OF`) is compared
+//! with the independent computation over the generated events.
+//!
+//! Runs on whichever edition the test server has: on apache the aggregates are views; on
+//! the Community edition they are continuous aggregates, checked twice — real-time only
+//! (nothing materialized yet), then after a full refresh (materialized).
+//!
+//! Also: replaying batches leaves the summary tables unchanged; the read-only role can read
+//! every analysis and write nothing; `collector maintain`'s library call drops only expired
+//! chunks and refuses a retention inside the refresh window.
+//!
+//! The ignored `query_latency` benchmark prints each `monitor query`'s latency at 1M and 10M
+//! events (see its doc comment).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use e2e::{
+    analytics::{self, Dataset, Event, FUNNEL},
+    client::{self, post_json},
+    db::{eventually, TestDb},
+    proc::{bin, temp_dir, CollectorOpts, CollectorProc},
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+use tokio_postgres::Client;
+
+const SEED: u64 = 20_240_501;
+
+fn collector_opts(name: &str, url: &str) -> CollectorOpts {
+    let env = [
+        ("COLLECTOR_FORWARD__LINGER_MS", "100"),
+        ("COLLECTOR_FORWARD__BATCH_EVENTS", "1000"),
+        // The dataset reaches 11 days back; the default limit is 7.
+        ("COLLECTOR_LIMITS__MAX_EVENT_AGE_SECS", "3456000"),
+        ("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1"),
+    ];
+    CollectorOpts {
+        data_dir: temp_dir(name).join("buffer"),
+        database_url: Some(url.to_string()),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        args: Vec::new(),
+    }
+}
+
+fn post_all(c: &CollectorProc, events: &[Event]) {
+    for chunk in events.chunks(500) {
+        let body = Value::Array(chunk.iter().map(Event::to_json).collect());
+        let r = post_json(c.ingest, "/v1/batch", &body).expect("post batch");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+fn buffer_stat(c: &CollectorProc, field: &str) -> i64 {
+    client::get(c.admin, "/v1/buffer")
+        .map(|r| r.json()[field].as_i64().unwrap_or(-1))
+        .unwrap_or(-1)
+}
+
+/// Runs `monitor query <args…> --format json` as of `as_of`; parses stdout.
+fn monitor_json<T: DeserializeOwned>(url: &str, as_of: OffsetDateTime, args: &[&str]) -> T {
+    let out = monitor(url, Some(as_of), &[args, &["--format", "json"]].concat());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("monitor {args:?}: {e}\n{out}"))
+}
+
+fn monitor(url: &str, as_of: Option<OffsetDateTime>, args: &[&str]) -> String {
+    let mut cmd = Command::new(bin("monitor").expect("monitor binary"));
+    cmd.arg("query")
+        .args(args)
+        .arg("--database-url")
+        .arg(url)
+        .env_remove("DATABASE_URL")
+        .env_remove("MONITOR_AS_OF");
+    if let Some(t) = as_of {
+        cmd.env("MONITOR_AS_OF", t.format(&Rfc3339).expect("rfc3339"));
+    }
+    let out = cmd.output().expect("run monitor");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "monitor query {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()))
+}
+
+fn assert_funnel(got: &analytics::Funnel, want: &analytics::Funnel, what: &str) {
+    assert_eq!(got.steps.len(), want.steps.len(), "{what}");
+    for (g, w) in got.steps.iter().zip(&want.steps) {
+        assert_eq!((&g.name, g.sessions), (&w.name, w.sessions), "{what}");
+        assert!(
+            close(g.step_conversion, w.step_conversion),
+            "{what}: {g:?} vs {w:?}"
+        );
+        assert!(
+            close(g.overall_conversion, w.overall_conversion),
+            "{what}: {g:?} vs {w:?}"
+        );
+    }
+}
+
+fn assert_paths(got: &analytics::Paths, want: &[analytics::Transition], what: &str) {
+    let g: Vec<_> = got
+        .transitions
+        .iter()
+        .map(|t| (&t.from, &t.to, t.count))
+        .collect();
+    let w: Vec<_> = want.iter().map(|t| (&t.from, &t.to, t.count)).collect();
+    assert_eq!(g, w, "{what}");
+    for (g, w) in got.transitions.iter().zip(want) {
+        assert!(
+            close(g.avg_seconds, w.avg_seconds),
+            "{what}: {g:?} vs {w:?}"
+        );
+    }
+}
+
+/// Every analysis as of `t0`, against the dataset.
+fn check_queries(url: &str, data: &Dataset, label: &str) {
+    let t0 = data.t0;
+    let days = |n: i64| time::Duration::days(n);
+
+    // Live.
+    let got: analytics::Live = monitor_json(url, t0, &["live"]);
+    let want = data.live(t0);
+    assert_eq!(got.per_minute, want.per_minute, "{label}: per_minute");
+    assert!(want.per_minute.iter().filter(|m| m.events > 0).count() > 20);
+    assert_eq!(got.top_events, want.top_events, "{label}: top_events");
+    assert!(
+        close(got.events_per_second, want.events_per_second),
+        "{label}: eps"
+    );
+    assert!(want.events_per_second > 0.0);
+    assert_eq!(
+        (
+            got.active_users_5m,
+            got.active_users_1h,
+            got.active_users_24h
+        ),
+        (
+            want.active_users_5m,
+            want.active_users_1h,
+            want.active_users_24h
+        ),
+        "{label}: active users"
+    );
+    // created_at − received_at is real ingest time: present, small and not negative.
+    for lag in [got.lag_p50_seconds, got.lag_p99_seconds] {
+        let lag = lag.unwrap_or(-1.0);
+        assert!((0.0..120.0).contains(&lag), "{label}: lag {lag}");
+    }
+
+    // Funnels: the default steps (aggregate + raw edges), a short range (raw only), known
+    // steps in another order, and steps the aggregate does not track (raw only).
+    for (since, steps) in [
+        ("7d", FUNNEL.to_vec()),
+        ("90m", FUNNEL.to_vec()),
+        ("30m", FUNNEL.to_vec()),
+        ("3d", vec!["add_to_cart", "purchase"]),
+        ("7d", vec!["page_view", "search", "purchase"]),
+    ] {
+        let secs = e2e_span(since);
+        let got: analytics::Funnel = monitor_json(
+            url,
+            t0,
+            &["funnel", "--since", since, "--steps", &steps.join(",")],
+        );
+        let want = data.funnel(t0 - secs, t0, &steps);
+        assert_funnel(&got, &want, &format!("{label}: funnel {since} {steps:?}"));
+    }
+
+    // Retention over every cohort, and over the last 3 days only.
+    for since in [30, 3] {
+        let got: analytics::Retention =
+            monitor_json(url, t0, &["retention", "--since", &format!("{since}d")]);
+        let want = data.retention(t0 - days(since), t0);
+        assert_eq!(got, want, "{label}: retention {since}d");
+    }
+
+    let got: analytics::Paths = monitor_json(url, t0, &["paths", "--since", "3d"]);
+    assert_paths(
+        &got,
+        &data.paths(t0 - days(3), t0, 20),
+        &format!("{label}: paths"),
+    );
+
+    let got: analytics::Breakdown = monitor_json(url, t0, &["breakdown", "--since", "2d"]);
+    assert_eq!(got, data.breakdown(t0 - days(2), t0), "{label}: breakdown");
+}
+
+/// `--since` spans used above.
+fn e2e_span(s: &str) -> time::Duration {
+    let (n, unit) = s.split_at(s.len() - 1);
+    let n: i64 = n.parse().expect("span");
+    match unit {
+        "m" => time::Duration::minutes(n),
+        "h" => time::Duration::hours(n),
+        _ => time::Duration::days(n),
+    }
+}
+
+/// The content of each aggregate, row by row, against the events.
+async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
+    let ts = |t: OffsetDateTime| t.format(&Rfc3339).expect("rfc3339");
+    let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    let bucket = |t: OffsetDateTime, secs: i64| {
+        let ns = t.unix_timestamp_nanos();
+        let w = secs as i128 * 1_000_000_000;
+        OffsetDateTime::from_unix_timestamp_nanos(ns - ns.rem_euclid(w)).expect("bucket")
+    };
+    const TS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.USZ'"#;
+    let rows = |sql: String| async move {
+        c.query(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<BTreeSet<String>>()
+    };
+    // Normalises PostgreSQL's microsecond text to RFC 3339 as `time` prints it.
+    let norm = |s: BTreeSet<String>| -> BTreeSet<String> {
+        s.into_iter()
+            .map(|line| {
+                line.split('|')
+                    .map(|f| {
+                        OffsetDateTime::parse(f, &Rfc3339)
+                            .map(ts)
+                            .unwrap_or_else(|_| f.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    };
+
+    // real_time_monitoring: minute x event_name.
+    let mut want: BTreeMap<(OffsetDateTime, String), (i64, BTreeSet<i64>)> = BTreeMap::new();
+    for e in &data.events {
+        let v = want
+            .entry((bucket(e.event_time, 60), e.event_name.clone()))
+            .or_default();
+        v.0 += 1;
+        v.1.extend(e.user_id);
+    }
+    let want: BTreeSet<String> = want
+        .into_iter()
+        .map(|((b, n), (c, u))| format!("{}|{n}|{c}|{}", ts(b), u.len()))
+        .collect();
+    let got = norm(
+        rows(format!(
+            "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), event_name, event_count, unique_users) FROM real_time_monitoring"
+        ))
+        .await,
+    );
+    same_rows(&got, &want, &format!("{label}: real_time_monitoring"));
+
+    // user_behavior_multi_dimension: hour x device x country.
+    type Dim = (OffsetDateTime, String, String);
+    let mut want: BTreeMap<Dim, (i64, BTreeSet<i64>, BTreeSet<String>, [i64; 3])> = BTreeMap::new();
+    for e in &data.events {
+        let v = want
+            .entry((
+                bucket(e.event_time, 3600),
+                opt(&e.device_type),
+                opt(&e.country_code),
+            ))
+            .or_default();
+        v.0 += 1;
+        v.1.extend(e.user_id);
+        v.2.extend(e.session_id.clone());
+        for (i, n) in ["page_view", "add_to_cart", "purchase"].iter().enumerate() {
+            v.3[i] += i64::from(e.event_name == *n);
+        }
+    }
+    let want: BTreeSet<String> = want
+        .into_iter()
+        .map(|((b, d, c), (n, u, s, k))| {
+            format!(
+                "{}|{d}|{c}|{n}|{}|{}|{}|{}|{}|true",
+                ts(b),
+                u.len(),
+                s.len(),
+                k[0],
+                k[1],
+                k[2]
+            )
+        })
+        .collect();
+    let got = norm(rows(format!(
+        "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), COALESCE(device_type, '-'), COALESCE(country_code::TEXT, '-'),
+                total_events, unique_users, unique_sessions, page_views, add_to_carts, purchases,
+                (conversion IS NOT DISTINCT FROM purchases::FLOAT8 / NULLIF(page_views, 0))::TEXT)
+         FROM user_behavior_multi_dimension"
+    ))
+    .await);
+    same_rows(
+        &got,
+        &want,
+        &format!("{label}: user_behavior_multi_dimension"),
+    );
+
+    // user_events_daily: day x event type x country.
+    let mut want: BTreeMap<Dim, (i64, BTreeSet<i64>)> = BTreeMap::new();
+    for e in &data.events {
+        let v = want
+            .entry((
+                bucket(e.event_time, 86_400),
+                e.event_type.clone(),
+                opt(&e.country_code),
+            ))
+            .or_default();
+        v.0 += 1;
+        v.1.extend(e.user_id);
+    }
+    let want: BTreeSet<String> = want
+        .into_iter()
+        .map(|((b, t, c), (n, u))| format!("{}|{t}|{c}|{n}|{}", ts(b), u.len()))
+        .collect();
+    let got = norm(rows(format!(
+        "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), event_type, COALESCE(country_code::TEXT, '-'), event_count, unique_users)
+         FROM user_events_daily"
+    ))
+    .await);
+    same_rows(&got, &want, &format!("{label}: user_events_daily"));
+
+    // user_session_funnel: hour x session, first time of each step.
+    let mut want: BTreeMap<(OffsetDateTime, String), (Option<i64>, [Option<OffsetDateTime>; 4])> =
+        BTreeMap::new();
+    for e in &data.events {
+        let (Some(sid), Some(k)) = (
+            &e.session_id,
+            FUNNEL.iter().position(|s| *s == e.event_name),
+        ) else {
+            continue;
+        };
+        let v = want
+            .entry((bucket(e.event_time, 3600), sid.clone()))
+            .or_default();
+        v.0 = match (v.0, e.user_id) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match v.1[k] {
+            Some(t) if t <= e.event_time => {}
+            _ => v.1[k] = Some(e.event_time),
+        }
+    }
+    let want: BTreeSet<String> = want
+        .into_iter()
+        .map(|((b, s), (u, t))| {
+            let times: Vec<String> = t.iter().map(|t| t.map(ts).unwrap_or("-".into())).collect();
+            let has: Vec<&str> = t
+                .iter()
+                .map(|t| if t.is_some() { "true" } else { "false" })
+                .collect();
+            format!(
+                "{}|{s}|{}|{}|{}",
+                ts(b),
+                u.map(|u| u.to_string()).unwrap_or("-".into()),
+                times.join("|"),
+                has.join("|")
+            )
+        })
+        .collect();
+    let t = |c: &str| format!("COALESCE(to_char({c} AT TIME ZONE 'UTC', {TS}), '-')");
+    let got = norm(rows(format!(
+        "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), session_id, COALESCE(user_id::TEXT, '-'),
+                {}, {}, {}, {}, has_page_view::TEXT, has_add_to_cart::TEXT, has_checkout_start::TEXT,
+                has_purchase::TEXT)
+         FROM user_session_funnel",
+        t("page_view_time"),
+        t("add_to_cart_time"),
+        t("checkout_start_time"),
+        t("purchase_time")
+    ))
+    .await);
+    same_rows(&got, &want, &format!("{label}: user_session_funnel"));
+
+    // user_daily_activity: day x user.
+    let mut want: BTreeMap<(OffsetDateTime, i64), i64> = BTreeMap::new();
+    for e in &data.events {
+        if let Some(u) = e.user_id {
+            *want.entry((bucket(e.event_time, 86_400), u)).or_default() += 1;
+        }
+    }
+    let want: BTreeSet<String> = want
+        .into_iter()
+        .map(|((b, u), n)| format!("{}|{u}|{n}", ts(b)))
+        .collect();
+    let got = norm(rows(format!(
+        "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), user_id, event_count) FROM user_daily_activity"
+    ))
+    .await);
+    same_rows(&got, &want, &format!("{label}: user_daily_activity"));
+}
+
+/// Equal sets of rows; on failure, prints the first differences only.
+fn same_rows(got: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
+    if got == want {
+        return;
+    }
+    let extra: Vec<_> = got.difference(want).take(5).collect();
+    let missing: Vec<_> = want.difference(got).take(5).collect();
+    panic!(
+        "{what}: {} rows, {} expected\nunexpected: {extra:#?}\nmissing: {missing:#?}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// `user_attributes` and `user_sessions` against the events.
+async fn check_summaries(c: &Client, data: &Dataset) {
+    let got: BTreeMap<i64, (OffsetDateTime, OffsetDateTime)> = c
+        .query(
+            "SELECT user_id, first_seen, last_seen FROM user_attributes",
+            &[],
+        )
+        .await
+        .expect("user_attributes")
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    assert_eq!(got, data.first_seen(), "user_attributes");
+    let got: BTreeMap<String, analytics::SessionSummary> = c
+        .query(
+            "SELECT session_id, user_id, started_at, ended_at, entry_page, device_type,
+                    country_code, exit_page, duration = ended_at - started_at
+             FROM user_sessions",
+            &[],
+        )
+        .await
+        .expect("user_sessions")
+        .iter()
+        .map(|r| {
+            assert!(r.get::<_, bool>(8), "duration");
+            (
+                r.get(0),
+                analytics::SessionSummary {
+                    user_id: r.get(1),
+                    started_at: r.get(2),
+                    ended_at: r.get(3),
+                    entry_page: r.get(4),
+                    device_type: r.get(5),
+                    country_code: r.get(6),
+                    exit_page: r.get(7),
+                },
+            )
+        })
+        .collect();
+    let want = data.sessions();
+    assert_eq!(got.len(), want.len(), "user_sessions rows");
+    for (sid, w) in &want {
+        assert_eq!(got.get(sid), Some(w), "user_sessions {sid}");
+    }
+}
+
+async fn edition(c: &Client) -> String {
+    c.query_one("SELECT current_setting('timescaledb.license')", &[])
+        .await
+        .expect("license")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn analyses_match_an_independent_computation() {
+    let db = TestDb::migrated("agg").await.expect("db");
+    let data = Dataset::generate(SEED, analytics::default_t0());
+    let n = data.events.len() as i64;
+    let c = CollectorProc::start(collector_opts("agg", &db.url)).expect("collector");
+    post_all(&c, &data.events);
+    assert!(
+        eventually(Duration::from_secs(120), || async {
+            db.count_events()
+                .await
+                .map(|(r, _)| r == n)
+                .unwrap_or(false)
+        })
+        .await,
+        "rows: {:?} of {n}",
+        db.count_events().await
+    );
+    let client = db.client().await.expect("client");
+    check_summaries(&client, &data).await;
+
+    // Replays: the same events again, in a different batching and order. user_events
+    // skips them; the summary tables must not move.
+    let forwarded = buffer_stat(&c, "forwarded_total");
+    let mut replay: Vec<Event> = data.events.iter().rev().step_by(3).cloned().collect();
+    replay.extend(data.events.iter().take(2_000).cloned());
+    post_all(&c, &replay);
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            buffer_stat(&c, "buffered_events") == 0
+                && buffer_stat(&c, "forwarded_total") >= forwarded + replay.len() as i64
+        })
+        .await,
+        "replay not forwarded"
+    );
+    assert_eq!(db.count_events().await.expect("count"), (n, n));
+    check_summaries(&client, &data).await;
+
+    let ed = edition(&client).await;
+    check_aggregates(&client, &data, &ed).await;
+    check_queries(&db.url, &data, &ed);
+    if ed == "timescale" {
+        // Real-time aggregation answered above; now the materialized path.
+        for view in [
+            "real_time_monitoring",
+            "user_behavior_multi_dimension",
+            "user_events_daily",
+            "user_session_funnel",
+            "user_daily_activity",
+        ] {
+            client
+                .batch_execute(&format!(
+                    "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
+                ))
+                .await
+                .expect("refresh");
+        }
+        check_aggregates(&client, &data, "timescale, materialized").await;
+        check_queries(&db.url, &data, "timescale, materialized");
+    }
+
+    // The other formats print the same analysis.
+    let csv = monitor(
+        &db.url,
+        Some(data.t0),
+        &["funnel", "--since", "7d", "--format", "csv"],
+    );
+    let want = data.funnel(data.t0 - time::Duration::days(7), data.t0, &FUNNEL);
+    assert!(
+        csv.starts_with("section,step,name,sessions,step_conversion,overall_conversion\r\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(&format!(
+            "funnel,1,page_view,{},1,1\r\n",
+            want.steps[0].sessions
+        )),
+        "{csv}"
+    );
+    let table = monitor(&db.url, Some(data.t0), &["retention", "--since", "30d"]);
+    assert!(table.starts_with("== retention\ncohort"), "{table}");
+
+    // Fleet and database health, as of now, once a heartbeat reports the forwarded events.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            client
+                .query_one(
+                    "SELECT count(*) FROM collector_heartbeats WHERE forwarded_total >= $1",
+                    &[&n],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) > 0)
+                .unwrap_or(false)
+        })
+        .await,
+        "no heartbeat with the forwarded total"
+    );
+    let fleet: Value = serde_json::from_str(&monitor(
+        &db.url,
+        None,
+        &["collectors", "--since", "1h", "--format", "json"],
+    ))
+    .expect("collectors json");
+    let rows = fleet["collectors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 1, "{fleet}");
+    assert_eq!(rows[0]["health"]["database_state"], "up", "{fleet}");
+    assert!(
+        rows[0]["health"]["forwarded_total"].as_i64().unwrap_or(0) >= n,
+        "{fleet}"
+    );
+    assert!(!fleet["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .is_empty());
+
+    let health: Value =
+        serde_json::from_str(&monitor(&db.url, None, &["database", "--format", "json"]))
+            .expect("database json");
+    assert_eq!(health["edition"], ed.as_str(), "{health}");
+    let kind = |name: &str| -> String {
+        health["objects"]
+            .as_array()
+            .and_then(|o| o.iter().find(|x| x["name"] == name))
+            .map(|x| x["kind"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(kind("user_events"), "hypertable");
+    assert_eq!(kind("user_sessions"), "table");
+    let agg_kind = if ed == "timescale" {
+        "continuous aggregate"
+    } else {
+        "view"
+    };
+    assert_eq!(kind("user_session_funnel"), agg_kind);
+    let chunks: i64 = client
+        .query_one("SELECT count(*) FROM show_chunks('user_events')", &[])
+        .await
+        .expect("chunks")
+        .get(0);
+    assert_eq!(health["chunks"], chunks, "{health}");
+
+    // The read-only role reads every analysis and cannot write.
+    let role = format!("edge_ro_{}", &db.name[db.name.len() - 8..]);
+    let admin = db.client().await.expect("admin");
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN IN ROLE edge_monitor"))
+        .await
+        .expect("create login role");
+    let ro_url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for what in [
+            "live",
+            "funnel",
+            "retention",
+            "paths",
+            "breakdown",
+            "collectors",
+            "database",
+        ] {
+            monitor(&ro_url, Some(data.t0), &[what, "--since", "7d"]);
+        }
+    }));
+    let ro = e2e::db::connect(&ro_url).await.expect("read-only connect");
+    let write = ro
+        .batch_execute("INSERT INTO user_attributes VALUES (1, now(), now())")
+        .await;
+    drop(ro);
+    let _ = admin.batch_execute(&format!("DROP ROLE {role}")).await;
+    assert!(
+        result.is_ok(),
+        "the read-only role could not run the analyses"
+    );
+    let code = write
+        .err()
+        .and_then(|e| e.code().map(|c| c.code().to_string()));
+    assert_eq!(code.as_deref(), Some("42501"), "the read-only role wrote");
+
+    drop(c);
+    let _ = db.drop_db().await;
+}
+
+/// The summary tables do not depend on how events are batched or replayed: the same events
+/// cut into batches in one order, then all replayed in another, give the independent
+/// expectation. (Direct SQL through `edge_staging`, as the forwarder does, to choose the
+/// batching.)
+#[tokio::test(flavor = "multi_thread")]
+async fn summaries_are_idempotent_and_order_independent() {
+    let db = TestDb::migrated("summ").await.expect("db");
+    let data = Dataset::generate(SEED + 1, analytics::default_t0());
+    let c = db.client().await.expect("client");
+    c.batch_execute(
+        "CREATE TEMP TABLE edge_staging (LIKE user_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .expect("staging");
+    let apply = |events: Vec<Event>| {
+        let c = &c;
+        async move {
+            let rows: Vec<Value> = events.iter().map(Event::to_json).collect();
+            c.batch_execute("BEGIN").await.expect("begin");
+            c.execute(
+                "INSERT INTO edge_staging (event_id, user_id, session_id, event_type, event_name,
+                                           page_url, device_type, country_code, event_time)
+                 SELECT event_id, user_id, session_id, event_type, event_name, page_url,
+                        device_type, country_code, event_time
+                 FROM jsonb_populate_recordset(NULL::user_events, $1::TEXT::JSONB)",
+                &[&Value::Array(rows).to_string()],
+            )
+            .await
+            .expect("stage");
+            c.batch_execute(
+                "INSERT INTO user_events SELECT * FROM edge_staging
+                     ON CONFLICT (event_id, event_time) DO NOTHING;
+                 SELECT edge_after_batch();
+                 COMMIT",
+            )
+            .await
+            .expect("batch");
+        }
+    };
+    let mut shuffled = data.events.clone();
+    let mut rng = e2e::gen::rng(9);
+    use rand::seq::SliceRandom;
+    shuffled.shuffle(&mut rng);
+    for chunk in shuffled.chunks(700) {
+        apply(chunk.to_vec()).await;
+    }
+    check_summaries(&c, &data).await;
+    let mut again = data.events.clone();
+    again.reverse();
+    for chunk in again.chunks(1_900) {
+        apply(chunk.to_vec()).await;
+    }
+    check_summaries(&c, &data).await;
+    drop(c);
+    let _ = db.drop_db().await;
+}
+
+/// `collector maintain` (library call): on apache it drops only chunks entirely older than
+/// the retention and prunes old sessions; on the Community edition it reports the policies
+/// and drops nothing. Both refuse a retention inside the aggregates' refresh window.
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_drops_only_expired_data() {
+    use collector::database::{self, maintenance};
+    let db = TestDb::migrated("maint").await.expect("db");
+    let c = database::connect(&db.url).await.expect("connect");
+    c.batch_execute(
+        "INSERT INTO user_events (user_id, session_id, event_name, event_time)
+         SELECT 1, 'old', 'page_view', now() - INTERVAL '40 days' + i * INTERVAL '1 minute'
+         FROM generate_series(0, 9) i;
+         INSERT INTO user_events (user_id, session_id, event_name, event_time)
+         SELECT 2, 'new', 'page_view', now() - INTERVAL '1 day' + i * INTERVAL '1 minute'
+         FROM generate_series(0, 9) i;
+         INSERT INTO user_sessions (session_id, user_id, started_at, ended_at) VALUES
+             ('old', 1, now() - INTERVAL '40 days', now() - INTERVAL '40 days'),
+             ('new', 2, now() - INTERVAL '1 day', now() - INTERVAL '1 day')",
+    )
+    .await
+    .expect("seed rows");
+
+    let short = maintenance::run(&c, Duration::from_secs(3 * 86_400)).await;
+    let code = match short.expect_err("a 3-day retention is inside the refresh window") {
+        database::DbError::Query(e) => e.code().map(|c| c.code().to_string()),
+        other => panic!("unexpected error: {other}"),
+    };
+    assert_eq!(code.as_deref(), Some("22023"), "invalid_parameter_value");
+    let ed = edition(&c).await;
+
+    let report = maintenance::run(&c, Duration::from_secs(30 * 86_400))
+        .await
+        .expect("maintain");
+    let left: Vec<String> = c
+        .query(
+            "SELECT DISTINCT session_id FROM user_events ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let sessions: i64 = c
+        .query_one("SELECT count(*) FROM user_sessions", &[])
+        .await
+        .expect("sessions")
+        .get(0);
+    if ed == "apache" {
+        assert!(!report.dropped_chunks.is_empty(), "{report:?}");
+        assert_eq!(report.sessions_pruned, 1);
+        assert_eq!(left, vec!["new".to_string()]);
+        assert_eq!(sessions, 1);
+    } else {
+        assert!(report.dropped_chunks.is_empty());
+        assert!(
+            report
+                .policies
+                .iter()
+                .any(|p| p.contains("policy_retention")),
+            "{report:?}"
+        );
+        assert_eq!(left.len(), 2);
+    }
+    let _ = db.drop_db().await;
+}
+
+/// Latency of every `monitor query` at 1M and 10M events (ignored: minutes of setup).
+///
+/// `cargo test -p e2e --release --test aggregates -- --ignored query_latency --nocapture`
+///
+/// Environment: `BENCH_SIZES` (events, comma-separated; default `1000000,10000000`),
+/// `BENCH_DAYS` (days of data, default 30), `BENCH_USERS` (default 200000), `BENCH_RUNS`
+/// (timed runs per query after one warm-up, default 5). Rows are generated server-side
+/// (`INSERT … SELECT generate_series`, one day per batch, through `edge_staging` and
+/// `edge_after_batch()` like the forwarder) into a private database, then each query runs
+/// as the real binary (`monitor query … --format json`, process start and connection
+/// included) with the default `--since` (24h) and with `--since 7d`; the minimum and
+/// median are printed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn query_latency() {
+    let sizes: Vec<i64> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "1000000,10000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let env_i64 = |k: &str, d: i64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let days = env_i64("BENCH_DAYS", 30);
+    let users = env_i64("BENCH_USERS", 200_000);
+    let runs = env_i64("BENCH_RUNS", 5) as usize;
+    for size in sizes {
+        let db = TestDb::migrated("bench").await.expect("db");
+        let c = db.client().await.expect("client");
+        let ed = edition(&c).await;
+        let start = Instant::now();
+        fill(&c, size, days, users).await;
+        c.batch_execute("ANALYZE").await.expect("analyze");
+        println!(
+            "\n{size} events over {days} days, {users} users, {ed} edition: generated in {:.0} s",
+            start.elapsed().as_secs_f64()
+        );
+        if ed == "timescale" {
+            let t = Instant::now();
+            for view in [
+                "real_time_monitoring",
+                "user_behavior_multi_dimension",
+                "user_events_daily",
+                "user_session_funnel",
+                "user_daily_activity",
+            ] {
+                c.batch_execute(&format!(
+                    "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '1 hour')"
+                ))
+                .await
+                .expect("refresh");
+            }
+            println!(
+                "refreshed the continuous aggregates in {:.0} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        println!(
+            "{:<12} {:>6} {:>10} {:>10}",
+            "query", "since", "min ms", "median ms"
+        );
+        for what in [
+            "live",
+            "funnel",
+            "retention",
+            "paths",
+            "breakdown",
+            "collectors",
+            "database",
+        ] {
+            for since in ["24h", "7d"] {
+                let mut ms: Vec<f64> = (0..=runs)
+                    .map(|_| {
+                        let t = Instant::now();
+                        monitor(&db.url, None, &[what, "--since", since, "--format", "json"]);
+                        t.elapsed().as_secs_f64() * 1000.0
+                    })
+                    .skip(1)
+                    .collect();
+                ms.sort_by(f64::total_cmp);
+                println!(
+                    "{what:<12} {since:>6} {:>10.0} {:>10.0}",
+                    ms.first().copied().unwrap_or(0.0),
+                    ms.get(ms.len() / 2).copied().unwrap_or(0.0)
+                );
+            }
+        }
+        drop(c);
+        let _ = db.drop_db().await;
+    }
+}
+
+/// `size` seed-shaped events over the last `days` days, one day per transaction through
+/// `edge_staging` and `edge_after_batch()`. Sessions of ~8 events; funnel steps in order.
+async fn fill(c: &Client, size: i64, days: i64, users: i64) {
+    c.batch_execute(
+        "CREATE TEMP TABLE edge_staging (LIKE user_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .expect("staging");
+    let per_day = size / days;
+    for d in 0..days {
+        let n = if d == days - 1 {
+            size - per_day * (days - 1)
+        } else {
+            per_day
+        };
+        let offset = d * per_day;
+        c.batch_execute("BEGIN").await.expect("begin");
+        // 8 events per session, 20 s apart; sessions spread evenly over the day; funnel
+        // drop-offs: 1/2 of sessions add to cart, 1/4 check out, 1/8 purchase.
+        c.execute(
+            "INSERT INTO edge_staging (event_id, user_id, session_id, event_type, event_name,
+                 page_url, device_type, browser, os, country_code, event_time, received_at,
+                 collector_id)
+             SELECT gen_random_uuid(), s % $4, 's' || s,
+                    CASE WHEN k = 0 THEN 'view' ELSE 'action' END,
+                    CASE WHEN k = 4 AND s % 2 <> 0 THEN 'click'
+                         WHEN k = 5 AND s % 4 <> 0 THEN 'scroll'
+                         WHEN k = 6 AND s % 8 <> 0 THEN 'page_view'
+                         ELSE (ARRAY['page_view', 'page_view', 'search', 'page_view',
+                                     'add_to_cart', 'checkout_start', 'purchase', 'click'])[1 + k]
+                    END,
+                    '/p/' || (i % 500),
+                    (ARRAY['desktop', 'mobile', 'tablet', 'other'])[1 + (s % 4)::INT],
+                    'Chrome', 'Linux',
+                    (ARRAY['US', 'CN', 'DE', 'FR', 'BR', 'IN'])[1 + (s % 6)::INT],
+                    ts, ts, 'bench'
+             FROM (
+                 SELECT $1::INT8 + j AS i, ($1::INT8 + j) / 8 AS s, (j % 8)::INT AS k,
+                        now() - make_interval(days => $3::INT)
+                          + make_interval(secs => (j / 8) * 86400.0 / ceil($2::FLOAT8 / 8)
+                                                   + (j % 8) * 20)
+                          AS ts
+                 FROM generate_series(0::INT8, $2::INT8 - 1) AS j
+             ) g",
+            &[&offset, &n, &((days - d) as i32), &users],
+        )
+        .await
+        .expect("stage a day");
+        c.batch_execute(
+            "INSERT INTO user_events SELECT * FROM edge_staging
+                 ON CONFLICT (event_id, event_time) DO NOTHING;
+             SELECT edge_after_batch();
+             COMMIT",
+        )
+        .await
+        .expect("insert a day");
+    }
+}
+
+#[test]
+fn spans() {
+    assert_eq!(e2e_span("90m"), time::Duration::minutes(90));
+    assert_eq!(e2e_span("7d"), time::Duration::days(7));
+}
