@@ -270,7 +270,9 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
 
     // user_behavior_multi_dimension: hour x device x country.
     type Dim = (OffsetDateTime, String, String);
-    let mut want: BTreeMap<Dim, (i64, BTreeSet<i64>, BTreeSet<String>, [i64; 3])> = BTreeMap::new();
+    // events, users, sessions, [page views, add-to-carts, purchases] per dimension
+    type Counts = (i64, BTreeSet<i64>, BTreeSet<String>, [i64; 3]);
+    let mut want: BTreeMap<Dim, Counts> = BTreeMap::new();
     for e in &data.events {
         let v = want
             .entry((
@@ -338,8 +340,9 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
     same_rows(&got, &want, &format!("{label}: user_events_daily"));
 
     // user_session_funnel: hour x session, first time of each step.
-    let mut want: BTreeMap<(OffsetDateTime, String), (Option<i64>, [Option<OffsetDateTime>; 4])> =
-        BTreeMap::new();
+    // (bucket, session) -> (user, first time of each funnel step)
+    type Steps = (Option<i64>, [Option<OffsetDateTime>; 4]);
+    let mut want: BTreeMap<(OffsetDateTime, String), Steps> = BTreeMap::new();
     for e in &data.events {
         let (Some(sid), Some(k)) = (
             &e.session_id,

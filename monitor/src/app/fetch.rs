@@ -25,7 +25,7 @@ use super::{terminal, FetchOutcome, Msg, TimeRange};
 /// Connecting gives up after this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One analysis gives up after this long (its statement is then cancelled).
-pub const SECTION_TIMEOUT: Duration = Duration::from_secs(15);
+pub const SECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The data sections of a refresh, one query each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -156,9 +156,8 @@ impl Input {
     }
 
     /// Asks the thread to stop at its next poll (at most 100 ms), without waiting for it.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self._handle.take() { let _ = h.join(); }
     }
 }
 
