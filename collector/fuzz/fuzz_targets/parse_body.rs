@@ -41,7 +41,7 @@ fn no_nul(v: &Value) -> bool {
 fn check(e: &Event, l: &Limits, now_us: i64) {
     let short = |v: &Option<String>, max: usize| {
         v.as_deref()
-            .map_or(true, |s| s.len() <= max && !s.contains('\0'))
+            .is_none_or(|s| s.len() <= max && !s.contains('\0'))
     };
     assert!(!e.event_name.is_empty() && e.event_name.len() <= l.max_string_bytes);
     assert!(!e.event_name.contains('\0'));
