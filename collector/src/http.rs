@@ -353,9 +353,21 @@ impl Ingest {
                 return Err(too_large());
             }
         }
-        let raw = Limited::new(body, limits.max_body_bytes)
-            .collect()
-            .await
+        // A body trickled in slowly must not hold a connection forever (slow-body attack):
+        // the whole body has the header timeout to arrive, then 408.
+        let collected = tokio::time::timeout(
+            std::time::Duration::from_secs(limits.header_timeout_secs.max(1)),
+            Limited::new(body, limits.max_body_bytes).collect(),
+        )
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time",
+            )
+        })?;
+        let raw = collected
             .map_err(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()

@@ -150,6 +150,8 @@ pub fn classify(err: &tokio_postgres::Error) -> ErrorClass {
     match &code[..2] {
         "08" | "53" | "57" | "58" => ErrorClass::Transient,
         "22" | "23" => ErrorClass::Data,
+        // 54000: a value too large for an index row: refused per row, not a configuration.
+        _ if code == "54000" => ErrorClass::Data,
         _ if matches!(code, "40001" | "40P01" | "55P03" | "55006") => ErrorClass::Transient,
         _ => ErrorClass::Config,
     }
