@@ -69,7 +69,9 @@ pub async fn database(client: &Client, range: Range) -> Result<DatabaseHealth, Q
         "SELECT j.job_id, j.application_name::TEXT,
                 COALESCE(ca.view_name::TEXT, j.hypertable_name::TEXT, j.proc_name::TEXT),
                 j.schedule_interval::TEXT,
-                s.last_run_started_at, s.last_run_status::TEXT,
+                -- A job that never ran reports -infinity, which no Rust time holds.
+                CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END,
+                s.last_run_status::TEXT,
                 COALESCE(s.total_failures, 0)::INT8,
                 e.err_message
          FROM timescaledb_information.jobs j
