@@ -797,13 +797,11 @@ fn event_like_strategy_reaches_both_verdicts() {
     assert!(fields.len() >= 12, "refusals reached only {fields:?}");
 }
 
-/// Known issue, ignored until fixed: serde_json is built without its `float_roundtrip`
-/// feature, so some floats a client sends are stored one ULP off (about 10% of random
-/// doubles in [0, 1000), e.g. 907.3038322028689 becomes 907.3038322028688), and each
-/// export → import cycle of a buffer can move them again. Enabling the feature in the
-/// workspace's serde_json dependency makes this test pass.
+/// A double a client sends is stored exactly. Without serde_json's `float_roundtrip`
+/// feature (enabled in the workspace's Cargo.toml) about 10% of random doubles in
+/// [0, 1000) came out one ULP off (e.g. 907.3038322028689 became 907.3038322028688), and
+/// each export → import cycle of a buffer could move them again.
 #[test]
-#[ignore = "serde_json float_roundtrip is not enabled (see the comment)"]
 fn float_properties_are_stored_exactly_as_sent() {
     for text in ["907.3038322028689", "6.934698245112694e+276", "0.1", "1e-7"] {
         let body = format!(r#"{{"event_name":"x","properties":{{"v":{text}}}}}"#);
