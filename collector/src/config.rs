@@ -54,6 +54,10 @@ pub struct Config {
     pub heartbeat_interval_secs: u64,
 }
 
+/// The largest `limits.max_string_bytes` accepted: PostgreSQL refuses a B-tree entry
+/// over about 2,700 bytes, and event_name and session_id are indexed with event_time.
+pub const MAX_INDEXED_STRING_BYTES: usize = 2048;
+
 /// Bounds on every input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,7 +68,8 @@ pub struct Limits {
     pub max_decoded_bytes: usize,
     /// Maximum events in one /batch request.
     pub max_batch_events: usize,
-    /// Maximum length, in bytes, of any string field except URLs.
+    /// Maximum length, in bytes, of any string field except URLs; at most
+    /// [`MAX_INDEXED_STRING_BYTES`].
     pub max_string_bytes: usize,
     /// Maximum length, in bytes, of page_url and referrer.
     pub max_url_bytes: usize,
@@ -235,6 +240,15 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));
         }
+        // event_name and session_id are indexed: a B-tree entry over ~2,700 bytes is refused
+        // by PostgreSQL (SQLSTATE 54000) at forwarding time, after the 2xx. Refuse the
+        // configuration instead.
+        if l.max_string_bytes > MAX_INDEXED_STRING_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_string_bytes must be at most {MAX_INDEXED_STRING_BYTES}: longer \
+                 indexed strings (event_name, session_id) would be refused by the database"
+            )));
+        }
         if self.buffer.max_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "buffer.max_bytes must be positive".into(),
@@ -337,6 +351,16 @@ mod tests {
     #[test]
     fn defaults_validate() {
         Config::default().validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn indexed_strings_stay_under_the_index_row_limit() {
+        let mut c = Config::default();
+        c.limits.max_string_bytes = MAX_INDEXED_STRING_BYTES;
+        c.validate().expect("the cap itself is valid");
+        c.limits.max_string_bytes = MAX_INDEXED_STRING_BYTES + 1;
+        let e = c.validate().expect_err("over the cap").to_string();
+        assert!(e.contains("limits.max_string_bytes"), "{e}");
     }
 
     #[test]
