@@ -402,7 +402,7 @@ impl Dataset {
         }
         let from_day = day_start(from);
         let mut cohorts: BTreeMap<Date, Vec<i64>> = BTreeMap::new();
-        for (&user, &(seen, _)) in &first {
+        for (&user, &seen) in &first {
             if seen >= from_day && seen < to {
                 cohorts.entry(seen.date()).or_default().push(user);
             }
@@ -500,14 +500,13 @@ impl Dataset {
         }
     }
 
-    /// `user_attributes`: (first_seen, last_seen) per identified user.
-    pub fn first_seen(&self) -> BTreeMap<i64, (OffsetDateTime, OffsetDateTime)> {
-        let mut m: BTreeMap<i64, (OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
+    /// `user_attributes`: first_seen per identified user.
+    pub fn first_seen(&self) -> BTreeMap<i64, OffsetDateTime> {
+        let mut m: BTreeMap<i64, OffsetDateTime> = BTreeMap::new();
         for e in &self.events {
             if let Some(u) = e.user_id {
-                let entry = m.entry(u).or_insert((e.event_time, e.event_time));
-                entry.0 = entry.0.min(e.event_time);
-                entry.1 = entry.1.max(e.event_time);
+                let t = m.entry(u).or_insert(e.event_time);
+                *t = (*t).min(e.event_time);
             }
         }
         m
