@@ -57,6 +57,9 @@ pub struct CollectorOpts {
     pub env: Vec<(String, String)>,
     /// Extra flags after `serve`.
     pub args: Vec<String>,
+    /// Fault injection: the largest file the process may write (RLIMIT_FSIZE, with SIGXFSZ
+    /// ignored), so a write past it fails with EFBIG as on a full disk.
+    pub max_file_bytes: Option<u64>,
 }
 
 /// A running `collector serve` on loopback ports chosen by the OS.
@@ -95,6 +98,9 @@ impl CollectorProc {
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(max) = opts.max_file_bytes {
+            limit_file_size(&mut cmd, max);
         }
         let mut child = cmd.spawn().context("spawn collector")?;
         let stdout = child.stdout.take().context("collector stdout")?;
@@ -183,6 +189,29 @@ impl Drop for CollectorProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Makes every write past `max` bytes of a file fail with EFBIG in the child, the way
+/// writes fail on a full disk (without needing root to mount a small file system).
+fn limit_file_size(cmd: &mut Command, max: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: max as libc::rlim_t,
+        rlim_max: max as libc::rlim_t,
+    };
+    // SAFETY: between fork and exec the closure only calls signal(2) and setrlimit(2),
+    // which are async-signal-safe, on values prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Without this the kernel kills the process with SIGXFSZ instead of failing the
+            // write.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -116,6 +116,7 @@ async fn fleet_survives_kills_outages_and_full_buffers() {
             database_url: Some(db.url.clone()),
             env,
             args: Vec::new(),
+            ..Default::default()
         })
         .expect("start collector");
         let addr = Arc::new(std::sync::Mutex::new(c.ingest));

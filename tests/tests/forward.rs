@@ -34,6 +34,7 @@ fn opts(name: &str, url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> C
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         args: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -526,4 +527,76 @@ async fn full_buffer_recovers_when_forwarding_resumes() {
     let r = post_json(c.ingest, "/v1/batch", &json!(gen::batch(&mut rng, 20))).expect("post");
     assert_eq!(r.status, 200, "accepting again");
     assert_exactly_once(&db, &acked).await;
+}
+
+/// A full disk: once the buffer's files cannot grow, requests get a 5xx and are never
+/// acknowledged, the collector stays up, and every event acknowledged before is still in
+/// the buffer after a `kill -9` and lands exactly once when space is back. The full disk is
+/// RLIMIT_FSIZE on the real binary (writes past the limit fail with EFBIG, as ENOSPC does),
+/// which needs no root.
+#[tokio::test(flavor = "multi_thread")]
+async fn full_disk_refuses_requests_and_loses_nothing_acknowledged() {
+    let db = TestDb::migrated("diskfull").await.expect("db");
+    let mut o = opts("diskfull", Some(&db.url), &[], &["--paused"]);
+    o.max_file_bytes = Some(6 << 20);
+    let mut c = CollectorProc::start(o.clone()).expect("start under the file size limit");
+    let mut rng = gen::rng(21);
+    let mut acked = HashSet::new();
+    let mut refused = Vec::new();
+    for _ in 0..3000 {
+        let events = gen::batch(&mut rng, 50);
+        let r = post_json(c.ingest, "/v1/batch", &json!(events)).expect("post");
+        if r.status == 200 {
+            assert!(
+                refused.is_empty(),
+                "acknowledged after a refusal: {}",
+                r.body
+            );
+            acked.extend(ids(&events));
+        } else {
+            refused.push((r.status, r.body));
+            if refused.len() >= 5 {
+                break;
+            }
+        }
+    }
+    assert!(!acked.is_empty(), "some events were acknowledged first");
+    assert!(
+        !refused.is_empty(),
+        "the file size limit was never reached ({} events acknowledged)",
+        acked.len()
+    );
+    for (status, body) in &refused {
+        assert!(
+            (500..600).contains(status),
+            "a full disk answers 5xx, got {status}: {body}"
+        );
+    }
+    assert!(c.is_running(), "the collector survives a full disk");
+    let ready = client::get(c.ingest, "/ready").expect("ready");
+    assert_eq!(
+        ready.status, 503,
+        "not ready while it cannot store: {}",
+        ready.body
+    );
+    let health = client::get(c.admin, "/v1/buffer").expect("admin still answers");
+    assert_eq!(health.status, 200);
+    eprintln!(
+        "{} events acknowledged, then {} refusals: {:?}",
+        acked.len(),
+        refused.len(),
+        refused.first()
+    );
+
+    // Space is back: a new process on the same buffer, forwarding.
+    c.kill9().expect("kill -9");
+    o.max_file_bytes = None;
+    o.args.clear();
+    c.opts = o;
+    c.restart().expect("restart with space");
+    let rows = wait_rows(&db, acked.len() as i64, Duration::from_secs(60)).await;
+    assert!(rows >= acked.len() as i64, "{rows} rows of {}", acked.len());
+    assert_exactly_once(&db, &acked).await;
+    let r = post_json(c.ingest, "/v1/batch", &json!(gen::batch(&mut rng, 10))).expect("post");
+    assert_eq!(r.status, 200, "accepting again: {}", r.body);
 }

@@ -850,6 +850,7 @@ async fn hostile_requests_get_4xx_or_a_closed_connection_and_the_forwarder_never
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
         args: Vec::new(),
+        ..Default::default()
     })
     .expect("start collector");
     let mut run = Run {

@@ -19,6 +19,7 @@ fn start(name: &str, env: &[(&str, &str)], args: &[&str]) -> CollectorProc {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         args: args.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     })
     .expect("start collector")
 }

@@ -261,6 +261,7 @@ fn collector_opts(name: &str, url: Option<&str>) -> CollectorOpts {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
         args: vec![],
+        ..Default::default()
     }
 }
 

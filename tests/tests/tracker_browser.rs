@@ -461,6 +461,7 @@ fn start_collector(
         database_url: Some(db.url.clone()),
         env,
         args: Vec::new(),
+        ..Default::default()
     })?;
     if let Ok(mut addr) = shop.collector.lock() {
         *addr = c.ingest.to_string();
