@@ -60,6 +60,13 @@ pub struct TuiArgs {
         default_value = "page_view,add_to_cart,checkout_start,purchase"
     )]
     pub steps: Vec<String>,
+    /// Benchmark (hidden; used by `bench`): run N refreshes of every analysis without a
+    /// terminal, print one JSON line each and the peak resident memory, and exit.
+    #[arg(long, hide = true, value_name = "N")]
+    pub bench: Option<usize>,
+    /// Benchmark: the time range of those refreshes (15m, 1h, 24h, 7d, 30d).
+    #[arg(long, hide = true, default_value = "1h")]
+    pub bench_range: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,7 +140,10 @@ pub fn parse_span(s: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::Query(args)) => crate::query::report::run(args).await,
-        None => crate::app::run(cli.tui).await,
+        None => match cli.tui.bench {
+            Some(refreshes) => crate::app::bench_main(cli.tui, refreshes).await,
+            None => crate::app::run(cli.tui).await,
+        },
     }
 }
 

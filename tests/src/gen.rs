@@ -59,13 +59,15 @@ pub fn session_stream(
     concurrent: usize,
 ) -> Vec<Value> {
     let span = (end - start).as_seconds_f64().max(1.0);
-    let sessions = (n / 5).max(1);
+    // Sessions average about 3 events; a session starts where the share of events emitted
+    // so far puts it, so events spread evenly over [start, end] whatever the session sizes.
+    let sessions = (n / 3).max(1);
     let step = span / sessions as f64;
     let mut out = Vec::with_capacity(n);
     let mut s = 0usize;
     while out.len() < n {
-        let t0 = start
-            + time::Duration::seconds_f64(step * s as f64 + rng.gen_range(0.0..step.max(0.001)));
+        let at = span * out.len() as f64 / n as f64;
+        let t0 = start + time::Duration::seconds_f64(at + rng.gen_range(0.0..step.max(0.001)));
         let user: i64 = rng.gen_range(1..(sessions as i64 / 3).max(2));
         let session = format!("s-{user}-{s}");
         let device = DEVICES[rng.gen_range(0..DEVICES.len())];

@@ -81,10 +81,28 @@ impl Conn {
 
 /// Pre-serialised request bodies: `count` bodies of `per` events each (distinct event ids).
 pub fn bodies(seed: u64, count: usize, per: usize) -> Vec<Bytes> {
+    bodies_with(seed, count, per, true)
+}
+
+/// Like [`bodies`] but without `event_id`s: the collector assigns one to every event it
+/// accepts, so a body sent again is new events (for loads that must reach the database as
+/// distinct rows; with ids, a resent body is deduplicated there).
+pub fn bodies_without_ids(seed: u64, count: usize, per: usize) -> Vec<Bytes> {
+    bodies_with(seed, count, per, false)
+}
+
+fn bodies_with(seed: u64, count: usize, per: usize, ids: bool) -> Vec<Bytes> {
     let mut rng = crate::gen::rng(seed);
     (0..count)
         .map(|_| {
-            let events = crate::gen::batch(&mut rng, per);
+            let mut events = crate::gen::batch(&mut rng, per);
+            if !ids {
+                for e in &mut events {
+                    if let Some(o) = e.as_object_mut() {
+                        o.remove("event_id");
+                    }
+                }
+            }
             let v = if per == 1 {
                 events[0].clone()
             } else {

@@ -50,6 +50,7 @@ fn collector_opts(name: &str, url: &str) -> CollectorOpts {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         args: Vec::new(),
+        ..Default::default()
     }
 }
 
@@ -787,9 +788,10 @@ async fn maintenance_drops_only_expired_data() {
 ///
 /// Environment: `BENCH_SIZES` (events, comma-separated; default `1000000,10000000`),
 /// `BENCH_DAYS` (days of data, default 30), `BENCH_RUNS` (timed runs per query after one
-/// warm-up, default 5). Sessions of 8 events; a quarter of sessions are a new user's
-/// first, the others belong to an earlier user picked pseudo-randomly (so every day has a
-/// cohort and returning users). Rows are generated server-side
+/// warm-up, default 5), `BENCH_DATABASE_URL` (time a database filled earlier instead).
+/// Sessions of 8 events; a quarter of sessions are a new user's first, the others belong
+/// to an earlier user picked pseudo-randomly (so every day has a cohort and returning
+/// users). Rows are generated server-side
 /// (`INSERT … SELECT generate_series`, one day per batch, through `edge_staging` and
 /// `edge_after_batch()` like the forwarder) into a private database, then each query runs
 /// as the real binary (`monitor query … --format json`, process start and connection
@@ -811,6 +813,18 @@ async fn query_latency() {
     };
     let days = env_i64("BENCH_DAYS", 30);
     let runs = env_i64("BENCH_RUNS", 5) as usize;
+    // BENCH_DATABASE_URL: time the queries over a database filled earlier (kept as is).
+    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+        let c = e2e::db::connect(&url).await.expect("connect");
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM user_events", &[])
+            .await
+            .expect("count")
+            .get(0);
+        println!("\n{n} events in {url}, {} edition", edition(&c).await);
+        time_queries(&url, runs);
+        return;
+    }
     for size in sizes {
         let db = TestDb::migrated("bench").await.expect("db");
         let c = db.client().await.expect("client");
@@ -842,38 +856,44 @@ async fn query_latency() {
                 t.elapsed().as_secs_f64()
             );
         }
-        println!(
-            "{:<12} {:>6} {:>10} {:>10}",
-            "query", "since", "min ms", "median ms"
-        );
-        for what in [
-            "live",
-            "funnel",
-            "retention",
-            "paths",
-            "breakdown",
-            "collectors",
-            "database",
-        ] {
-            for since in ["24h", "7d"] {
-                let mut ms: Vec<f64> = (0..=runs)
-                    .map(|_| {
-                        let t = Instant::now();
-                        monitor(&db.url, None, &[what, "--since", since, "--format", "json"]);
-                        t.elapsed().as_secs_f64() * 1000.0
-                    })
-                    .skip(1)
-                    .collect();
-                ms.sort_by(f64::total_cmp);
-                println!(
-                    "{what:<12} {since:>6} {:>10.0} {:>10.0}",
-                    ms.first().copied().unwrap_or(0.0),
-                    ms.get(ms.len() / 2).copied().unwrap_or(0.0)
-                );
-            }
-        }
+        time_queries(&db.url, runs);
         drop(c);
         let _ = db.drop_db().await;
+    }
+}
+
+/// Runs each `monitor query` (24h and 7d) `runs` times after one warm-up against `url` and
+/// prints the minimum and median wall time.
+fn time_queries(url: &str, runs: usize) {
+    println!(
+        "{:<12} {:>6} {:>10} {:>10}",
+        "query", "since", "min ms", "median ms"
+    );
+    for what in [
+        "live",
+        "funnel",
+        "retention",
+        "paths",
+        "breakdown",
+        "collectors",
+        "database",
+    ] {
+        for since in ["24h", "7d"] {
+            let mut ms: Vec<f64> = (0..=runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    monitor(url, None, &[what, "--since", since, "--format", "json"]);
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .skip(1)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "{what:<12} {since:>6} {:>10.0} {:>10.0}",
+                ms.first().copied().unwrap_or(0.0),
+                ms.get(ms.len() / 2).copied().unwrap_or(0.0)
+            );
+        }
     }
 }
 

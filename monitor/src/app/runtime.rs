@@ -217,14 +217,24 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// `monitor --bench N` (when wired in the command line): N refreshes of the default range
-/// without a terminal, one JSON line each, then the peak resident memory.
+/// `monitor --bench N [--bench-range R]` (hidden flags, used by the `bench` command): N
+/// refreshes of every analysis for range R without a terminal, one JSON line each, then
+/// the peak resident memory.
 pub async fn bench_main(args: TuiArgs, refreshes: usize) -> anyhow::Result<i32> {
     let url = args
         .source
         .database_url
         .context("--bench needs --database-url")?;
-    let runs = bench(&url, TimeRange::H1, &args.steps, refreshes).await?;
+    let range = TimeRange::ALL
+        .into_iter()
+        .find(|r| r.label() == args.bench_range)
+        .with_context(|| {
+            format!(
+                "--bench-range {:?}: use 15m, 1h, 24h, 7d or 30d",
+                args.bench_range
+            )
+        })?;
+    let runs = bench(&url, range, &args.steps, refreshes).await?;
     for (i, r) in runs.iter().enumerate() {
         let per_query: serde_json::Map<String, serde_json::Value> = r
             .timings

@@ -2,7 +2,7 @@
 //! machine, side by side with its baseline, and printed with the ratio.
 //!
 //! ```text
-//! cargo run --release -p e2e --bin bench -- [ingest|e2e|drain|all] [--seconds N] [--events N]
+//! cargo run --release -p e2e --bin bench -- [ingest|e2e|drain|monitor|all] [--seconds N] [--events N]
 //! ```
 //!
 //! - `ingest`: durable-ack throughput (64 keep-alive clients, 50-event batches) against the
@@ -13,6 +13,12 @@
 //! - `drain`: a pre-filled buffer of N events (default 1,000,000) drained into
 //!   `user_events` by `collector drain` with 1 and 4 connections, against `psql \copy` of
 //!   the same rows into the same schema; collector start-up time with the buffer full.
+//! - `monitor`: the dashboard's refresh time (`monitor --bench`, the real binary) over the
+//!   database the 4-connection drain filled, for the 1h, 24h and 7d ranges: every analysis
+//!   (what a start or a range change costs) and the overview's own refresh (live numbers
+//!   and collectors, what every tick costs), with the binary's peak memory. On the
+//!   Community edition the continuous aggregates are refreshed first, as their policies
+//!   would have. `all` runs it after `drain`.
 //!
 //! The database is the local cluster (`deploy/local-db start`) or `DATABASE_URL`.
 
@@ -34,6 +40,8 @@ struct Args {
     what: String,
     seconds: u64,
     events: usize,
+    /// Keep the database the monitor step measured (its URL is printed).
+    keep: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -41,22 +49,29 @@ fn args() -> anyhow::Result<Args> {
         what: "all".into(),
         seconds: 10,
         events: 1_000_000,
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--seconds" => a.seconds = it.next().context("--seconds N")?.parse()?,
             "--events" => a.events = it.next().context("--events N")?.parse()?,
+            "--keep" => a.keep = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [ingest|e2e|drain|all] [--seconds N] [--events N]\n\n\
-                          ingest: durable acks vs no-op endpoint, /track latency at 1,000 req/s\n\
-                          e2e:    sustained HTTP -> TimescaleDB rate and ingest lag\n\
-                          drain:  drain a pre-filled buffer vs psql \\copy of the same rows"
+                    "usage: bench [ingest|e2e|drain|monitor|all] [--seconds N] [--events N] [--keep]\n\n\
+                          ingest:  durable acks vs no-op endpoint, /track latency at 1,000 req/s\n\
+                          e2e:     sustained HTTP -> TimescaleDB rate and ingest lag\n\
+                          drain:   drain a pre-filled buffer vs psql \\copy of the same rows\n\
+                          monitor: dashboard refresh time over the drained events (with drain)\n\
+                          all:     every one of them (the default)\n\n\
+                          --seconds N  length of each load (default 10)\n\
+                          --events N   events in the drained buffer (default 1,000,000)\n\
+                          --keep       keep the database the monitor step measured"
                 );
                 std::process::exit(0);
             }
-            w @ ("ingest" | "e2e" | "drain" | "all") => a.what = w.into(),
+            w @ ("ingest" | "e2e" | "drain" | "monitor" | "all") => a.what = w.into(),
             other => anyhow::bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -172,6 +187,25 @@ async fn ingest(a: &Args) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     let reqs = (durable.requests + track.requests) as f64;
     println!("  group commit: {flushes:.0} flushes for {reqs:.0} durable requests ({:.1} requests per flush)", reqs / flushes.max(1.0));
+    drop(c);
+
+    // The same with `buffer.durability = "fsync"` (acks survive power loss), side by side.
+    let c = CollectorProc::start(CollectorOpts {
+        data_dir: dir.join("buffer-fsync"),
+        env: vec![("COLLECTOR_BUFFER__DURABILITY".into(), "fsync".into())],
+        ..Default::default()
+    })?;
+    let fsync = load::closed_loop(c.ingest, "/v1/batch", batches, 50, 64, dur).await?;
+    row("durable /v1/batch, fsync mode", &fsync);
+    let singles = Arc::new(load::bodies(4, 5000, 1));
+    let track_fsync = load::open_loop(c.ingest, "/track", singles, 1000, 32, dur).await?;
+    row("/track at 1,000 req/s, fsync mode", &track_fsync);
+    println!(
+        "  fsync / flush throughput ratio: {:.2}",
+        fsync.events_per_sec() / durable.events_per_sec()
+    );
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -245,8 +279,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn drain(a: &Args) -> anyhow::Result<()> {
+/// Drains; returns the database the 4-connection drain filled when `keep` (for `monitor`).
+async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>> {
     let n = a.events;
+    let mut kept = None;
     println!("\n== drain: {n} buffered events into user_events (unique key + 3 indexes + time index; aggregate upserts included) vs psql \\copy");
     let dir = proc::temp_dir("bench-drain");
     let (master, csv) = (dir.join("master"), dir.join("rows.csv"));
@@ -328,7 +364,6 @@ async fn drain(a: &Args) -> anyhow::Result<()> {
             db.count_events().await? == (n as i64, n as i64),
             "drain row count"
         );
-        db.drop_db().await?;
         let rate = n as f64 / secs;
         println!(
             "  collector drain, {connections} connection(s){}: {secs:>7.1} s  {rate:>9.0} rows/s  ratio to \\copy {:.2}",
@@ -336,8 +371,103 @@ async fn drain(a: &Args) -> anyhow::Result<()> {
             rate / copy_rate
         );
         let _ = std::fs::remove_dir_all(&data);
+        if keep && connections == 4 {
+            kept = Some(db);
+        } else {
+            db.drop_db().await?;
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(kept)
+}
+
+/// The dashboard's refresh time over `db`, through the real binary (`monitor --bench`).
+async fn monitor_refresh(db: &TestDb, n: usize) -> anyhow::Result<()> {
+    let client = db.client().await?;
+    let edition: String = client
+        .query_one("SHOW timescaledb.license", &[])
+        .await?
+        .get(0);
+    println!("\n== monitor: refresh time over the {n} drained events ({edition} edition), 5 refreshes per range, one connection");
+    // Statistics, as autovacuum would have gathered them by then.
+    client.batch_execute("ANALYZE").await?;
+    if edition == "timescale" {
+        let t = Instant::now();
+        for row in client
+            .query(
+                "SELECT format('%I.%I', view_schema, view_name)
+                 FROM timescaledb_information.continuous_aggregates",
+                &[],
+            )
+            .await?
+        {
+            let name: String = row.get(0);
+            client
+                .batch_execute(&format!(
+                    "CALL refresh_continuous_aggregate('{name}', NULL, NULL)"
+                ))
+                .await?;
+        }
+        println!(
+            "  refreshed the continuous aggregates in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for range in ["1h", "24h", "7d"] {
+        let out = std::process::Command::new(proc::bin("monitor")?)
+            .args([
+                "--bench",
+                "5",
+                "--bench-range",
+                range,
+                "--database-url",
+                &db.url,
+            ])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "monitor --bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (mut full, mut overview, mut rss) = (Vec::new(), Vec::new(), 0u64);
+        let mut per: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            if let Some(kib) = v["peak_rss_kib"].as_u64() {
+                rss = kib;
+                continue;
+            }
+            if let Some(errors) = v["errors"].as_array().filter(|e| !e.is_empty()) {
+                anyhow::bail!("monitor --bench: {errors:?}");
+            }
+            full.push(v["total_ms"].as_f64().unwrap_or(f64::NAN));
+            let q = &v["query_ms"];
+            let ms = |k: &str| q[k].as_f64().unwrap_or(0.0);
+            overview.push(ms("live") + ms("collectors"));
+            if let Some(m) = q.as_object() {
+                for (k, x) in m {
+                    per.entry(k.clone())
+                        .or_default()
+                        .push(x.as_f64().unwrap_or(0.0));
+                }
+            }
+        }
+        let (slowest, slowest_ms) = per
+            .into_iter()
+            .map(|(k, v)| (k, median(v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or_default();
+        println!(
+            "  range {range:>3}: every analysis {:>6.0} ms (median), overview tick (live + collectors) {:>5.0} ms; slowest analysis {slowest} {slowest_ms:.0} ms; monitor peak RSS {:.1} MiB",
+            median(full),
+            median(overview),
+            rss as f64 / 1024.0
+        );
+    }
     Ok(())
 }
 
@@ -352,7 +482,8 @@ async fn end_to_end(a: &Args) -> anyhow::Result<()> {
         env: vec![("COLLECTOR_FORWARD__LINGER_MS".into(), "200".into())],
         ..Default::default()
     })?;
-    let batches = Arc::new(load::bodies(3, 2000, 50));
+    // Without event ids: every accepted event is a new row (resent ids would deduplicate).
+    let batches = Arc::new(load::bodies_without_ids(3, 2000, 50));
     let t = Instant::now();
     let r = load::closed_loop(
         c.ingest,
@@ -412,8 +543,17 @@ async fn main() -> anyhow::Result<()> {
     if a.what == "e2e" || a.what == "all" {
         end_to_end(&a).await?;
     }
-    if a.what == "drain" || a.what == "all" {
-        drain(&a).await?;
+    if matches!(a.what.as_str(), "drain" | "monitor" | "all") {
+        let monitor = a.what != "drain";
+        if let Some(db) = drain(&a, monitor).await? {
+            monitor_refresh(&db, a.events).await?;
+            if a.keep {
+                // TestDb drops nothing by itself: only drop_db() does.
+                println!("  kept the database: {}", db.url);
+            } else {
+                db.drop_db().await?;
+            }
+        }
     }
     Ok(())
 }
