@@ -33,6 +33,16 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio_postgres::Client;
 
 const SEED: u64 = 20_240_501;
+/// Every `monitor query` kind.
+const QUERIES: [&str; 7] = [
+    "live",
+    "funnel",
+    "retention",
+    "paths",
+    "breakdown",
+    "collectors",
+    "database",
+];
 
 fn collector_opts(name: &str, url: &str) -> CollectorOpts {
     let env = [
@@ -627,15 +637,7 @@ async fn analyses_match_an_independent_computation() {
         .expect("create login role");
     let ro_url = db.url.replacen("postgres@", &format!("{role}@"), 1);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for what in [
-            "live",
-            "funnel",
-            "retention",
-            "paths",
-            "breakdown",
-            "collectors",
-            "database",
-        ] {
+        for what in QUERIES {
             monitor(&ro_url, Some(data.t0), &[what, "--since", "7d"]);
         }
     }));
@@ -869,15 +871,7 @@ fn time_queries(url: &str, runs: usize) {
         "{:<12} {:>6} {:>10} {:>10}",
         "query", "since", "min ms", "median ms"
     );
-    for what in [
-        "live",
-        "funnel",
-        "retention",
-        "paths",
-        "breakdown",
-        "collectors",
-        "database",
-    ] {
+    for what in QUERIES {
         for since in ["24h", "7d"] {
             let mut ms: Vec<f64> = (0..=runs)
                 .map(|_| {
