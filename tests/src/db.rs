@@ -182,6 +182,30 @@ impl Drop for PrivateCluster {
     }
 }
 
+/// Materialises every continuous aggregate over all time, as their refresh policies would
+/// have by now (Community edition; on apache there are none and this does nothing).
+/// Returns how many were refreshed.
+pub async fn refresh_continuous_aggregates(c: &Client) -> anyhow::Result<usize> {
+    let caggs = c
+        .query(
+            "SELECT format('%I.%I', view_schema, view_name)
+             FROM timescaledb_information.continuous_aggregates",
+            &[],
+        )
+        .await
+        .context("list continuous aggregates")?;
+    for row in &caggs {
+        let name: String = row.get(0);
+        // `name` comes from the catalog, quoted by format('%I'); CALL takes no parameters.
+        c.batch_execute(&format!(
+            "CALL refresh_continuous_aggregate('{name}', NULL, NULL)"
+        ))
+        .await
+        .with_context(|| format!("refresh {name}"))?;
+    }
+    Ok(caggs.len())
+}
+
 /// A TCP port free at the time of the call.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

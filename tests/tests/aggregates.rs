@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use collector::database::copy::merge_staged;
 use e2e::{
     analytics::{self, Dataset, Event, FUNNEL},
     client::{self, post_json},
@@ -689,14 +690,8 @@ async fn summaries_are_idempotent_and_order_independent() {
             )
             .await
             .expect("stage");
-            c.batch_execute(
-                "INSERT INTO user_events SELECT * FROM edge_staging
-                     ON CONFLICT (event_id, event_time) DO NOTHING;
-                 SELECT edge_after_batch();
-                 COMMIT",
-            )
-            .await
-            .expect("batch");
+            merge_staged(c).await.expect("batch");
+            c.batch_execute("COMMIT").await.expect("commit");
         }
     };
     let mut shuffled = data.events.clone();
@@ -942,14 +937,8 @@ async fn fill(c: &Client, size: i64, days: i64) {
         )
         .await
         .expect("stage a day");
-        c.batch_execute(
-            "INSERT INTO user_events SELECT * FROM edge_staging
-                 ON CONFLICT (event_id, event_time) DO NOTHING;
-             SELECT edge_after_batch();
-             COMMIT",
-        )
-        .await
-        .expect("insert a day");
+        merge_staged(c).await.expect("insert a day");
+        c.batch_execute("COMMIT").await.expect("commit a day");
     }
 }
 

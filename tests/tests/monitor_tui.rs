@@ -627,34 +627,13 @@ async fn load_events(db: &TestDb, n: i64) -> anyhow::Result<()> {
             &[&start, &(n as f64), &end],
         )
         .await?;
-        c.execute(
-            &format!(
-                "INSERT INTO user_events ({COLUMNS}) SELECT {COLUMNS} FROM edge_staging \
-                 ON CONFLICT (event_id, event_time) DO NOTHING"
-            ),
-            &[],
-        )
-        .await?;
-        c.batch_execute("SELECT edge_after_batch(); COMMIT").await?;
+        collector::database::copy::merge_staged(&c).await?;
+        c.batch_execute("COMMIT").await?;
         start = end;
     }
     c.batch_execute("ANALYZE").await?;
     // On the Community edition, materialise the continuous aggregates as their policies would.
-    let caggs = c
-        .query(
-            "SELECT format('%I.%I', view_schema, view_name) \
-             FROM timescaledb_information.continuous_aggregates",
-            &[],
-        )
-        .await
-        .unwrap_or_default();
-    for row in caggs {
-        let name: String = row.get(0);
-        c.batch_execute(&format!(
-            "CALL refresh_continuous_aggregate('{name}', NULL, NULL)"
-        ))
-        .await?;
-    }
+    e2e::db::refresh_continuous_aggregates(&c).await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use std::error::Error as StdError;
 use bytes::{BufMut, BytesMut};
 use futures_util::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{binary_copy::BinaryCopyInWriter, Client};
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, Client, GenericClient};
 
 use crate::event::Event;
 
@@ -102,7 +102,18 @@ pub async fn write_batch(
             .await?;
     }
     writer.finish().await?;
-    let inserted = tx
+    let inserted = merge_staged(&tx).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Moves the rows of the session's `edge_staging` into `user_events` (a row whose
+/// (event_id, event_time) is already there is skipped) and runs the per-batch summary
+/// upserts (`edge_after_batch()`); returns the rows inserted. Call it inside the batch's
+/// transaction, after staging. Test loaders that stage rows with SQL use it too, so they
+/// load exactly as the forwarder does.
+pub async fn merge_staged<C: GenericClient>(c: &C) -> Result<u64, tokio_postgres::Error> {
+    let inserted = c
         .execute(
             &format!(
                 "INSERT INTO user_events ({COLUMNS}) SELECT {COLUMNS} FROM edge_staging \
@@ -111,8 +122,7 @@ pub async fn write_batch(
             &[],
         )
         .await?;
-    tx.batch_execute("SELECT edge_after_batch()").await?;
-    tx.commit().await?;
+    c.batch_execute("SELECT edge_after_batch()").await?;
     Ok(inserted)
 }
 

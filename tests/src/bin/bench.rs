@@ -394,21 +394,7 @@ async fn monitor_refresh(db: &TestDb, n: usize) -> anyhow::Result<()> {
     client.batch_execute("ANALYZE").await?;
     if edition == "timescale" {
         let t = Instant::now();
-        for row in client
-            .query(
-                "SELECT format('%I.%I', view_schema, view_name)
-                 FROM timescaledb_information.continuous_aggregates",
-                &[],
-            )
-            .await?
-        {
-            let name: String = row.get(0);
-            client
-                .batch_execute(&format!(
-                    "CALL refresh_continuous_aggregate('{name}', NULL, NULL)"
-                ))
-                .await?;
-        }
+        e2e::db::refresh_continuous_aggregates(&client).await?;
         println!(
             "  refreshed the continuous aggregates in {:.1} s",
             t.elapsed().as_secs_f64()
