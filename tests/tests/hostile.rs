@@ -284,8 +284,18 @@ struct Run {
 }
 
 impl Run {
-    fn judge(&mut self, name: &str, outcome: &Outcome, expect: Expect) {
+    /// Counts one case, prints its line, and records `failure()` when it did not pass;
+    /// returns `ok`.
+    fn record(&mut self, ok: bool, shown: &str, failure: impl FnOnce() -> String) -> bool {
         self.cases += 1;
+        eprintln!("{} {shown}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            self.failures.push(failure());
+        }
+        ok
+    }
+
+    fn judge(&mut self, name: &str, outcome: &Outcome, expect: Expect) {
         let ok = match (expect, outcome) {
             (Expect::Refused, Outcome::Closed) => true,
             (Expect::Refused, Outcome::Status(s, _)) => (400..500).contains(s),
@@ -296,11 +306,9 @@ impl Run {
             Outcome::Status(s, b) => format!("{s} {}", &b[..b.len().min(160)]),
             other => format!("{other:?}"),
         };
-        eprintln!("{} {name}: {shown}", if ok { "ok  " } else { "FAIL" });
-        if !ok {
-            self.failures
-                .push(format!("{name}: expected {expect:?}, got {shown}"));
-        }
+        self.record(ok, &format!("{name}: {shown}"), || {
+            format!("{name}: expected {expect:?}, got {shown}")
+        });
     }
 
     fn run(&mut self, cases: Vec<Case>) {
@@ -925,19 +933,13 @@ async fn hostile_requests_get_4xx_or_a_closed_connection_and_the_forwarder_never
         let got = exchange_n(run.c.ingest, vec![bytes], Duration::ZERO, 5, ANSWER_TIMEOUT);
         let statuses: Vec<Option<u16>> = got.iter().map(Outcome::status).collect();
         let ok = statuses == [Some(200), Some(400), Some(200), Some(404), Some(200)];
-        run.cases += 1;
-        eprintln!(
-            "{} pipelined x5: {statuses:?}",
-            if ok { "ok  " } else { "FAIL" }
-        );
-        if ok {
+        if run.record(ok, &format!("pipelined x5: {statuses:?}"), || {
+            format!("pipelined requests: got {got:?}")
+        }) {
             run.storable.push(Storable {
                 event_id: id,
                 check: "event_name = 'pipelined'",
             });
-        } else {
-            run.failures
-                .push(format!("pipelined requests: got {got:?}"));
         }
     }
     {
@@ -957,18 +959,13 @@ async fn hostile_requests_get_4xx_or_a_closed_connection_and_the_forwarder_never
         // One 200, then the server closes (HTTP/1.0 without keep-alive).
         let ok = got.first().and_then(Outcome::status) == Some(200)
             && got.get(1) == Some(&Outcome::Closed);
-        run.cases += 1;
-        eprintln!(
-            "{} HTTP/1.0 POST: {got:?}",
-            if ok { "ok  " } else { "FAIL" }
-        );
-        if ok {
+        if run.record(ok, &format!("HTTP/1.0 POST: {got:?}"), || {
+            format!("HTTP/1.0 POST: got {got:?}")
+        }) {
             run.storable.push(Storable {
                 event_id: id,
                 check: "event_name = 'http10'",
             });
-        } else {
-            run.failures.push(format!("HTTP/1.0 POST: got {got:?}"));
         }
     }
     run.still_healthy("storable oddities and pipelining").await;
@@ -1050,16 +1047,9 @@ fn connection_level(run: &mut Run) {
         got.first(),
         Some(Outcome::Closed) | Some(Outcome::Status(408, _))
     ) && took <= limit;
-    run.cases += 1;
-    eprintln!(
-        "{} slow-loris (1 byte/s): {got:?} after {took:?}",
-        if ok { "ok  " } else { "FAIL" }
-    );
-    if !ok {
-        run.failures.push(format!(
-            "slow-loris headers: expected the connection closed within {limit:?}, got {got:?} after {took:?}"
-        ));
-    }
+    run.record(ok, &format!("slow-loris (1 byte/s): {got:?} after {took:?}"), || {
+        format!("slow-loris headers: expected the connection closed within {limit:?}, got {got:?} after {took:?}")
+    });
 
     // A connection that sends nothing at all.
     let start = Instant::now();
@@ -1069,16 +1059,9 @@ fn connection_level(run: &mut Run) {
         got.first(),
         Some(Outcome::Closed) | Some(Outcome::Status(408, _))
     ) && took <= limit;
-    run.cases += 1;
-    eprintln!(
-        "{} silent connection: {got:?} after {took:?}",
-        if ok { "ok  " } else { "FAIL" }
-    );
-    if !ok {
-        run.failures.push(format!(
-            "silent connection: expected it closed within {limit:?}, got {got:?} after {took:?}"
-        ));
-    }
+    run.record(ok, &format!("silent connection: {got:?} after {took:?}"), || {
+        format!("silent connection: expected it closed within {limit:?}, got {got:?} after {took:?}")
+    });
 
     // An idle keep-alive connection after one complete request.
     let start = Instant::now();
@@ -1093,16 +1076,9 @@ fn connection_level(run: &mut Run) {
     let ok = got.first().and_then(Outcome::status) == Some(200)
         && matches!(got.get(1), Some(Outcome::Closed))
         && took <= limit;
-    run.cases += 1;
-    eprintln!(
-        "{} idle keep-alive after a request: {got:?} after {took:?}",
-        if ok { "ok  " } else { "FAIL" }
-    );
-    if !ok {
-        run.failures.push(format!(
-            "idle keep-alive connection: expected it closed within {limit:?}, got {got:?} after {took:?}"
-        ));
-    }
+    run.record(ok, &format!("idle keep-alive after a request: {got:?} after {took:?}"), || {
+        format!("idle keep-alive connection: expected it closed within {limit:?}, got {got:?} after {took:?}")
+    });
 
     // As many silent connections as max_connections: a real client gets through within
     // about the header timeout (the idle ones are closed and their slots freed).
@@ -1118,18 +1094,12 @@ fn connection_level(run: &mut Run) {
     );
     let took = start.elapsed();
     let ok = got.status() == Some(200) && took <= limit;
-    run.cases += 1;
-    eprintln!(
-        "{} {} idle connections, then a real request: {got:?} after {took:?}",
-        if ok { "ok  " } else { "FAIL" },
-        idle.len()
+    let n = idle.len();
+    run.record(
+        ok,
+        &format!("{n} idle connections, then a real request: {got:?} after {took:?}"),
+        || format!("{n} idle connections locked a real client out: {got:?} after {took:?}"),
     );
-    if !ok {
-        run.failures.push(format!(
-            "{} idle connections locked a real client out: {got:?} after {took:?}",
-            idle.len()
-        ));
-    }
     drop(idle);
 
     // A slow body: complete headers, then one body byte per second. The header timeout
