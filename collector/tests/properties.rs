@@ -561,26 +561,15 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The JSON a client would send to get `e` back (with explicit browser/os/device_type).
+/// The JSON a client would send to get `e` back (with explicit browser/os/device_type):
+/// the buffer export's shape of the event without its lineage fields.
 fn resubmission(e: &Event) -> Value {
-    let t = event::from_micros(e.event_time_us);
-    json!({
-        "event_id": e.event_id.to_string(),
-        "user_id": e.user_id,
-        "session_id": e.session_id,
-        "event_type": e.event_type,
-        "event_name": e.event_name,
-        "page_url": e.page_url,
-        "referrer": e.referrer,
-        "device_type": e.device_type,
-        "browser": e.browser,
-        "os": e.os,
-        "country_code": e.country_code,
-        "region": e.region,
-        "city": e.city,
-        "event_time": rfc3339(t),
-        "properties": e.properties.as_deref().map(|p| serde_json::from_str::<Value>(p).unwrap_or(Value::Null)),
-    })
+    let mut v = collector::ops::event_json(e, 0, "");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("received_at");
+        o.remove("collector_id");
+    }
+    v
 }
 
 /// Parses `body` in both modes and checks everything it accepted; returns the accepted
