@@ -35,7 +35,7 @@ use std::{
 };
 
 use rand::Rng;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, Notify};
 use tokio_postgres::Client;
 
 use crate::{
@@ -45,6 +45,7 @@ use crate::{
     heartbeat::Heartbeat,
     metrics::Metrics,
     record::Record,
+    shutdown::Shutdown,
 };
 
 const DB_UNKNOWN: u8 = 0;
@@ -190,13 +191,17 @@ impl Forwarder {
         }
     }
 
-    /// Runs until `stop` turns true (serve), finishing the batches in flight.
-    pub async fn run(self, stop: watch::Receiver<bool>) {
-        self.run_until(stop, Until::Stopped).await
+    /// Runs until `shutdown` fires (serve). Batches in flight are abandoned then: their
+    /// records stay in the buffer and a replay is absorbed by the unique key.
+    pub async fn run(self, shutdown: Shutdown) {
+        self.run_until(shutdown, Until::Stopped).await
     }
 
-    /// Runs until `stop` turns true or, with [`Until::Empty`], the buffer has been drained.
-    pub async fn run_until(self, stop: watch::Receiver<bool>, until: Until) {
+    /// Runs until `shutdown` fires or, with [`Until::Empty`], the buffer has been drained.
+    /// Returns promptly after the signal whatever the database does (unreachable, hanging
+    /// on connect or mid-COPY): every database step is raced against it.
+    pub async fn run_until(self, shutdown: Shutdown, until: Until) {
+        let stop = shutdown;
         let this = Arc::new(self);
         let workers = this.config.forward.connections.max(1);
         let (tx, rx) = mpsc::channel::<Vec<Stored>>(workers);
@@ -225,24 +230,19 @@ impl Forwarder {
         meter.abort();
     }
 
-    async fn dispatch(
-        &self,
-        tx: mpsc::Sender<Vec<Stored>>,
-        mut stop: watch::Receiver<bool>,
-        until: Until,
-    ) {
+    async fn dispatch(&self, tx: mpsc::Sender<Vec<Stored>>, mut stop: Shutdown, until: Until) {
         let batch_events = self.config.forward.batch_events;
         let linger = Duration::from_millis(self.config.forward.linger_ms);
         let mut cursor = 0u64;
         loop {
-            if *stop.borrow() {
+            if stop.is_shutdown() {
                 return;
             }
             if self.state.paused() {
                 tokio::select! {
                     _ = self.state.wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
+                    _ = stop.recv() => {}
                 }
                 continue;
             }
@@ -254,7 +254,7 @@ impl Forwarder {
                 tokio::select! {
                     _ = self.state.wake.notified() => {}
                     _ = tokio::time::sleep(linger.min(Duration::from_millis(200))) => {}
-                    _ = stop.changed() => {}
+                    _ = stop.recv() => {}
                 }
                 continue;
             }
@@ -264,17 +264,19 @@ impl Forwarder {
                 let oldest = batch[0].record.received_at_us;
                 let waited = crate::buffer::age(oldest);
                 if waited < linger {
-                    tokio::select! {
-                        _ = tokio::time::sleep(linger - waited) => {}
-                        _ = stop.changed() => {}
+                    if stop.or(tokio::time::sleep(linger - waited)).await.is_none() {
+                        return;
                     }
                     batch = self.read(cursor, batch_events).await;
                 }
             }
             let Some(last) = batch.last() else { continue };
             cursor = last.key + 1;
-            if tx.send(batch).await.is_err() {
-                return;
+            // The workers may all be retrying against an unreachable database: never wait
+            // for a free one without watching the signal.
+            match stop.or(tx.send(batch)).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) | None => return,
             }
         }
     }
@@ -295,14 +297,16 @@ impl Forwarder {
         }
     }
 
-    async fn worker(&self, id: usize, rx: Queue, mut stop: watch::Receiver<bool>) {
+    async fn worker(&self, id: usize, rx: Queue, mut stop: Shutdown) {
         let mut conn: Option<Client> = None;
         loop {
-            let batch = {
+            let next = stop.or(async {
                 let mut rx = rx.lock().await;
                 rx.recv().await
+            });
+            let Some(Some(batch)) = next.await else {
+                return;
             };
-            let Some(batch) = batch else { return };
             if !self.forward_batch(id, &mut conn, batch, &mut stop).await {
                 return;
             }
@@ -316,7 +320,7 @@ impl Forwarder {
         id: usize,
         conn: &mut Option<Client>,
         batch: Vec<Stored>,
-        stop: &mut watch::Receiver<bool>,
+        stop: &mut Shutdown,
     ) -> bool {
         let rows: Vec<copy::Row<'_>> = batch
             .iter()
@@ -333,10 +337,15 @@ impl Forwarder {
         let mut retry = self.retry_logic();
         while let Some(range) = pending.pop() {
             loop {
-                let result = match (self.connect(conn).await, conn.as_mut()) {
-                    (Ok(()), Some(client)) => copy::write_batch(client, &rows[range.clone()]).await,
-                    (Err(e), _) => Err(e),
-                    (Ok(()), None) => continue,
+                let attempt = stop.or(async {
+                    let client = self.connect(conn).await?;
+                    copy::write_batch(client, &rows[range.clone()]).await
+                });
+                let Some(result) = attempt.await else {
+                    // Abandoned mid-connect or mid-COPY: the transaction never commits (or,
+                    // if it did, the replay is absorbed); the records stay in the buffer.
+                    *conn = None;
+                    return false;
                 };
                 match result {
                     Ok(inserted) => {
@@ -364,11 +373,7 @@ impl Forwarder {
                         self.note_failure(class, &e);
                         *conn = None;
                         let delay = retry.delay(class);
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = stop.changed() => {}
-                        }
-                        if *stop.borrow() {
+                        if stop.or(tokio::time::sleep(delay)).await.is_none() {
                             return false;
                         }
                     }
@@ -427,30 +432,39 @@ impl Forwarder {
         )
     }
 
-    /// Makes sure `conn` holds an open connection with the staging table prepared.
-    async fn connect(&self, conn: &mut Option<Client>) -> Result<(), tokio_postgres::Error> {
-        if conn.as_ref().is_none_or(|c| c.is_closed()) {
-            *conn = None;
-            let client = database::connect_pg(&self.url).await?;
-            copy::prepare(&client).await?;
-            *conn = Some(client);
-        }
-        Ok(())
+    /// The open connection in `conn`, or a new one with the staging table prepared.
+    async fn connect<'c>(
+        &self,
+        conn: &'c mut Option<Client>,
+    ) -> Result<&'c mut Client, tokio_postgres::Error> {
+        let client = match conn.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => {
+                let client = database::connect_pg(&self.url).await?;
+                copy::prepare(&client).await?;
+                client
+            }
+        };
+        Ok(conn.insert(client))
     }
 
     /// Sends stored heartbeats every second or so, oldest first, on its own connection.
-    async fn heartbeat_sender(&self, mut stop: watch::Receiver<bool>, until: Until) {
+    /// Every database step is raced against `stop`, like a worker's.
+    async fn heartbeat_sender(&self, mut stop: Shutdown, until: Until) {
         let mut conn: Option<Client> = None;
         let mut retry = self.retry_logic();
         loop {
             let pending = self.buffer.heartbeats(500).unwrap_or_default();
             if pending.is_empty() {
-                if until == Until::Empty || *stop.borrow() {
+                if until == Until::Empty || stop.is_shutdown() {
                     return;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
+                if stop
+                    .or(tokio::time::sleep(Duration::from_secs(1)))
+                    .await
+                    .is_none()
+                {
+                    return;
                 }
                 continue;
             }
@@ -459,20 +473,11 @@ impl Forwarder {
                 .filter_map(|(_, json)| serde_json::from_slice::<Heartbeat>(json).ok())
                 .map(|h| h.to_json())
                 .collect();
-            let result = match (self.connect(&mut conn).await, conn.as_ref()) {
-                (Ok(()), Some(client)) => {
-                    client
-                        .execute(
-                            "INSERT INTO collector_heartbeats \
-                         SELECT * FROM jsonb_populate_recordset(NULL::collector_heartbeats, $1) \
-                         ON CONFLICT DO NOTHING",
-                            &[&serde_json::Value::Array(rows.clone())],
-                        )
-                        .await
-                }
-                (Err(e), _) => Err(e),
-                (Ok(()), None) => continue,
-            };
+            let attempt = stop.or(async {
+                let client = self.connect(&mut conn).await?;
+                database::heartbeats::insert(client, &rows).await
+            });
+            let Some(result) = attempt.await else { return };
             match result {
                 Ok(_) => {
                     retry.reset();
@@ -500,22 +505,24 @@ impl Forwarder {
                             return;
                         }
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry.delay(class)) => {}
-                        _ = stop.changed() => return,
+                    if stop
+                        .or(tokio::time::sleep(retry.delay(class)))
+                        .await
+                        .is_none()
+                    {
+                        return;
                     }
                 }
             }
         }
     }
 
-    async fn rate_meter(&self, mut stop: watch::Receiver<bool>) {
+    async fn rate_meter(&self, mut stop: Shutdown) {
         let mut window = std::collections::VecDeque::from(vec![self.state.forwarded(); 11]);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
+            if stop.or(tick.tick()).await.is_none() {
+                return;
             }
             window.pop_front();
             window.push_back(self.state.forwarded());

@@ -91,14 +91,13 @@ pub async fn run(
     buffer: Buffer,
     metrics: std::sync::Arc<Metrics>,
     state: std::sync::Arc<ForwardState>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: crate::shutdown::Shutdown,
 ) {
     let period = std::time::Duration::from_secs(config.heartbeat_interval_secs.max(1));
     let mut tick = tokio::time::interval(period);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
+        if stop.or(tick.tick()).await.is_none() {
+            return;
         }
         let hb = Heartbeat::collect(&config, &buffer, &metrics, &state);
         if buffer.stats().pending_heartbeats < MAX_PENDING {

@@ -387,13 +387,13 @@ pub async fn drain(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new(buffer.flush_latency());
     let state = Arc::new(ForwardState::new(false));
     let forwarder = Forwarder::new(url, cfg.clone(), buffer.clone(), metrics, state.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (trigger, stop) = crate::shutdown::Shutdown::new();
     let bar = if show_progress {
         progress(start.events, "draining events")
     } else {
         ProgressBar::hidden()
     };
-    let mut run = tokio::spawn(forwarder.run_until(stop_rx, Until::Empty));
+    let mut run = tokio::spawn(forwarder.run_until(stop, Until::Empty));
     let watcher = {
         let bar = bar.clone();
         let state = state.clone();
@@ -411,9 +411,12 @@ pub async fn drain(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
     };
     tokio::select! {
         _ = crate::cli::shutdown_signal()? => {
-            let _ = stop_tx.send(true);
-            eprintln!("interrupted: finishing the batches in flight");
-            let _ = (&mut run).await;
+            trigger.fire();
+            eprintln!("interrupted: batches in flight are abandoned and stay in the buffer");
+            // Every database step races the signal, so this is prompt; the bound is a guard.
+            if tokio::time::timeout(Duration::from_secs(5), &mut run).await.is_err() {
+                run.abort();
+            }
         }
         _ = &mut run => {}
     }

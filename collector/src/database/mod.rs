@@ -5,6 +5,7 @@
 //! no event value is ever formatted into SQL text.
 
 pub mod copy;
+pub mod heartbeats;
 pub mod maintenance;
 pub mod migrate;
 mod split;
