@@ -241,7 +241,11 @@ impl Buffer {
         if inner.commit.closed.load(Ordering::Acquire) {
             return Err(BufferError::Closed);
         }
-        let key = self.insert_record(&bytes)?;
+        let key = self.insert_record(&bytes).inspect_err(|_| {
+            // A store that cannot take an insert (full disk) is not ready either; the next
+            // successful flush clears this.
+            inner.commit.failed.store(true, Ordering::Release);
+        })?;
         inner
             .counters
             .add(1, record.events.len() as u64, bytes.len() as u64);
@@ -554,7 +558,9 @@ impl Inner {
             let ok = match result {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "buffer flush failed; requests in this group get 503");
+                    if let Some(suppressed) = FLUSH_FAILED.check() {
+                        tracing::error!(error = %e, suppressed, "buffer flush failed; requests in this group get 503");
+                    }
                     false
                 }
                 Err(e) => {
@@ -607,6 +613,9 @@ impl Counters {
         dec(&self.bytes, bytes);
     }
 }
+
+/// A failing disk fails every flush: logged once per interval.
+static FLUSH_FAILED: crate::logging::Throttle = crate::logging::Throttle::new();
 
 /// The quarantine key of a one-event record: its event_id.
 fn record_key(r: &Record) -> Vec<u8> {

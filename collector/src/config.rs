@@ -52,6 +52,10 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// Seconds between heartbeats written to `collector_heartbeats`.
     pub heartbeat_interval_secs: u64,
+    /// On SIGTERM, how long open connections may take to finish their requests before they
+    /// are closed. Forwarding stops at once (a batch in flight stays buffered), so the whole
+    /// shutdown takes at most about this plus 2 s, whatever the database does.
+    pub shutdown_timeout_secs: u64,
 }
 
 /// The largest `limits.max_string_bytes` accepted: PostgreSQL refuses a B-tree entry
@@ -87,6 +91,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// Seconds a client may take to send its request headers.
     pub header_timeout_secs: u64,
+    /// Memory all requests in flight may hold together: bodies as read, decoded, and parsed
+    /// (see [`crate::memory`] for how a request is charged). Past it a request waits up to
+    /// `inflight_wait_ms`, then gets 503 + Retry-After. Must hold one largest request.
+    pub max_inflight_bytes: u64,
+    /// How long a request may wait for room under `max_inflight_bytes`.
+    pub inflight_wait_ms: u64,
 }
 
 /// The sled write-ahead buffer.
@@ -144,6 +154,7 @@ impl Default for Config {
             buffer: BufferConfig::default(),
             forward: ForwardConfig::default(),
             heartbeat_interval_secs: 10,
+            shutdown_timeout_secs: 5,
         }
     }
 }
@@ -163,6 +174,8 @@ impl Default for Limits {
             rate_limit_per_ip: 0,
             max_connections: 4096,
             header_timeout_secs: 10,
+            max_inflight_bytes: 64 << 20,
+            inflight_wait_ms: 1000,
         }
     }
 }
@@ -247,6 +260,15 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "limits.max_string_bytes must be at most {MAX_INDEXED_STRING_BYTES}: longer \
                  indexed strings (event_name, session_id) would be refused by the database"
+            )));
+        }
+        let largest = crate::memory::largest_charge(l);
+        if l.max_inflight_bytes < largest {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_inflight_bytes ({}) must hold one largest request: at least {largest} \
+                 (max_body_bytes + {} × max_decoded_bytes)",
+                l.max_inflight_bytes,
+                crate::memory::PARSE_FACTOR + 1
             )));
         }
         if self.buffer.max_bytes == 0 {

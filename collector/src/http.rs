@@ -33,9 +33,15 @@ use crate::{
     config::Config,
     event::{self, Context, FieldError},
     forward::ForwardState,
+    logging::Throttle,
+    memory::{self, Budget, Held},
     metrics::Metrics,
     record::Record,
 };
+
+/// Repeated storage failures and memory-bound refusals are logged once per interval.
+static APPEND_FAILED: Throttle = Throttle::new();
+static MEMORY_BOUND: Throttle = Throttle::new();
 
 /// The browser tracker served at `/tracker.js`.
 const TRACKER_JS: &str = include_str!("../assets/tracker.js");
@@ -47,6 +53,7 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
     pub forward: Arc<ForwardState>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    budget: Budget,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -83,12 +90,14 @@ impl Ingest {
     ) -> Ingest {
         let limiter = NonZeroU32::new(config.limits.rate_limit_per_ip)
             .map(|n| RateLimiter::keyed(Quota::per_second(n)));
+        let budget = Budget::new(&config.limits, metrics.inflight_bytes.clone());
         Ingest {
             config,
             buffer,
             metrics,
             forward,
             limiter,
+            budget,
         }
     }
 
@@ -186,10 +195,32 @@ impl Ingest {
         resp
     }
 
+    /// Ingests one request. A refusal that comes before the body was read (auth, media
+    /// type, declared size, memory bound) first reads and discards the body, within bounds,
+    /// so that a client which writes its whole body before reading (Python's http.client
+    /// does) receives the answer instead of a connection reset — nginx's lingering close.
     async fn ingest(
         &self,
         peer: SocketAddr,
         req: Request<Incoming>,
+        endpoint: &str,
+    ) -> Result<Value, Refusal> {
+        let (parts, body) = req.into_parts();
+        let mut body = Some(body);
+        let result = self.ingest_parts(peer, &parts, &mut body, endpoint).await;
+        if result.is_err() {
+            if let Some(unread) = body.take() {
+                discard(unread, &self.config.limits).await;
+            }
+        }
+        result
+    }
+
+    async fn ingest_parts(
+        &self,
+        peer: SocketAddr,
+        parts: &http::request::Parts,
+        body: &mut Option<Incoming>,
         endpoint: &str,
     ) -> Result<Value, Refusal> {
         let now = OffsetDateTime::now_utc();
@@ -204,9 +235,12 @@ impl Ingest {
                 return Err(r);
             }
         }
-        self.authorize(&req)?;
-        let (parts, body) = req.into_parts();
-        let body = self.read_body(&parts.headers, body).await?;
+        self.authorize(&parts.headers, &parts.uri)?;
+        // Released when this function returns, after the events are buffered.
+        let mut held = self.budget.start();
+        let body = self.read_body(&parts.headers, body, &mut held).await?;
+        self.charge(&mut held, memory::PARSE_FACTOR * body.len() as u64)
+            .await?;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -264,7 +298,9 @@ impl Ingest {
             }
             BufferError::Closed => "the collector is shutting down; retry".to_string(),
             other => {
-                tracing::error!(error = %other, "buffer append failed");
+                if let Some(suppressed) = APPEND_FAILED.check() {
+                    tracing::error!(error = %other, suppressed, "buffer append failed (requests get 503)");
+                }
                 "the collector cannot store events right now; retry later".to_string()
             }
         };
@@ -277,18 +313,17 @@ impl Ingest {
         r
     }
 
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Refusal> {
+    fn authorize(&self, headers: &HeaderMap, uri: &http::Uri) -> Result<(), Refusal> {
         if self.config.write_keys.is_empty() {
             return Ok(());
         }
-        let header_key = req
-            .headers()
+        let header_key = headers
             .get("x-write-key")
-            .or_else(|| req.headers().get(header::AUTHORIZATION))
+            .or_else(|| headers.get(header::AUTHORIZATION))
             .and_then(|v| v.to_str().ok())
             .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_string());
         // navigator.sendBeacon cannot set headers: accept `?write_key=` too.
-        let query_key = req.uri().query().and_then(|q| {
+        let query_key = uri.query().and_then(|q| {
             q.split('&')
                 .find_map(|kv| kv.strip_prefix("write_key="))
                 .map(str::to_string)
@@ -316,7 +351,37 @@ impl Ingest {
         }
     }
 
-    async fn read_body(&self, headers: &HeaderMap, body: Incoming) -> Result<Bytes, Refusal> {
+    /// Adds `bytes` to what this request holds under the in-flight memory bound, or refuses
+    /// it (503) when there is no room in time.
+    async fn charge(&self, held: &mut Held, bytes: u64) -> Result<(), Refusal> {
+        self.budget.charge(held, bytes).await.map_err(|e| {
+            self.metrics.inflight_refused.inc();
+            if let Some(suppressed) = MEMORY_BOUND.check() {
+                tracing::warn!(
+                    in_use = e.in_use,
+                    limit = e.limit,
+                    suppressed,
+                    "in-flight memory bound reached: requests wait, then get 503"
+                );
+            }
+            let mut r = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!("the collector is busy: {e}"),
+            );
+            r.retry_after = Some(1);
+            r
+        })
+    }
+
+    /// Reads the body (taking it out of `body` only once its headers passed every check
+    /// and its memory is charged), then decodes it.
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: &mut Option<Incoming>,
+        held: &mut Held,
+    ) -> Result<Bytes, Refusal> {
         let limits = &self.config.limits;
         let content_type = headers
             .get(header::CONTENT_TYPE)
@@ -344,17 +409,25 @@ impl Ingest {
                 format!("body larger than {} bytes", limits.max_body_bytes),
             )
         };
-        if let Some(len) = headers
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            if len > limits.max_body_bytes as u64 {
-                return Err(too_large());
-            }
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
+            return Err(too_large());
         }
+        // Charged before a byte is read: a waiting body stays in the kernel's buffers.
+        self.charge(held, declared.unwrap_or(limits.max_body_bytes as u64))
+            .await?;
         // A body trickled in slowly must not hold a connection forever (slow-body attack):
         // the whole body has the header timeout to arrive, then 408.
+        let Some(body) = body.take() else {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "body",
+                "could not read the request body",
+            ));
+        };
         let collected = tokio::time::timeout(
             std::time::Duration::from_secs(limits.header_timeout_secs.max(1)),
             Limited::new(body, limits.max_body_bytes).collect(),
@@ -388,13 +461,49 @@ impl Ingest {
             .map(|v| v.trim().to_ascii_lowercase());
         match encoding.as_deref() {
             None | Some("identity") => Ok(raw),
-            Some("gzip") => gunzip(&raw, limits.max_decoded_bytes),
+            Some("gzip") => self.gunzip(&raw, limits.max_decoded_bytes, held).await,
             Some(other) => Err(Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "encoding",
                 format!("content encoding {other} is not supported: send gzip or none"),
             )),
         }
+    }
+
+    /// Decodes gzip, refusing (413) output larger than `max` — a gzip bomb stops at
+    /// `max + 1` — and charging the output to the memory bound as it grows.
+    async fn gunzip(&self, raw: &[u8], max: usize, held: &mut Held) -> Result<Bytes, Refusal> {
+        const CHUNK: usize = memory::DECODE_CHUNK as usize;
+        let mut out = Vec::new();
+        let mut charged = 0usize;
+        let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+        loop {
+            if out.len() + CHUNK > charged {
+                self.charge(held, CHUNK as u64).await?;
+                charged += CHUNK;
+            }
+            let start = out.len();
+            out.resize(start + CHUNK, 0);
+            let n = decoder.read(&mut out[start..]).map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "gzip",
+                    format!("body is not valid gzip: {e}"),
+                )
+            })?;
+            out.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+        }
+        if out.len() > max {
+            return Err(Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body larger than {max} bytes once decompressed"),
+            ));
+        }
+        Ok(Bytes::from(out))
     }
 
     fn cors(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
@@ -489,28 +598,20 @@ pub fn parse_events(
     Ok((events, errors))
 }
 
-/// Decodes gzip, refusing (413) output larger than `max` — a gzip bomb stops at `max + 1`.
-fn gunzip(raw: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(max));
-    let decoder = flate2::read::MultiGzDecoder::new(raw);
-    decoder
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "gzip",
-                format!("body is not valid gzip: {e}"),
-            )
-        })?;
-    if out.len() > max {
-        return Err(Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("body larger than {max} bytes once decompressed"),
-        ));
-    }
-    Ok(Bytes::from(out))
+/// Reads and drops an unread request body: at most twice `max_body_bytes`, for at most
+/// two seconds, one frame at a time (nothing accumulates).
+async fn discard(mut body: Incoming, limits: &crate::config::Limits) {
+    let cap = 2 * limits.max_body_bytes;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
 fn preflight() -> Resp {

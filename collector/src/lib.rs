@@ -4,12 +4,14 @@
 //!
 //! The pipeline, one module per stage:
 //!
-//! - [`http`]: ingest endpoints; validation at the edge ([`event`]); bounded inputs.
+//! - [`http`]: ingest endpoints; validation at the edge ([`event`]); bounded inputs, and
+//!   one bound on the memory all requests in flight hold ([`memory`]).
 //! - [`buffer`]: the sled write-ahead buffer with group commit ([`record`] is its format).
 //! - [`forward`]: drains the buffer into the database with retries and quarantine.
 //! - [`database`]: connections, edition detection, migrations and the COPY itself.
 //!
-//! Around it: [`server`] wires the stages and the shutdown, [`admin`] exposes metrics and
+//! Around it: [`server`] wires the stages and the shutdown ([`shutdown`] is the one stop
+//! signal every task watches), [`logging`] keeps logs from ever blocking a request, [`admin`] exposes metrics and
 //! control, [`heartbeat`] reports health into the database, [`ops`] holds the operator
 //! commands that work on a stopped collector's buffer, [`config`] and [`cli`] the settings.
 
@@ -22,7 +24,10 @@ pub mod event;
 pub mod forward;
 pub mod heartbeat;
 pub mod http;
+pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod record;
 pub mod server;
+pub mod shutdown;

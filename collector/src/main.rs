@@ -1,34 +1,28 @@
 //! The `collector` binary: parses the command line, sets up logging, runs the command.
 //! Everything else lives in the library (`collector::cli`).
 
+use std::io::Write;
+
 use clap::Parser;
 use collector::cli::{self, Cli};
-use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
+    let log = collector::logging::init(&cli.log_format);
+    let code = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => match runtime.block_on(cli::run(cli)) {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: {}", cli::error_chain(&e));
+                1
+            }
+        },
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let code = match runtime.block_on(cli::run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", cli::error_chain(&e));
+            let _ = writeln!(std::io::stderr(), "error: cannot start the runtime: {e}");
             1
         }
     };
+    // Flush the log queue; `exit` runs no destructors.
+    drop(log);
     std::process::exit(code);
 }

@@ -66,6 +66,12 @@ pub struct Metrics {
     buffer_quarantined: Gauge,
     pub last_error: std::sync::Mutex<Option<String>>,
     pub forward_rate: Gauge<f64, AtomicU64>,
+    /// Bytes held by requests in flight ([`crate::memory`]).
+    pub inflight_bytes: Gauge,
+    /// Requests refused because the in-flight memory bound was reached.
+    pub inflight_refused: Counter,
+    log_dropped: Counter,
+    log_dropped_seen: AtomicU64,
     started: AtomicI64,
 }
 
@@ -91,6 +97,10 @@ impl Metrics {
             buffer_quarantined: Gauge::default(),
             last_error: std::sync::Mutex::new(None),
             forward_rate: Gauge::default(),
+            inflight_bytes: Gauge::default(),
+            inflight_refused: Counter::default(),
+            log_dropped: Counter::default(),
+            log_dropped_seen: AtomicU64::new(0),
             started: AtomicI64::new(crate::event::micros(time::OffsetDateTime::now_utc())),
             registry: Registry::default(),
         };
@@ -175,6 +185,26 @@ impl Metrics {
             m.forward_rate.clone(),
         );
         registry.register(
+            "inflight_bytes",
+            "Memory charged to requests in flight (bound: limits.max_inflight_bytes)",
+            m.inflight_bytes.clone(),
+        );
+        registry.register(
+            "inflight_refused",
+            "Requests refused (503) because the in-flight memory bound was reached",
+            m.inflight_refused.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines lost: the log sink failed (full disk) or its queue was full",
+            m.log_dropped.clone(),
+        );
+        registry.register(
+            "log_lines_suppressed",
+            "Repeated log lines held back by rate limiting (summarised in the next line)",
+            crate::logging::suppressed_lines().clone(),
+        );
+        registry.register(
             "buffer_flush_seconds",
             "Latency of one group-commit flush",
             flush_latency.0.clone(),
@@ -237,6 +267,9 @@ impl Metrics {
                 .map(|us| crate::buffer::age(us).as_secs_f64())
                 .unwrap_or(0.0),
         );
+        let dropped = crate::logging::dropped_lines();
+        let seen = self.log_dropped_seen.swap(dropped, Ordering::Relaxed);
+        self.log_dropped.inc_by(dropped.saturating_sub(seen));
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -7,12 +7,15 @@
 //! ```
 //!
 //! The accept loop follows mini-redis: a semaphore bounds open connections, each connection
-//! is served on its own task, and shutdown is a broadcast. On SIGTERM/SIGINT the listeners
-//! stop accepting, in-flight requests finish (each one's events are flushed before its 2xx),
-//! the forwarder stops after its current batch, the buffer is flushed, and the process exits 0.
+//! is served on its own task, and shutdown is one [`Shutdown`] signal. On SIGTERM/SIGINT the
+//! listeners stop accepting, in-flight requests finish (each one's events are flushed before
+//! its 2xx), a batch being forwarded is abandoned (it stays in the buffer), the buffer is
+//! flushed, and the process exits 0.
 //!
-//! Invariant: the process keeps accepting events while the database is unreachable; only a
-//! full or failing buffer makes ingest refuse (503).
+//! Invariants: the process keeps accepting events while the database is unreachable; only a
+//! full or failing buffer makes ingest refuse (503). Shutdown is bounded whatever the
+//! database does: open connections get `shutdown_timeout_secs` to finish their requests,
+//! every database step is abandoned at once, and each task gets a fixed grace after that.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -22,10 +25,7 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
 };
 use thiserror::Error;
-use tokio::{
-    net::TcpListener,
-    sync::{watch, Semaphore},
-};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
 
 use crate::{
     admin::Admin,
@@ -34,7 +34,17 @@ use crate::{
     forward::{ForwardState, Forwarder},
     http::Ingest,
     metrics::Metrics,
+    shutdown::Shutdown,
 };
+
+/// How long a stopping task may take once the signal fired (all of them race their steps
+/// against it, so this only guards against a step that never yields).
+const TASK_GRACE: Duration = Duration::from_secs(2);
+
+/// The most one connection buffers while reading (request headers must fit). It is held
+/// per connection, outside [`crate::memory`]'s bound, so it is kept small:
+/// `max_connections` × this is part of the documented memory baseline.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -126,61 +136,78 @@ impl Server {
             buffer,
             config,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (trigger, stop) = Shutdown::new();
         let flusher = buffer.spawn_flusher();
-        let forward_task = forwarder.map(|f| tokio::spawn(f.run(stop_rx.clone())));
+        let forward_task = forwarder.map(|f| tokio::spawn(f.run(stop.clone())));
         let heartbeat_task = tokio::spawn(crate::heartbeat::run(
             config.clone(),
             buffer.clone(),
             ingest.metrics.clone(),
             ingest.forward.clone(),
-            stop_rx.clone(),
+            stop.clone(),
         ));
 
         let trim = {
             let ingest = ingest.clone();
-            let mut stop = stop_rx.clone();
+            let mut stop = stop.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => ingest.trim_rate_limiter(),
-                        _ = stop.changed() => return,
-                    }
+                while stop.or(tick.tick()).await.is_some() {
+                    ingest.trim_rate_limiter();
                 }
             })
         };
 
         let limits = &config.limits;
+        let grace = Duration::from_secs(config.shutdown_timeout_secs);
         let ingest_loop = tokio::spawn(accept_loop(
             ingest_listener,
             limits.max_connections,
             Duration::from_secs(limits.header_timeout_secs),
-            stop_rx.clone(),
+            grace,
+            stop.clone(),
             move |peer, req| ingest.clone().handle(peer, req),
         ));
         let admin_loop = tokio::spawn(accept_loop(
             admin_listener,
             64,
             Duration::from_secs(limits.header_timeout_secs),
-            stop_rx.clone(),
+            grace,
+            stop.clone(),
             move |_peer, req| admin.clone().handle(req),
         ));
 
         shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-        let _ = ingest_loop.await;
-        let _ = admin_loop.await;
-        let _ = trim.await;
-        let _ = heartbeat_task.await;
+        tracing::info!(
+            timeout_secs = config.shutdown_timeout_secs,
+            "shutting down: finishing in-flight requests; a batch being forwarded stays buffered"
+        );
+        trigger.fire();
+        // Requests first: their events must be flushed before the buffer closes.
+        join_within(ingest_loop, grace + TASK_GRACE, "ingest listener").await;
+        join_within(admin_loop, TASK_GRACE, "admin listener").await;
+        join_within(trim, TASK_GRACE, "rate limiter").await;
+        join_within(heartbeat_task, TASK_GRACE, "heartbeats").await;
         if let Some(t) = forward_task {
-            let _ = t.await;
+            join_within(t, TASK_GRACE, "forwarder").await;
         }
         buffer.close()?;
-        let _ = flusher.await;
+        join_within(flusher, TASK_GRACE, "buffer flusher").await;
         tracing::info!("buffer flushed; bye");
         Ok(())
+    }
+}
+
+/// Waits for a task to end, at most `limit`; a task still running then is aborted (the
+/// process is exiting: whatever it held stays in the buffer).
+async fn join_within(task: JoinHandle<()>, limit: Duration, name: &str) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(limit, task).await.is_err() {
+        tracing::warn!(
+            task = name,
+            "still running after {limit:?} of shutdown; abandoned"
+        );
+        abort.abort();
     }
 }
 
@@ -205,13 +232,14 @@ fn open_or_set_aside(config: &Config) -> Result<Buffer, ServeError> {
     }
 }
 
-/// Accepts connections until `stop` turns true, then waits (up to 30 s) for open
-/// connections to finish their in-flight requests.
+/// Accepts connections until `stop` fires, then waits (up to `grace`) for open connections
+/// to finish their in-flight requests; idle keep-alive connections close at once.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     max_connections: usize,
     header_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    mut stop: Shutdown,
     handler: F,
 ) where
     F: Fn(SocketAddr, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -230,23 +258,22 @@ async fn accept_loop<F, Fut>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(READ_BUFFER_BYTES);
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
+        let Some(Ok(permit)) = stop.or(limit.clone().acquire_owned()).await else {
+            break;
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+        let (stream, peer) = match stop.or(listener.accept()).await {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning.
+                if let Some(suppressed) = ACCEPT_FAILED.check() {
+                    tracing::warn!(error = %e, suppressed, "accept failed");
                 }
-            },
-            _ = stop.changed() => break,
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
@@ -261,10 +288,13 @@ async fn accept_loop<F, Fut>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("some connections were still open after 30 s; closing them");
+        tracing::warn!("some connections were still open after {grace:?}; closing them");
     }
 }
+
+/// "accept failed" is logged once per interval, with the count of the ones in between.
+static ACCEPT_FAILED: crate::logging::Throttle = crate::logging::Throttle::new();
