@@ -6,16 +6,20 @@
 //!   inject outages without disturbing other tests;
 //! - [`proc`]: starting, killing (`kill -9`) and stopping the real binaries;
 //! - [`client`]: a small blocking HTTP client for requests to the collector;
-//! - [`gen`]: seed-shaped event generation.
+//! - [`check`]: shared assertions (exactly-once counts, buffer contents);
+//! - [`gen`]: seed-shaped event generation;
+//! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server).
 //!
 //! Nothing here mocks the database.
 
 pub mod analytics;
+pub mod check;
 pub mod client;
 pub mod db;
 pub mod gen;
 pub mod load;
 pub mod proc;
+pub mod relay;
 
 use std::path::PathBuf;
 

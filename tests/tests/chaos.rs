@@ -17,7 +17,8 @@ use std::{
 };
 
 use e2e::{
-    client::{self, post_json},
+    check::buffered,
+    client::post_json,
     db::{eventually, PrivateCluster, TestDb},
     gen,
     proc::{temp_dir, CollectorOpts, CollectorProc},
@@ -62,12 +63,6 @@ fn loader(seed: u64, addr: Arc<std::sync::Mutex<std::net::SocketAddr>>) -> Loade
         refused,
         handle,
     }
-}
-
-fn buffered(c: &CollectorProc) -> i64 {
-    client::get(c.admin, "/v1/buffer")
-        .map(|r| r.json()["buffered_events"].as_i64().unwrap_or(-1))
-        .unwrap_or(-1)
 }
 
 #[tokio::test(flavor = "multi_thread")]

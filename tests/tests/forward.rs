@@ -2,7 +2,7 @@
 //! database outages; refused rows quarantined; export → import → drain; damaged buffers.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -11,6 +11,7 @@ use std::{
 };
 
 use e2e::{
+    check::{assert_exactly_once, buffered, ids, wait_rows},
     client::{self, post_json},
     db::{eventually, PrivateCluster, TestDb},
     gen,
@@ -38,13 +39,6 @@ fn opts(name: &str, url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> C
     }
 }
 
-fn ids(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 /// Posts `n` events in batches of `per`; returns the acknowledged ids.
 fn load(c: &CollectorProc, seed: u64, n: usize, per: usize) -> Vec<String> {
     let mut rng = gen::rng(seed);
@@ -56,52 +50,6 @@ fn load(c: &CollectorProc, seed: u64, n: usize, per: usize) -> Vec<String> {
         acked.extend(ids(&events));
     }
     acked
-}
-
-fn buffered(c: &CollectorProc) -> i64 {
-    client::get(c.admin, "/v1/buffer")
-        .map(|r| r.json()["buffered_events"].as_i64().unwrap_or(-1))
-        .unwrap_or(-1)
-}
-
-/// Every acknowledged id exactly once, no row twice.
-async fn assert_exactly_once(db: &TestDb, acked: &HashSet<String>) {
-    let c = db.client().await.expect("client");
-    let rows = c
-        .query(
-            "SELECT event_id::text, count(*) FROM user_events GROUP BY 1",
-            &[],
-        )
-        .await
-        .expect("rows");
-    let counts: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let doubled = counts.values().filter(|n| **n > 1).count();
-    let missing = acked.iter().filter(|id| !counts.contains_key(*id)).count();
-    assert_eq!(doubled, 0, "rows landed twice");
-    assert_eq!(
-        missing,
-        0,
-        "{missing} acknowledged events are missing (of {})",
-        acked.len()
-    );
-}
-
-async fn wait_rows(db: &TestDb, n: i64, timeout: Duration) -> i64 {
-    let mut last = -1;
-    eventually(timeout, || {
-        let db = &db;
-        async move {
-            db.count_events()
-                .await
-                .map(|(rows, _)| rows >= n)
-                .unwrap_or(false)
-        }
-    })
-    .await;
-    if let Ok((rows, _)) = db.count_events().await {
-        last = rows;
-    }
-    last
 }
 
 #[tokio::test(flavor = "multi_thread")]
