@@ -11,13 +11,14 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::{
     buffer::Buffer,
     config::Config,
-    forward::ForwardState,
-    http::{constant_time_eq, json_response},
-    metrics::Metrics,
+    metrics::{BufferFigures, Metrics},
+    respond::json_response,
+    state::ForwardState,
 };
 
 pub struct Admin {
@@ -60,9 +61,7 @@ impl Admin {
                     header::CONTENT_TYPE,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 )
-                .body(Full::new(Bytes::from(
-                    self.metrics.render(&self.buffer.stats()),
-                )))
+                .body(Full::new(Bytes::from(self.metrics.render(&self.figures()))))
                 .unwrap_or_default(),
             (&Method::GET, "/v1/buffer") => json_response(StatusCode::OK, &self.snapshot()),
             (&Method::POST, "/v1/forwarding/pause") => {
@@ -93,7 +92,23 @@ impl Admin {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes())))
+    }
+
+    /// The buffer's figures for `/metrics`.
+    fn figures(&self) -> BufferFigures {
+        let s = self.buffer.stats();
+        BufferFigures {
+            events: s.events,
+            bytes: s.bytes,
+            limit_bytes: s.limit_bytes,
+            disk_bytes: s.disk_bytes,
+            quarantined: s.quarantined_events,
+            oldest_age_secs: s
+                .oldest_received_at_us
+                .map(|us| crate::event::age(us).as_secs_f64())
+                .unwrap_or(0.0),
+        }
     }
 
     /// The facts of `/v1/buffer`; also what heartbeats carry.

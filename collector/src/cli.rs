@@ -49,27 +49,24 @@ pub struct MaintainArgs {
     /// TOML configuration file, for database_url or DB_* settings.
     #[arg(long, short = 'c', env = "COLLECTOR_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Keep raw events this long: e.g. 180d, 26w, 4320h (default 180d, about 6 months).
-    #[arg(long, default_value = "180d", value_parser = parse_days)]
+    /// Keep raw events this long: e.g. 180d, 26w, 4320h, "6months"; a bare number is days
+    /// (default 180d, about 6 months).
+    #[arg(long, default_value = "180d", value_parser = parse_retention)]
     pub retention: std::time::Duration,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// Parses `180d`, `26w`, `4320h` into a duration.
-fn parse_days(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with h, d or w"))?;
-    let hours = match unit {
-        "h" => n,
-        "d" | "" => n * 24,
-        "w" => n * 24 * 7,
-        _ => return Err(format!("{s:?}: unit must be h, d or w")),
-    };
-    Ok(std::time::Duration::from_secs(hours * 3600))
+/// A retention period: a humantime duration (`180d`, `26w`, `4320h`), or a bare number of
+/// days.
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<u64>() {
+        Ok(days) => Ok(std::time::Duration::from_secs(days * 24 * 3600)),
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 180d, 26w, 4320h)"))
+        }
+    }
 }
 
 /// Settings shared by every command that reads the configuration.
@@ -218,8 +215,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let cfg = args.common.load(Map::new())?;
             ops::drain(cfg, !args.quiet).await.map(|_| 0)
         }
-        Command::Buffer(cmd) => ops::buffer(cmd),
+        Command::Buffer(cmd) => buffer(cmd),
         Command::Maintain(args) => maintain(args).await.map(|_| 0),
+    }
+}
+
+/// `collector buffer …`: each subcommand is one function of [`ops`].
+fn buffer(cmd: BufferCommand) -> anyhow::Result<i32> {
+    let load = |c: &ConfigArgs| c.load(Map::new());
+    match cmd {
+        BufferCommand::Stats { common, json } => ops::stats(&load(&common)?, json),
+        BufferCommand::Export {
+            common,
+            out,
+            remove,
+        } => ops::export(&load(&common)?, &out, remove),
+        BufferCommand::Import { common, file } => ops::import(&load(&common)?, &file),
+        BufferCommand::Verify { common } => ops::verify(&load(&common)?),
+        BufferCommand::Quarantine(QuarantineCommand::List { common }) => {
+            ops::quarantine_list(&load(&common)?)
+        }
+        BufferCommand::Quarantine(QuarantineCommand::Retry { common }) => {
+            ops::quarantine_retry(&load(&common)?)
+        }
+        BufferCommand::Quarantine(QuarantineCommand::Purge { common, yes }) => {
+            ops::quarantine_purge(&load(&common)?, yes)
+        }
     }
 }
 
@@ -249,7 +270,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let cfg = args.common.load(o)?;
     // Signal handlers first: a SIGTERM right after start-up still shuts down cleanly.
-    let shutdown = shutdown_signal()?;
+    let shutdown = crate::shutdown::signal()?;
     let server = Server::bind(cfg).await?;
     let ingest = server.ingest_addr()?;
     let admin = server.admin_addr()?;
@@ -318,23 +339,6 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Registers SIGINT and SIGTERM handlers now; the returned future completes on either.
-pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    #[cfg(unix)]
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    Ok(async move {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    })
 }
 
 /// An error and its causes on one line, leaving out a cause whose text the message already

@@ -262,7 +262,7 @@ impl Config {
                  indexed strings (event_name, session_id) would be refused by the database"
             )));
         }
-        let largest = crate::memory::largest_charge(l);
+        let largest = crate::memory::largest_charge(l.max_body_bytes, l.max_decoded_bytes);
         if l.max_inflight_bytes < largest {
             return Err(ConfigError::Invalid(format!(
                 "limits.max_inflight_bytes ({}) must hold one largest request: at least {largest} \
@@ -326,35 +326,67 @@ fn seed_db_env() -> Serialized<serde_json::Map<String, serde_json::Value>> {
     Serialized::defaults(map)
 }
 
+/// Characters left as they are in a URL userinfo or path component: RFC 3986 unreserved.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a URL userinfo or path component.
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
-/// Hides the password of a database URL for logs and error messages.
+/// Hides the password of a database URL for logs and error messages: a `postgres://` URL's
+/// password (also of a multi-host URL, which the `url` crate cannot parse) and the
+/// `password=` of a key-value connection string.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    if !url.contains("://") {
+        return url
+            .split(' ')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
     }
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+            return redact_query(parsed.as_str());
+        }
+        return redact_query(url);
+    }
+    // Multi-host (`postgres://u:p@h1:5432,h2:5432/db`): the userinfo ends at the last '@'
+    // before the path.
+    let scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let path = url[scheme..]
+        .find('/')
+        .map(|i| scheme + i)
+        .unwrap_or(url.len());
+    match url[scheme..path].rfind('@').map(|i| scheme + i) {
+        Some(at) => match url[scheme..at].find(':') {
+            Some(colon) => redact_query(&format!("{}:***{}", &url[..scheme + colon], &url[at..])),
+            None => redact_query(url),
+        },
+        None => redact_query(url),
+    }
+}
+
+/// Hides a `password=` query parameter (libpq accepts one in the URL's query).
+fn redact_query(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -368,6 +400,18 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u:s%40cret@h1:5432,h2:5433/db?target_session_attrs=read-write"),
+            "postgres://u:***@h1:5432,h2:5433/db?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("host=h user=u password=secret dbname=d"),
+            "host=h user=u password=*** dbname=d"
+        );
     }
 
     #[test]

@@ -68,36 +68,8 @@ pub fn validate(
         .ok_or_else(|| err("", format!("expected a JSON object, got {}", kind(value))))?;
     let s = |field: &str, max: usize| optional_string(obj, field, max).map_err(|m| err(field, m));
 
-    let event_id = match obj.get("event_id") {
-        None | Some(Value::Null) => Uuid::now_v7(),
-        Some(Value::String(text)) => Uuid::parse_str(text)
-            .map_err(|_| err("event_id", "must be a UUID such as 0190b6e4-…".into()))?,
-        Some(other) => {
-            return Err(err(
-                "event_id",
-                format!("must be a string, got {}", kind(other)),
-            ))
-        }
-    };
-    let user_id = match obj.get("user_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(
-            n.as_i64()
-                .ok_or_else(|| err("user_id", "must be an integer within int64".into()))?,
-        ),
-        Some(Value::String(text)) => Some(text.parse::<i64>().map_err(|_| {
-            err(
-                "user_id",
-                "must be an integer (or a string of digits) within int64".into(),
-            )
-        })?),
-        Some(other) => {
-            return Err(err(
-                "user_id",
-                format!("must be an integer, got {}", kind(other)),
-            ))
-        }
-    };
+    let event_id = event_id_of(obj).map_err(|m| err("event_id", m))?;
+    let user_id = user_id_of(obj).map_err(|m| err("user_id", m))?;
     let event_name = s("event_name", limits.max_string_bytes)?
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
@@ -115,73 +87,10 @@ pub fn validate(
             ));
         }
     }
-    let country_code = s("country_code", limits.max_string_bytes)?
-        .map(|c| {
-            if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
-                Ok(c.to_ascii_uppercase())
-            } else {
-                Err(err(
-                    "country_code",
-                    "must be two ASCII letters (ISO 3166-1 alpha-2)".into(),
-                ))
-            }
-        })
-        .transpose()?;
-    let event_time = match obj.get("event_time") {
-        None | Some(Value::Null) => ctx.now,
-        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-            err(
-                "event_time",
-                "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z".into(),
-            )
-        })?,
-        Some(other) => {
-            return Err(err(
-                "event_time",
-                format!("must be an RFC 3339 string, got {}", kind(other)),
-            ))
-        }
-    };
-    let age = ctx.now - event_time;
-    if age > time::Duration::seconds(limits.max_event_age_secs as i64) {
-        return Err(err(
-            "event_time",
-            format!("is more than {} s in the past", limits.max_event_age_secs),
-        ));
-    }
-    if -age > time::Duration::seconds(limits.max_event_future_secs as i64) {
-        return Err(err(
-            "event_time",
-            format!(
-                "is more than {} s in the future",
-                limits.max_event_future_secs
-            ),
-        ));
-    }
-    let properties = match obj.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => {
-            check_json(v, 1, limits.max_properties_depth).map_err(|m| err("properties", m))?;
-            let text = serde_json::to_string(v).map_err(|e| err("properties", e.to_string()))?;
-            if text.len() > limits.max_properties_bytes {
-                return Err(err(
-                    "properties",
-                    format!(
-                        "is {} bytes, more than the {} allowed",
-                        text.len(),
-                        limits.max_properties_bytes
-                    ),
-                ));
-            }
-            Some(text)
-        }
-        Some(other) => {
-            return Err(err(
-                "properties",
-                format!("must be a JSON object, got {}", kind(other)),
-            ))
-        }
-    };
+    let country_code = country_of(s("country_code", limits.max_string_bytes)?)
+        .map_err(|m| err("country_code", m))?;
+    let event_time = event_time_of(obj, limits, ctx).map_err(|m| err("event_time", m))?;
+    let properties = properties_of(obj, limits).map_err(|m| err("properties", m))?;
 
     let mut browser = s("browser", limits.max_string_bytes)?;
     let mut os = s("os", limits.max_string_bytes)?;
@@ -212,6 +121,94 @@ pub fn validate(
         event_time_us: micros(event_time),
         properties,
     })
+}
+
+/// `event_id`: a UUID as sent, or a new UUIDv7 when absent.
+fn event_id_of(obj: &Map<String, Value>) -> Result<Uuid, String> {
+    match obj.get("event_id") {
+        None | Some(Value::Null) => Ok(Uuid::now_v7()),
+        Some(Value::String(text)) => {
+            Uuid::parse_str(text).map_err(|_| "must be a UUID such as 0190b6e4-…".into())
+        }
+        Some(other) => Err(format!("must be a string, got {}", kind(other))),
+    }
+}
+
+/// `user_id`: an int64, or a string of its digits.
+fn user_id_of(obj: &Map<String, Value>) -> Result<Option<i64>, String> {
+    match obj.get("user_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| "must be an integer within int64".into()),
+        Some(Value::String(text)) => text
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| "must be an integer (or a string of digits) within int64".to_string()),
+        Some(other) => Err(format!("must be an integer, got {}", kind(other))),
+    }
+}
+
+/// `country_code`: two ASCII letters, upper-cased.
+fn country_of(code: Option<String>) -> Result<Option<String>, String> {
+    code.map(|c| {
+        if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+            Ok(c.to_ascii_uppercase())
+        } else {
+            Err("must be two ASCII letters (ISO 3166-1 alpha-2)".to_string())
+        }
+    })
+    .transpose()
+}
+
+/// `event_time`: RFC 3339 within [now − max age, now + max future]; now when absent.
+fn event_time_of(
+    obj: &Map<String, Value>,
+    limits: &Limits,
+    ctx: &Context<'_>,
+) -> Result<OffsetDateTime, String> {
+    let event_time = match obj.get("event_time") {
+        None | Some(Value::Null) => ctx.now,
+        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+            "must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z".to_string()
+        })?,
+        Some(other) => return Err(format!("must be an RFC 3339 string, got {}", kind(other))),
+    };
+    let age = ctx.now - event_time;
+    if age > time::Duration::seconds(limits.max_event_age_secs as i64) {
+        return Err(format!(
+            "is more than {} s in the past",
+            limits.max_event_age_secs
+        ));
+    }
+    if -age > time::Duration::seconds(limits.max_event_future_secs as i64) {
+        return Err(format!(
+            "is more than {} s in the future",
+            limits.max_event_future_secs
+        ));
+    }
+    Ok(event_time)
+}
+
+/// `properties`: a JSON object within the depth and size limits, as JSON text.
+fn properties_of(obj: &Map<String, Value>, limits: &Limits) -> Result<Option<String>, String> {
+    match obj.get("properties") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => {
+            check_json(v, 1, limits.max_properties_depth)?;
+            let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+            if text.len() > limits.max_properties_bytes {
+                return Err(format!(
+                    "is {} bytes, more than the {} allowed",
+                    text.len(),
+                    limits.max_properties_bytes
+                ));
+            }
+            Ok(Some(text))
+        }
+        Some(other) => Err(format!("must be a JSON object, got {}", kind(other))),
+    }
 }
 
 /// Microseconds since the Unix epoch.
@@ -321,6 +318,12 @@ pub fn parse_user_agent(ua: &str) -> Option<UserAgent> {
         os: known(parsed.os),
         device_type,
     })
+}
+
+/// How long ago a microsecond timestamp was, for "oldest buffered age".
+pub fn age(us: i64) -> std::time::Duration {
+    let now = micros(time::OffsetDateTime::now_utc());
+    std::time::Duration::from_micros(now.saturating_sub(us).max(0) as u64)
 }
 
 #[cfg(test)]

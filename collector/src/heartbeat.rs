@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{buffer::Buffer, config::Config, event, forward::ForwardState, metrics::Metrics};
+use crate::{buffer::Buffer, config::Config, event, metrics::Metrics, state::ForwardState};
 
 /// Pending heartbeats kept at most (about 11 days at the default 10 s interval).
 pub const MAX_PENDING: u64 = 100_000;
@@ -62,7 +62,7 @@ impl Heartbeat {
             buffer_disk_bytes: stats.disk_bytes,
             oldest_buffered_age_seconds: stats
                 .oldest_received_at_us
-                .map(|us| crate::buffer::age(us).as_secs_f64())
+                .map(|us| event::age(us).as_secs_f64())
                 .unwrap_or(0.0),
             accepted_total: metrics.events_accepted.get(),
             forwarded_total: state.forwarded(),

@@ -29,5 +29,7 @@ pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod record;
+pub mod respond;
 pub mod server;
 pub mod shutdown;
+pub mod state;

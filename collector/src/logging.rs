@@ -17,7 +17,7 @@
 //! Invariant: nothing in this module blocks or panics on the request path.
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     sync::{
         atomic::{AtomicU64, Ordering},
         Mutex, OnceLock,
@@ -48,6 +48,7 @@ pub fn init(format: &str) -> Guard {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
         .log_internal_errors(false);
     if format == "json" {
         builder.json().init();

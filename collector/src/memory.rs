@@ -33,8 +33,6 @@ use tokio::{
     time::Instant,
 };
 
-use crate::config::Limits;
-
 /// Bytes charged for parsing per decoded byte (measured: see the README's memory section).
 pub const PARSE_FACTOR: u64 = 4;
 
@@ -44,11 +42,10 @@ pub const DECODE_CHUNK: u64 = 64 << 10;
 /// The semaphore counts KiB, so its permits fit in `u32` per request.
 const UNIT: u64 = 1024;
 
-/// The most one request can be charged under `limits`.
-pub fn largest_charge(limits: &Limits) -> u64 {
-    limits.max_body_bytes as u64
-        + (1 + PARSE_FACTOR) * limits.max_decoded_bytes as u64
-        + 2 * DECODE_CHUNK
+/// The most one request can be charged, given `limits.max_body_bytes` and
+/// `limits.max_decoded_bytes`.
+pub fn largest_charge(max_body_bytes: usize, max_decoded_bytes: usize) -> u64 {
+    max_body_bytes as u64 + (1 + PARSE_FACTOR) * max_decoded_bytes as u64 + 2 * DECODE_CHUNK
 }
 
 /// No room under the bound in time.
@@ -76,16 +73,17 @@ pub struct Held {
 }
 
 impl Budget {
-    /// A budget of `limits.max_inflight_bytes`; `in_use` is the metric it keeps current.
-    pub fn new(limits: &Limits, in_use: Gauge) -> Budget {
-        let units = (limits.max_inflight_bytes / UNIT).max(1);
+    /// A budget of `max_bytes` (`limits.max_inflight_bytes`) where a request may wait
+    /// `wait` (`limits.inflight_wait_ms`) for room; `in_use` is the metric it keeps current.
+    pub fn new(max_bytes: u64, wait: Duration, in_use: Gauge) -> Budget {
+        let units = (max_bytes / UNIT).max(1);
         let permits = usize::try_from(units)
             .unwrap_or(Semaphore::MAX_PERMITS)
             .min(Semaphore::MAX_PERMITS);
         Budget {
             sem: Arc::new(Semaphore::new(permits)),
             units: permits as u64,
-            wait: Duration::from_millis(limits.inflight_wait_ms),
+            wait,
             in_use,
         }
     }
@@ -155,12 +153,7 @@ mod tests {
     use super::*;
 
     fn budget(bytes: u64, wait_ms: u64) -> Budget {
-        let limits = Limits {
-            max_inflight_bytes: bytes,
-            inflight_wait_ms: wait_ms,
-            ..Limits::default()
-        };
-        Budget::new(&limits, Gauge::default())
+        Budget::new(bytes, Duration::from_millis(wait_ms), Gauge::default())
     }
 
     #[tokio::test]
@@ -207,8 +200,11 @@ mod tests {
     }
 
     #[test]
-    fn the_default_limits_hold_one_largest_request() {
-        let l = Limits::default();
-        assert!(l.max_inflight_bytes >= largest_charge(&l));
+    fn the_largest_request_counts_its_body_decoding_and_parsing() {
+        let mib = 1 << 20;
+        assert_eq!(
+            largest_charge(mib, 4 * mib),
+            mib as u64 + 20 * mib as u64 + 2 * DECODE_CHUNK
+        );
     }
 }

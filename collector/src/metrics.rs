@@ -16,7 +16,17 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::buffer::Stats;
+/// The buffer's figures at scrape time (whoever renders reads them from the buffer: this
+/// module imports no stage).
+#[derive(Debug, Clone, Default)]
+pub struct BufferFigures {
+    pub events: u64,
+    pub bytes: u64,
+    pub limit_bytes: u64,
+    pub disk_bytes: u64,
+    pub quarantined: u64,
+    pub oldest_age_secs: f64,
+}
 
 /// A latency histogram in seconds.
 #[derive(Clone)]
@@ -104,110 +114,115 @@ impl Metrics {
             started: AtomicI64::new(crate::event::micros(time::OffsetDateTime::now_utc())),
             registry: Registry::default(),
         };
-        registry.register(
+        macro_rules! reg {
+            ($name:literal, $help:literal, $metric:expr) => {
+                registry.register($name, $help, $metric)
+            };
+        }
+        reg!(
             "http_requests",
             "Ingest requests by endpoint and status",
-            m.requests.clone(),
+            m.requests.clone()
         );
-        registry.register(
+        reg!(
             "events_accepted",
             "Events acknowledged (durably buffered)",
-            m.events_accepted.clone(),
+            m.events_accepted.clone()
         );
-        registry.register(
+        reg!(
             "events_rejected",
             "Events refused, by reason",
-            m.events_rejected.clone(),
+            m.events_rejected.clone()
         );
-        registry.register(
+        reg!(
             "events_forwarded",
             "Events committed to TimescaleDB",
-            m.events_forwarded.clone(),
+            m.events_forwarded.clone()
         );
-        registry.register(
+        reg!(
             "events_quarantined",
             "Events the database refused, kept in quarantine",
-            m.events_quarantined.clone(),
+            m.events_quarantined.clone()
         );
-        registry.register(
+        reg!(
             "forward_errors",
             "Forwarding errors by class",
-            m.forward_errors.clone(),
+            m.forward_errors.clone()
         );
-        registry.register(
+        reg!(
             "heartbeats_sent",
             "Heartbeats written to collector_heartbeats",
-            m.heartbeats_sent.clone(),
+            m.heartbeats_sent.clone()
         );
-        registry.register(
+        reg!(
             "database_up",
             "1 when the last database operation succeeded",
-            m.database_up.clone(),
+            m.database_up.clone()
         );
-        registry.register(
+        reg!(
             "forwarding_paused",
             "1 while forwarding is paused by an operator",
-            m.forwarding_paused.clone(),
+            m.forwarding_paused.clone()
         );
-        registry.register(
+        reg!(
             "buffer_events",
             "Events in the buffer",
-            m.buffer_events.clone(),
+            m.buffer_events.clone()
         );
-        registry.register(
+        reg!(
             "buffer_bytes",
             "Logical bytes of buffered records",
-            m.buffer_bytes.clone(),
+            m.buffer_bytes.clone()
         );
-        registry.register(
+        reg!(
             "buffer_limit_bytes",
             "Buffer size at which ingest answers 503",
-            m.buffer_limit.clone(),
+            m.buffer_limit.clone()
         );
-        registry.register(
+        reg!(
             "buffer_disk_bytes",
             "Bytes the buffer's store uses on disk",
-            m.buffer_disk.clone(),
+            m.buffer_disk.clone()
         );
-        registry.register(
+        reg!(
             "buffer_oldest_age_seconds",
             "Age of the oldest buffered record",
-            m.buffer_oldest_age.clone(),
+            m.buffer_oldest_age.clone()
         );
-        registry.register(
+        reg!(
             "buffer_quarantined_records",
             "Entries in quarantine",
-            m.buffer_quarantined.clone(),
+            m.buffer_quarantined.clone()
         );
-        registry.register(
+        reg!(
             "forward_rate_events_per_second",
             "Recent forwarding rate",
-            m.forward_rate.clone(),
+            m.forward_rate.clone()
         );
-        registry.register(
+        reg!(
             "inflight_bytes",
             "Memory charged to requests in flight (bound: limits.max_inflight_bytes)",
-            m.inflight_bytes.clone(),
+            m.inflight_bytes.clone()
         );
-        registry.register(
+        reg!(
             "inflight_refused",
             "Requests refused (503) because the in-flight memory bound was reached",
-            m.inflight_refused.clone(),
+            m.inflight_refused.clone()
         );
-        registry.register(
+        reg!(
             "log_lines_dropped",
             "Log lines lost: the log sink failed (full disk) or its queue was full",
-            m.log_dropped.clone(),
+            m.log_dropped.clone()
         );
-        registry.register(
+        reg!(
             "log_lines_suppressed",
             "Repeated log lines held back by rate limiting (summarised in the next line)",
-            crate::logging::suppressed_lines().clone(),
+            crate::logging::suppressed_lines().clone()
         );
-        registry.register(
+        reg!(
             "buffer_flush_seconds",
             "Latency of one group-commit flush",
-            flush_latency.0.clone(),
+            flush_latency.0.clone()
         );
         Arc::new(Metrics { registry, ..m })
     }
@@ -254,19 +269,14 @@ impl Metrics {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// Prometheus text exposition, with buffer gauges refreshed from `stats`.
-    pub fn render(&self, stats: &Stats) -> String {
-        self.buffer_events.set(stats.events as i64);
-        self.buffer_bytes.set(stats.bytes as i64);
-        self.buffer_limit.set(stats.limit_bytes as i64);
-        self.buffer_disk.set(stats.disk_bytes as i64);
-        self.buffer_quarantined.set(stats.quarantined_events as i64);
-        self.buffer_oldest_age.set(
-            stats
-                .oldest_received_at_us
-                .map(|us| crate::buffer::age(us).as_secs_f64())
-                .unwrap_or(0.0),
-        );
+    /// Prometheus text exposition, with the buffer gauges set from `buffer`.
+    pub fn render(&self, buffer: &BufferFigures) -> String {
+        self.buffer_events.set(buffer.events as i64);
+        self.buffer_bytes.set(buffer.bytes as i64);
+        self.buffer_limit.set(buffer.limit_bytes as i64);
+        self.buffer_disk.set(buffer.disk_bytes as i64);
+        self.buffer_quarantined.set(buffer.quarantined as i64);
+        self.buffer_oldest_age.set(buffer.oldest_age_secs);
         let dropped = crate::logging::dropped_lines();
         let seen = self.log_dropped_seen.swap(dropped, Ordering::Relaxed);
         self.log_dropped.inc_by(dropped.saturating_sub(seen));

@@ -18,44 +18,29 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::{
     buffer::Buffer,
-    cli::{BufferCommand, QuarantineCommand},
     config::{Config, Limits},
     event::{self, Event},
-    forward::{ForwardState, Forwarder, Until},
+    forward::{Forwarder, Until},
     metrics::Metrics,
     record::Record,
+    state::ForwardState,
 };
 
 /// Events per record when importing.
 const IMPORT_RECORD_EVENTS: usize = 500;
 
-pub fn buffer(cmd: BufferCommand) -> anyhow::Result<i32> {
-    match cmd {
-        BufferCommand::Stats { common, json } => stats(&open(&common.load(Map::new())?)?, json),
-        BufferCommand::Export {
-            common,
-            out,
-            remove,
-        } => export(&open(&common.load(Map::new())?)?, &out, remove),
-        BufferCommand::Import { common, file } => {
-            let cfg = common.load(Map::new())?;
-            import(&open(&cfg)?, &file, &cfg)
-        }
-        BufferCommand::Verify { common } => verify(&open(&common.load(Map::new())?)?),
-        BufferCommand::Quarantine(q) => quarantine(q),
-    }
-}
-
 fn open(cfg: &Config) -> anyhow::Result<Buffer> {
     Ok(Buffer::open(&cfg.data_dir, &cfg.buffer)?)
 }
 
-fn stats(buffer: &Buffer, as_json: bool) -> anyhow::Result<i32> {
+/// `collector buffer stats`.
+pub fn stats(cfg: &Config, as_json: bool) -> anyhow::Result<i32> {
+    let buffer = &open(cfg)?;
     let s = buffer.stats();
     if as_json {
         println!("{}", serde_json::to_string(&s)?);
@@ -63,7 +48,7 @@ fn stats(buffer: &Buffer, as_json: bool) -> anyhow::Result<i32> {
     }
     let age = s
         .oldest_received_at_us
-        .map(|us| format!("{:.0} s", crate::buffer::age(us).as_secs_f64()))
+        .map(|us| format!("{:.0} s", crate::event::age(us).as_secs_f64()))
         .unwrap_or_else(|| "-".into());
     println!("buffer            {}", buffer.dir().display());
     println!("records           {}", s.records);
@@ -125,7 +110,9 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn export(buffer: &Buffer, out: &Path, remove: bool) -> anyhow::Result<i32> {
+/// `collector buffer export`.
+pub fn export(cfg: &Config, out: &Path, remove: bool) -> anyhow::Result<i32> {
+    let buffer = &open(cfg)?;
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let gz = out.extension().is_some_and(|x| x == "gz");
     let mut writer: Box<dyn Write> = if gz {
@@ -187,7 +174,9 @@ fn export(buffer: &Buffer, out: &Path, remove: bool) -> anyhow::Result<i32> {
     Ok(if damaged > 0 { 2 } else { 0 })
 }
 
-fn import(buffer: &Buffer, path: &Path, cfg: &Config) -> anyhow::Result<i32> {
+/// `collector buffer import`.
+pub fn import(cfg: &Config, path: &Path) -> anyhow::Result<i32> {
+    let buffer = &open(cfg)?;
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic)?;
@@ -235,39 +224,9 @@ fn import(buffer: &Buffer, path: &Path, cfg: &Config) -> anyhow::Result<i32> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                refused += 1;
-                eprintln!("line {}: not JSON: {e}", line_no + 1);
-                continue;
-            }
-        };
-        if value.get("event_id").and_then(Value::as_str).is_none() {
-            refused += 1;
-            eprintln!(
-                "line {}: event_id is required on import (it makes import idempotent)",
-                line_no + 1
-            );
-            continue;
-        }
-        match event::validate(&value, line_no, &limits, &ctx) {
-            Ok(e) => {
-                let at = value
-                    .get("received_at")
-                    .and_then(Value::as_str)
-                    .and_then(|s| {
-                        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .map(event::micros)
-                    .unwrap_or_else(|| event::micros(now));
-                let cid = value
-                    .get("collector_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&cfg.collector_id)
-                    .to_string();
-                pending.push((e, at, cid));
+        match import_line(&line, line_no, &limits, &ctx, &cfg.collector_id) {
+            Ok(event) => {
+                pending.push(event);
                 imported += 1;
                 if pending.len() >= IMPORT_RECORD_EVENTS * 4 {
                     flush_pending(&mut pending)?;
@@ -275,9 +234,9 @@ fn import(buffer: &Buffer, path: &Path, cfg: &Config) -> anyhow::Result<i32> {
                     bar.tick();
                 }
             }
-            Err(e) => {
+            Err(message) => {
                 refused += 1;
-                eprintln!("line {}: field '{}' {}", line_no + 1, e.field, e.message);
+                eprintln!("line {}: {message}", line_no + 1);
             }
         }
     }
@@ -291,7 +250,37 @@ fn import(buffer: &Buffer, path: &Path, cfg: &Config) -> anyhow::Result<i32> {
     Ok(if refused > 0 { 2 } else { 0 })
 }
 
-fn verify(buffer: &Buffer) -> anyhow::Result<i32> {
+/// One line of an export: the event, its receive time and collector, or why it is refused.
+fn import_line(
+    line: &str,
+    line_no: usize,
+    limits: &Limits,
+    ctx: &event::Context<'_>,
+    default_collector: &str,
+) -> Result<(Event, i64, String), String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    if value.get("event_id").and_then(Value::as_str).is_none() {
+        return Err("event_id is required on import (it makes import idempotent)".into());
+    }
+    let e = event::validate(&value, line_no, limits, ctx)
+        .map_err(|e| format!("field '{}' {}", e.field, e.message))?;
+    let at = value
+        .get("received_at")
+        .and_then(Value::as_str)
+        .and_then(|s| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+        .map(event::micros)
+        .unwrap_or_else(|| event::micros(ctx.now));
+    let cid = value
+        .get("collector_id")
+        .and_then(Value::as_str)
+        .unwrap_or(default_collector)
+        .to_string();
+    Ok((e, at, cid))
+}
+
+/// `collector buffer verify`.
+pub fn verify(cfg: &Config) -> anyhow::Result<i32> {
+    let buffer = &open(cfg)?;
     let total = buffer.stats().records;
     let bar = progress(total, "verifying records");
     let (mut ok, mut events, mut damaged) = (0u64, 0u64, 0u64);
@@ -328,48 +317,47 @@ fn verify(buffer: &Buffer) -> anyhow::Result<i32> {
     Ok(if damaged > 0 { 2 } else { 0 })
 }
 
-fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<i32> {
-    match cmd {
-        QuarantineCommand::List { common } => {
-            let buffer = open(&common.load(Map::new())?)?;
-            for (_, q) in buffer.quarantined()? {
-                for e in &q.record.events {
-                    let mut v = event_json(e, q.record.received_at_us, &q.record.collector_id);
-                    v["quarantine_error"] = json!(q.error);
-                    println!("{v}");
-                }
-            }
-            Ok(0)
-        }
-        QuarantineCommand::Retry { common } => {
-            let buffer = open(&common.load(Map::new())?)?;
-            let entries = buffer.quarantined()?;
-            let mut keys = Vec::new();
-            for (k, q) in entries {
-                buffer.append_blocking(&q.record)?;
-                keys.push(k);
-            }
-            buffer.flush()?;
-            buffer.remove_quarantined(&keys)?;
-            eprintln!(
-                "{} quarantined events moved back into the buffer",
-                keys.len()
-            );
-            Ok(0)
-        }
-        QuarantineCommand::Purge { common, yes } => {
-            if !yes {
-                bail!(
-                    "purge deletes quarantined events for good: list them first, then pass --yes"
-                );
-            }
-            let buffer = open(&common.load(Map::new())?)?;
-            let keys: Vec<_> = buffer.quarantined()?.into_iter().map(|(k, _)| k).collect();
-            buffer.remove_quarantined(&keys)?;
-            eprintln!("{} quarantined events deleted", keys.len());
-            Ok(0)
+/// `collector buffer quarantine list`: quarantined events with the database's error, NDJSON.
+pub fn quarantine_list(cfg: &Config) -> anyhow::Result<i32> {
+    let buffer = open(cfg)?;
+    for (_, q) in buffer.quarantined()? {
+        for e in &q.record.events {
+            let mut v = event_json(e, q.record.received_at_us, &q.record.collector_id);
+            v["quarantine_error"] = json!(q.error);
+            println!("{v}");
         }
     }
+    Ok(0)
+}
+
+/// `collector buffer quarantine retry`: quarantined events back into the buffer.
+pub fn quarantine_retry(cfg: &Config) -> anyhow::Result<i32> {
+    let buffer = open(cfg)?;
+    let entries = buffer.quarantined()?;
+    let mut keys = Vec::new();
+    for (k, q) in entries {
+        buffer.append_blocking(&q.record)?;
+        keys.push(k);
+    }
+    buffer.flush()?;
+    buffer.remove_quarantined(&keys)?;
+    eprintln!(
+        "{} quarantined events moved back into the buffer",
+        keys.len()
+    );
+    Ok(0)
+}
+
+/// `collector buffer quarantine purge`: deletes quarantined events (only with `yes`).
+pub fn quarantine_purge(cfg: &Config, yes: bool) -> anyhow::Result<i32> {
+    if !yes {
+        bail!("purge deletes quarantined events for good: list them first, then pass --yes");
+    }
+    let buffer = open(cfg)?;
+    let keys: Vec<_> = buffer.quarantined()?.into_iter().map(|(k, _)| k).collect();
+    buffer.remove_quarantined(&keys)?;
+    eprintln!("{} quarantined events deleted", keys.len());
+    Ok(0)
 }
 
 /// `collector drain`: forwards the whole buffer with a progress bar, exits when it is empty.
@@ -410,7 +398,7 @@ pub async fn drain(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
         })
     };
     tokio::select! {
-        _ = crate::cli::shutdown_signal()? => {
+        _ = crate::shutdown::signal()? => {
             trigger.fire();
             eprintln!("interrupted: batches in flight are abandoned and stay in the buffer");
             // Every database step races the signal, so this is prompt; the bound is a guard.

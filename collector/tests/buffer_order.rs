@@ -3,6 +3,9 @@
 //! can insert key K after K+1 was read, and the record stays buffered until a restart (the
 //! end-to-end benchmark found one such record of 50 events).
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     collections::BTreeSet,
     sync::{

@@ -13,6 +13,9 @@
 //!
 //! The COPY into a real database is checked by `tests/tests/copy_properties.rs`.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use collector::{

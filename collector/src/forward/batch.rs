@@ -1,0 +1,116 @@
+//! One batch to the end: COPY it, split it around rows the database refuses, quarantine
+//! those, and only then delete its records from the buffer.
+//!
+//! Invariant: a record leaves the buffer only after every one of its rows is committed or
+//! quarantined; a stop abandons the batch and leaves all of it buffered.
+
+use std::ops::Range;
+
+use tokio_postgres::Client;
+
+use crate::{
+    buffer::Stored,
+    database::{classify, copy, ErrorClass},
+    record::Record,
+    shutdown::Shutdown,
+};
+
+use super::{db_message, Forwarder};
+
+impl Forwarder {
+    /// Forwards one batch to the end (committed or quarantined). Returns false when it
+    /// stopped early because of `stop` (the records stay in the buffer).
+    pub(super) async fn forward_batch(
+        &self,
+        id: usize,
+        conn: &mut Option<Client>,
+        batch: Vec<Stored>,
+        stop: &mut Shutdown,
+    ) -> bool {
+        let rows: Vec<copy::Row<'_>> = batch
+            .iter()
+            .flat_map(|s| {
+                s.record.events.iter().map(|event| copy::Row {
+                    event,
+                    received_at_us: s.record.received_at_us,
+                    collector_id: &s.record.collector_id,
+                })
+            })
+            .collect();
+        let mut pending: Vec<Range<usize>> = Vec::new();
+        pending.push(0..rows.len());
+        let mut retry = self.retry_logic();
+        while let Some(range) = pending.pop() {
+            loop {
+                let attempt = stop.or(async {
+                    let client = self.connect(conn).await?;
+                    copy::write_batch(client, &rows[range.clone()]).await
+                });
+                let Some(result) = attempt.await else {
+                    // Abandoned mid-connect or mid-COPY: the transaction never commits (or,
+                    // if it did, the replay is absorbed); the records stay in the buffer.
+                    *conn = None;
+                    return false;
+                };
+                match result {
+                    Ok(inserted) => {
+                        let n = range.len() as u64;
+                        self.state.add_forwarded(n);
+                        self.metrics.events_forwarded.inc_by(n);
+                        self.note_success();
+                        retry.reset();
+                        tracing::debug!(worker = id, events = n, inserted, "batch committed");
+                        break;
+                    }
+                    Err(e) => {
+                        let class = classify(&e);
+                        if class == ErrorClass::Data {
+                            if range.len() == 1 {
+                                self.quarantine(&rows[range.start], &e);
+                            } else {
+                                let mid = range.start + range.len() / 2;
+                                pending.push(mid..range.end);
+                                pending.push(range.start..mid);
+                            }
+                            break;
+                        }
+                        self.note_failure(class, &e);
+                        *conn = None;
+                        let delay = retry.delay(class);
+                        if stop.or(tokio::time::sleep(delay)).await.is_none() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        let buffer = self.buffer.clone();
+        match tokio::task::spawn_blocking(move || buffer.remove(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "could not delete forwarded records; they will be replayed (harmlessly)")
+            }
+            Err(e) => tracing::error!(error = %e, "delete task failed"),
+        }
+        true
+    }
+
+    fn quarantine(&self, row: &copy::Row<'_>, e: &tokio_postgres::Error) {
+        let message = db_message(e);
+        tracing::warn!(event_id = %row.event.event_id, error = %message, "the database refused an event; quarantined");
+        let record = Record {
+            collector_id: row.collector_id.to_string(),
+            received_at_us: row.received_at_us,
+            events: vec![row.event.clone()],
+        };
+        match self.buffer.quarantine(record, &message) {
+            Ok(()) => {
+                self.state.add_quarantined(1);
+                self.metrics.events_quarantined.inc();
+            }
+            Err(qe) => {
+                tracing::error!(error = %qe, "could not quarantine an event; it stays in the buffer")
+            }
+        }
+    }
+}

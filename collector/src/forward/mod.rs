@@ -1,0 +1,273 @@
+//! The forward stage: drains the buffer into TimescaleDB.
+//!
+//! # Design
+//!
+//! A dispatcher reads the oldest records after a cursor and hands batches (≈
+//! `forward.batch_events` events, or fewer after `forward.linger_ms`) to `forward.connections`
+//! workers, each with its own database connection. A worker writes its batch with
+//! [`crate::database::copy::write_batch`] and, only after COMMIT, removes exactly those
+//! records from the buffer. Ingest never waits on any of this: it only appends.
+//!
+//! # Why it retries ([`retry::RetryLogic`])
+//!
+//! - *Transient* errors (connection refused or lost, server starting or shutting down, too
+//!   many connections, serialization failure, deadlock, lock timeout): the same batch is
+//!   retried forever with capped exponential backoff and jitter. The buffer grows meanwhile.
+//! - *Data* errors (classes 22 and 23: a row the database refuses): the batch is split in
+//!   halves, recursively, until the refused rows are alone; each refused row moves to the
+//!   quarantine tree with the database's message, everything else lands. Nothing is dropped.
+//! - *Configuration* errors (authentication, missing table, permissions): retried at the
+//!   maximum backoff, reported as `config_error` in health, metrics and logs.
+//!
+//! # Files
+//!
+//! `mod.rs` (this file): the dispatcher and the workers' loop; [`batch`]: one batch to the
+//! end (COPY, split on data errors, quarantine); [`heartbeats`]: stored heartbeats sent on
+//! their own connection; [`retry`]: the backoff policy; [`meter`]: the recent rate.
+//! Health goes to [`crate::state::ForwardState`], beside the pipeline.
+//!
+//! # Stopping
+//!
+//! Every database step (connect, COPY, commit, heartbeat insert) and every wait races the
+//! [`Shutdown`] signal: on a stop a batch in flight is abandoned, its records stay in the
+//! buffer and its replay is absorbed by the unique key. So stopping never waits on the
+//! database, whatever it does.
+//!
+//! # Invariant
+//!
+//! Every buffered event ends up exactly once in `user_events` or in quarantine: records are
+//! deleted only after their rows are committed (or quarantined), and a replay after any crash
+//! is absorbed by `ON CONFLICT (event_id, event_time) DO NOTHING`.
+
+pub mod batch;
+pub mod heartbeats;
+pub mod meter;
+pub mod retry;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use crate::{
+    buffer::{Buffer, Stored},
+    config::Config,
+    database::{self, copy, ErrorClass},
+    metrics::Metrics,
+    shutdown::Shutdown,
+    state::{DbState, ForwardState},
+};
+
+use retry::RetryLogic;
+
+/// What a forwarder run ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Until told to stop (`collector serve`).
+    Stopped,
+    /// Until the buffer is empty, or told to stop (`collector drain`).
+    Empty,
+}
+
+pub struct Forwarder {
+    url: String,
+    config: Config,
+    buffer: Buffer,
+    metrics: Arc<Metrics>,
+    state: Arc<ForwardState>,
+}
+
+type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Stored>>>>;
+
+impl Forwarder {
+    pub fn new(
+        url: String,
+        config: Config,
+        buffer: Buffer,
+        metrics: Arc<Metrics>,
+        state: Arc<ForwardState>,
+    ) -> Forwarder {
+        Forwarder {
+            url,
+            config,
+            buffer,
+            metrics,
+            state,
+        }
+    }
+
+    /// Runs until `shutdown` fires (serve). Batches in flight are abandoned then: their
+    /// records stay in the buffer and a replay is absorbed by the unique key.
+    pub async fn run(self, shutdown: Shutdown) {
+        self.run_until(shutdown, Until::Stopped).await
+    }
+
+    /// Runs until `shutdown` fires or, with [`Until::Empty`], the buffer has been drained.
+    /// Returns promptly after the signal whatever the database does (unreachable, hanging
+    /// on connect or mid-COPY): every database step is raced against it.
+    pub async fn run_until(self, shutdown: Shutdown, until: Until) {
+        let stop = shutdown;
+        let this = Arc::new(self);
+        let workers = this.config.forward.connections.max(1);
+        let (tx, rx) = mpsc::channel::<Vec<Stored>>(workers);
+        let rx: Queue = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut tasks = Vec::new();
+        for id in 0..workers {
+            let me = this.clone();
+            let (rx, stop) = (rx.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move { me.worker(id, rx, stop).await }));
+        }
+        let heartbeats = {
+            let me = this.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { me.send_heartbeats(stop, until).await })
+        };
+        let meter = {
+            let me = this.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { me.rate_meter(stop).await })
+        };
+        this.dispatch(tx, stop, until).await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = heartbeats.await;
+        meter.abort();
+    }
+
+    async fn dispatch(&self, tx: mpsc::Sender<Vec<Stored>>, mut stop: Shutdown, until: Until) {
+        let batch_events = self.config.forward.batch_events;
+        let linger = Duration::from_millis(self.config.forward.linger_ms);
+        let mut cursor = 0u64;
+        loop {
+            if stop.is_shutdown() {
+                return;
+            }
+            if self.state.paused() {
+                tokio::select! {
+                    _ = self.state.woken() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.recv() => {}
+                }
+                continue;
+            }
+            let mut batch = self.read(cursor, batch_events).await;
+            if batch.is_empty() {
+                if until == Until::Empty {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.state.woken() => {}
+                    _ = tokio::time::sleep(linger.min(Duration::from_millis(200))) => {}
+                    _ = stop.recv() => {}
+                }
+                continue;
+            }
+            let events: usize = batch.iter().map(|s| s.record.events.len()).sum();
+            if events < batch_events && until == Until::Stopped {
+                // A partial batch waits until its oldest record is `linger` old.
+                let oldest = batch[0].record.received_at_us;
+                let waited = crate::event::age(oldest);
+                if waited < linger {
+                    if stop.or(tokio::time::sleep(linger - waited)).await.is_none() {
+                        return;
+                    }
+                    batch = self.read(cursor, batch_events).await;
+                }
+            }
+            let Some(last) = batch.last() else { continue };
+            cursor = last.key + 1;
+            // The workers may all be retrying against an unreachable database: never wait
+            // for a free one without watching the signal.
+            match stop.or(tx.send(batch)).await {
+                Some(Ok(())) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    }
+
+    async fn read(&self, cursor: u64, max_events: usize) -> Vec<Stored> {
+        let buffer = self.buffer.clone();
+        match tokio::task::spawn_blocking(move || buffer.read_from(cursor, max_events)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the buffer");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "buffer read task failed");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn worker(&self, id: usize, rx: Queue, mut stop: Shutdown) {
+        let mut conn: Option<Client> = None;
+        loop {
+            let next = stop.or(async {
+                let mut rx = rx.lock().await;
+                rx.recv().await
+            });
+            let Some(Some(batch)) = next.await else {
+                return;
+            };
+            if !self.forward_batch(id, &mut conn, batch, &mut stop).await {
+                return;
+            }
+        }
+    }
+
+    /// Reports a failed database step: health, metrics, and a log line on each change.
+    fn note_failure(&self, class: ErrorClass, e: &tokio_postgres::Error) {
+        let message = db_message(e);
+        let (label, state) = match class {
+            ErrorClass::Transient => ("transient", DbState::Down),
+            ErrorClass::Config => ("config", DbState::ConfigError),
+            ErrorClass::Data => ("data", DbState::Up),
+        };
+        if self.state.set_db(state) != state || class == ErrorClass::Config {
+            tracing::error!(class = label, error = %message, "forwarding failed; retrying");
+        }
+        self.metrics.database_up.set(0);
+        self.metrics.forward_error(label, message.clone());
+        self.state.set_error(message);
+    }
+
+    /// Reports a successful database step.
+    fn note_success(&self) {
+        self.state.set_db(DbState::Up);
+        self.metrics.database_up.set(1);
+    }
+
+    fn retry_logic(&self) -> RetryLogic {
+        RetryLogic::new(
+            Duration::from_millis(self.config.forward.retry_initial_ms.max(1)),
+            Duration::from_millis(self.config.forward.retry_max_ms.max(1)),
+        )
+    }
+
+    /// The open connection in `conn`, or a new one with the staging table prepared.
+    async fn connect<'c>(
+        &self,
+        conn: &'c mut Option<Client>,
+    ) -> Result<&'c mut Client, tokio_postgres::Error> {
+        let client = match conn.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => {
+                let client = database::connect_pg(&self.url).await?;
+                copy::prepare(&client).await?;
+                client
+            }
+        };
+        Ok(conn.insert(client))
+    }
+}
+
+/// The server's message with its SQLSTATE, or the client error.
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}

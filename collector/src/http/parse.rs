@@ -1,0 +1,97 @@
+//! From a decoded body to validated events: the whole of what ingest decides before
+//! buffering, as a pure function, so it can be fuzzed (`collector/fuzz`) and
+//! property-tested.
+//!
+//! Invariant: every event returned passed [`crate::event::validate`]; the database cannot
+//! refuse it.
+
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::event::{self, Context, FieldError};
+
+use super::Refusal;
+
+/// Parses and validates a request body (already decoded) into events: the whole of what
+/// ingest does before buffering, as a pure function (fuzzed and property-tested).
+/// `single` is true for `/track` (one object). Invalid events are returned as errors next to
+/// the valid ones; a body that is not an event list at all is a [`Refusal`].
+pub fn parse_events(
+    body: &[u8],
+    single: bool,
+    limits: &crate::config::Limits,
+    ctx: &Context<'_>,
+) -> Result<(Vec<event::Event>, Vec<FieldError>), Refusal> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let items: Vec<Value> = match (single, parsed) {
+        (true, v @ Value::Object(_)) => vec![v],
+        (true, other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "not_object",
+                format!("/track takes one JSON object, got {}", short_kind(&other)),
+            ))
+        }
+        (_, Value::Array(items)) => items,
+        (_, Value::Object(mut o)) if o.get("batch").is_some_and(Value::is_array) => {
+            match o.remove("batch") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            }
+        }
+        (_, other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "not_array",
+                format!(
+                    "/batch takes a JSON array of events or {{\"batch\": [...]}}, got {}",
+                    short_kind(&other)
+                ),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "no events in the request",
+        ));
+    }
+    if items.len() > limits.max_batch_events {
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{} events in one request, more than the {} allowed",
+                items.len(),
+                limits.max_batch_events
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match event::validate(item, i, limits, ctx) {
+            Ok(e) => events.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok((events, errors))
+}
+
+fn short_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+    }
+}
