@@ -2,18 +2,23 @@
 //! sled write-ahead buffer before acknowledging, and forwards them to a central TimescaleDB
 //! in binary COPY batches, exactly once.
 //!
-//! The pipeline, one module per stage:
+//! The pipeline, one module per stage; imports run down this list and never back up:
 //!
 //! - [`http`]: ingest endpoints; validation at the edge ([`event`]); bounded inputs, and
 //!   one bound on the memory all requests in flight hold ([`memory`]).
 //! - [`buffer`]: the sled write-ahead buffer with group commit ([`record`] is its format).
-//! - [`forward`]: drains the buffer into the database with retries and quarantine.
-//! - [`database`]: connections, edition detection, migrations and the COPY itself.
+//! - [`forward`]: drains the buffer into the database with retries and quarantine; also
+//!   sends the stored heartbeats.
+//! - [`database`]: connections, edition detection, migrations and the COPY itself (a leaf).
 //!
-//! Around it: [`server`] wires the stages and the shutdown ([`shutdown`] is the one stop
-//! signal every task watches), [`logging`] keeps logs from ever blocking a request, [`admin`] exposes metrics and
-//! control, [`heartbeat`] reports health into the database, [`ops`] holds the operator
-//! commands that work on a stopped collector's buffer, [`config`] and [`cli`] the settings.
+//! Beside the pipeline, imported by the stages and importing none of them: [`state`]
+//! (forwarding and database health), [`metrics`], [`shutdown`] (the one stop signal every
+//! task watches), [`logging`] (never blocks or fails a request), [`memory`], [`respond`]
+//! (JSON answers), [`config`].
+//!
+//! Around it: [`server`] wires the stages and runs the listeners, [`admin`] exposes metrics
+//! and control, [`heartbeat`] records health into the buffer, [`ops`] holds the operator
+//! commands that work on a stopped collector's buffer, [`cli`] the command line.
 
 pub mod admin;
 pub mod buffer;

@@ -5,7 +5,7 @@
 //! - **Trees.** `records` holds one record per accepted request ([`crate::record`]) under an
 //!   8-byte big-endian key from sled's `generate_id`, so keys only grow (also across restarts,
 //!   recovered without a scan) and iteration order is arrival order. Taking a key and
-//!   inserting under it happen under one lock ([`Buffer::insert_record`]), so records appear
+//!   inserting under it happen under one lock (`Buffer::insert_record`), so records appear
 //!   in the tree in key order: the forwarder reads forward from a cursor, and a record
 //!   inserted under a key below a record it has already read would never be forwarded until
 //!   a restart (a bug the end-to-end benchmark found: one record of 50 events stayed
@@ -24,8 +24,8 @@
 //!
 //! # Files
 //!
-//! `mod.rs` (this file): the store, its trees and facts; [`commit`]: appends and group
-//! commit; [`records`]: reading, removing and recovering records; [`side`]: the quarantine
+//! `mod.rs` (this file): the store, its trees and facts; `commit.rs`: appends and group
+//! commit; `records.rs`: reading, removing and recovering records; `side.rs`: the quarantine
 //! and heartbeat trees.
 //!
 //! # Invariant
