@@ -136,6 +136,12 @@ pub struct ForwardConfig {
     pub retry_max_ms: u64,
     /// Whether forwarding starts paused (resume with POST /v1/forwarding/resume).
     pub start_paused: bool,
+    /// Deadline of one host's connect (TCP, TLS and startup together); a multi-host URL's
+    /// next host is tried after it.
+    pub connect_timeout_secs: u64,
+    /// Deadline of one database step (a COPY with its commit, a heartbeat insert); also the
+    /// server's `statement_timeout` for the collector's sessions.
+    pub operation_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -199,6 +205,8 @@ impl Default for ForwardConfig {
             retry_initial_ms: 200,
             retry_max_ms: 30_000,
             start_paused: false,
+            connect_timeout_secs: 5,
+            operation_timeout_secs: 30,
         }
     }
 }

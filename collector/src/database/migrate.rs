@@ -78,6 +78,13 @@ pub fn plan(edition: Edition) -> Result<Vec<Migration>, DbError> {
 
 /// Ensures the TimescaleDB extension exists, then applies every pending migration.
 pub async fn run(client: &mut Client) -> Result<Report, DbError> {
+    let read_only: String = client
+        .query_one("SHOW transaction_read_only", &[])
+        .await?
+        .get(0);
+    if read_only == "on" {
+        return Err(DbError::ReadOnly);
+    }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;

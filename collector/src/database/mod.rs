@@ -4,6 +4,7 @@
 //! Invariant: every statement the collector sends is either parameterised or a binary COPY;
 //! no event value is ever formatted into SQL text.
 
+pub mod connect;
 pub mod copy;
 pub mod heartbeats;
 pub mod maintenance;
@@ -14,6 +15,8 @@ use std::fmt;
 
 use thiserror::Error;
 use tokio_postgres::Client;
+
+pub use connect::{Conn, Failure};
 
 /// Which TimescaleDB build the server runs (`SHOW timescaledb.license`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +49,7 @@ impl fmt::Display for Edition {
 #[derive(Debug, Error)]
 pub enum DbError {
     #[error("cannot connect to the database: {0}")]
-    Connect(#[source] tokio_postgres::Error),
+    Connect(#[source] connect::Failure),
     #[error("the TimescaleDB extension is not installed on this server (pg_available_extensions has no 'timescaledb'); install it and add it to shared_preload_libraries")]
     ExtensionMissing,
     #[error("the TimescaleDB extension is installed but could not be created: {0}")]
@@ -63,41 +66,18 @@ pub enum DbError {
     },
     #[error("migration file {0} has no generic variant and no variant for this edition")]
     MissingVariant(String),
+    #[error("the database is read-only (a hot standby?): migrations run on the primary; point --database-url at it, or list every host with target_session_attrs=read-write")]
+    ReadOnly,
     #[error("database error: {0}")]
     Query(#[from] tokio_postgres::Error),
 }
 
-/// Opens one connection and drives it on a background task.
-pub async fn connect(url: &str) -> Result<Client, DbError> {
-    connect_pg(url).await.map_err(DbError::Connect)
-}
-
-/// [`connect`] with the driver's error, for callers that classify it.
-pub async fn connect_pg(url: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(10));
-    }
-    let client = match tls() {
-        Some(tls) => {
-            let (client, connection) = config.connect(tls).await?;
-            tokio::spawn(drive(connection));
-            client
-        }
-        None => {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(drive(connection));
-            client
-        }
-    };
-    Ok(client)
-}
-
-/// Drives a connection until it closes.
-async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
-    if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "database connection closed");
-    }
+/// Opens one connection for an operator command (migrate, maintain) or a test, with the
+/// default deadlines ([`connect::Bounds`]): each host of the URL is tried in turn.
+pub async fn connect(url: &str) -> Result<Conn, DbError> {
+    connect::open(url, connect::Bounds::default())
+        .await
+        .map_err(DbError::Connect)
 }
 
 /// TLS for database connections, negotiated as the URL's `sslmode` says (`disable`,

@@ -6,16 +6,14 @@
 
 use std::ops::Range;
 
-use tokio_postgres::Client;
-
 use crate::{
     buffer::Stored,
-    database::{classify, copy, ErrorClass},
+    database::{connect, copy, Conn, ErrorClass, Failure},
     record::Record,
     shutdown::Shutdown,
 };
 
-use super::{db_message, Forwarder};
+use super::Forwarder;
 
 impl Forwarder {
     /// Forwards one batch to the end (committed or quarantined). Returns false when it
@@ -23,7 +21,7 @@ impl Forwarder {
     pub(super) async fn forward_batch(
         &self,
         id: usize,
-        conn: &mut Option<Client>,
+        conn: &mut Option<Conn>,
         batch: Vec<Stored>,
         stop: &mut Shutdown,
     ) -> bool {
@@ -42,9 +40,11 @@ impl Forwarder {
         let mut retry = self.retry_logic();
         while let Some(range) = pending.pop() {
             loop {
+                let limit = self.bounds().operation;
                 let attempt = stop.or(async {
                     let client = self.connect(conn).await?;
-                    copy::write_batch(client, &rows[range.clone()]).await
+                    let copy = copy::write_batch(client, &rows[range.clone()]);
+                    connect::bounded("COPY and commit", limit, copy).await
                 });
                 let Some(result) = attempt.await else {
                     // Abandoned mid-connect or mid-COPY: the transaction never commits (or,
@@ -63,7 +63,7 @@ impl Forwarder {
                         break;
                     }
                     Err(e) => {
-                        let class = classify(&e);
+                        let class = e.class();
                         if class == ErrorClass::Data {
                             if range.len() == 1 {
                                 self.quarantine(&rows[range.start], &e);
@@ -95,8 +95,8 @@ impl Forwarder {
         true
     }
 
-    fn quarantine(&self, row: &copy::Row<'_>, e: &tokio_postgres::Error) {
-        let message = db_message(e);
+    fn quarantine(&self, row: &copy::Row<'_>, e: &Failure) {
+        let message = e.to_string();
         tracing::warn!(event_id = %row.event.event_id, error = %message, "the database refused an event; quarantined");
         let record = Record {
             collector_id: row.collector_id.to_string(),

@@ -6,21 +6,19 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Client;
-
 use crate::{
-    database::{self, classify, ErrorClass},
+    database::{self, connect, Conn, ErrorClass},
     heartbeat::Heartbeat,
     shutdown::Shutdown,
 };
 
-use super::{db_message, Forwarder, Until};
+use super::{Forwarder, Until};
 
 impl Forwarder {
     /// Sends stored heartbeats every second or so, oldest first, on its own connection.
     /// Every database step is raced against `stop`, like a worker's.
     pub(super) async fn send_heartbeats(&self, mut stop: Shutdown, until: Until) {
-        let mut conn: Option<Client> = None;
+        let mut conn: Option<Conn> = None;
         let mut retry = self.retry_logic();
         loop {
             let pending = self.buffer.heartbeats(500).unwrap_or_default();
@@ -42,9 +40,11 @@ impl Forwarder {
                 .filter_map(|(_, json)| serde_json::from_slice::<Heartbeat>(json).ok())
                 .map(|h| h.to_json())
                 .collect();
+            let limit = self.bounds().operation;
             let attempt = stop.or(async {
                 let client = self.connect(&mut conn).await?;
-                database::heartbeats::insert(client, &rows).await
+                let insert = database::heartbeats::insert(client, &rows);
+                connect::bounded("inserting heartbeats", limit, insert).await
             });
             let Some(result) = attempt.await else { return };
             match result {
@@ -58,9 +58,9 @@ impl Forwarder {
                     }
                 }
                 Err(e) => {
-                    let class = classify(&e);
+                    let class = e.class();
                     if class == ErrorClass::Data {
-                        tracing::warn!(error = %db_message(&e), "the database refused heartbeats; dropping them");
+                        tracing::warn!(error = %e, "the database refused heartbeats; dropping them");
                         let keys: Vec<u64> = pending.iter().map(|(k, _)| *k).collect();
                         let _ = self.buffer.remove_heartbeats(&keys);
                         continue;

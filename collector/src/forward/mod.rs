@@ -47,12 +47,14 @@ pub mod retry;
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
 
 use crate::{
     buffer::{Buffer, Stored},
     config::Config,
-    database::{self, copy, ErrorClass},
+    database::{
+        connect::{self, Bounds},
+        copy, Conn, ErrorClass, Failure,
+    },
     metrics::Metrics,
     shutdown::Shutdown,
     state::{DbState, ForwardState},
@@ -203,7 +205,7 @@ impl Forwarder {
     }
 
     async fn worker(&self, id: usize, rx: Queue, mut stop: Shutdown) {
-        let mut conn: Option<Client> = None;
+        let mut conn: Option<Conn> = None;
         loop {
             let next = stop.or(async {
                 let mut rx = rx.lock().await;
@@ -219,8 +221,8 @@ impl Forwarder {
     }
 
     /// Reports a failed database step: health, metrics, and a log line on each change.
-    fn note_failure(&self, class: ErrorClass, e: &tokio_postgres::Error) {
-        let message = db_message(e);
+    fn note_failure(&self, class: ErrorClass, e: &Failure) {
+        let message = e.to_string();
         let (label, state) = match class {
             ErrorClass::Transient => ("transient", DbState::Down),
             ErrorClass::Config => ("config", DbState::ConfigError),
@@ -247,27 +249,33 @@ impl Forwarder {
         )
     }
 
-    /// The open connection in `conn`, or a new one with the staging table prepared.
-    async fn connect<'c>(
-        &self,
-        conn: &'c mut Option<Client>,
-    ) -> Result<&'c mut Client, tokio_postgres::Error> {
-        let client = match conn.take().filter(|c| !c.is_closed()) {
+    /// The open connection in `conn`, or a new one (each host of the URL in turn, each
+    /// under the connect deadline) with the staging table prepared.
+    async fn connect<'c>(&self, conn: &'c mut Option<Conn>) -> Result<&'c mut Conn, Failure> {
+        let conn_ok = conn.take().filter(|c| !c.is_closed());
+        let c = match conn_ok {
             Some(c) => c,
             None => {
-                let client = database::connect_pg(&self.url).await?;
-                copy::prepare(&client).await?;
-                client
+                let bounds = self.bounds();
+                let c = connect::open(&self.url, bounds).await?;
+                connect::bounded(
+                    "preparing the staging table",
+                    bounds.operation,
+                    copy::prepare(&c),
+                )
+                .await?;
+                c
             }
         };
-        Ok(conn.insert(client))
+        Ok(conn.insert(c))
     }
-}
 
-/// The server's message with its SQLSTATE, or the client error.
-pub fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => e.to_string(),
+    /// The deadlines of every database step (`forward.connect_timeout_secs`,
+    /// `forward.operation_timeout_secs`).
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            connect: Duration::from_secs(self.config.forward.connect_timeout_secs.max(1)),
+            operation: Duration::from_secs(self.config.forward.operation_timeout_secs.max(1)),
+        }
     }
 }
