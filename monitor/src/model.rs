@@ -211,15 +211,3 @@ pub struct Job {
     pub total_failures: i64,
     pub last_error: Option<String>,
 }
-
-/// Everything one refresh of the dashboard shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Snapshot {
-    pub live: Option<Live>,
-    pub funnel: Option<Funnel>,
-    pub retention: Option<Retention>,
-    pub paths: Option<Paths>,
-    pub breakdown: Option<Breakdown>,
-    pub collectors: Option<Collectors>,
-    pub database: Option<DatabaseHealth>,
-}

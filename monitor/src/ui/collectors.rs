@@ -14,19 +14,26 @@ use ratatui::{
 };
 
 use crate::{
-    app::{App, CollectorLine, Section, View},
+    analysis::Analysis,
+    app::{App, CollectorLine},
     model::{HistoryPoint, Source},
 };
 
 use super::{draw_missing, fmt, overview::fill_style, section_block, stretch, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Collectors {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let lines = app.collector_lines();
     if lines.is_empty() {
-        draw_missing(frame, area, app, Section::Collectors, "Collectors");
+        draw_missing(frame, area, app, Analysis::Collectors, "Collectors");
         return;
     }
-    let selected = app.selection(View::Collectors).min(lines.len() - 1);
+    let selected = app.selection(Analysis::Collectors).min(lines.len() - 1);
     if app.detail {
         draw_detail(frame, area, app, &lines[selected]);
         return;
@@ -73,7 +80,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, lines: &[CollectorLine],
     if stale > 0 {
         title.push_str(&format!(" · {stale} stale"));
     }
-    let block = section_block(app, Section::Collectors, title);
+    let block = section_block(app, Analysis::Collectors, title);
     let gauge_width = if wide { 10 } else { 5 };
     let mut header = vec!["Collector", "Region"];
     if wide {
@@ -186,7 +193,7 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
     let age = l
         .age_seconds
         .map_or(String::new(), |a| format!(", {} ago", fmt::age(a)));
-    let block = section_block(app, Section::Collectors, l.id.clone()).title(Span::styled(
+    let block = section_block(app, Analysis::Collectors, l.id.clone()).title(Span::styled(
         format!(" {via}{age} "),
         if l.stale() {
             theme::error()
@@ -279,7 +286,7 @@ fn draw_series(
     let values: Vec<f64> = points.iter().map(&value).collect();
     let max = values.iter().copied().fold(0.0, f64::max);
     let last = values.last().copied().unwrap_or(0.0);
-    let block = section_block(app, Section::Collectors, title.to_string()).title(
+    let block = section_block(app, Analysis::Collectors, title.to_string()).title(
         Line::from(Span::styled(
             format!(" max {} · now {} ", label(max), label(last)),
             theme::dim(),
@@ -373,7 +380,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
     frame.render_widget(
         Paragraph::new(lines).block(section_block(
             app,
-            Section::Collectors,
+            Analysis::Collectors,
             "Database state changes".into(),
         )),
         states,

@@ -11,27 +11,33 @@ use ratatui::{
     Frame,
 };
 
-use crate::app::{App, Section};
+use crate::{analysis::Analysis, app::App};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Funnel {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let title = format!(
         "Funnel · {} · {}",
         app.steps.join(" → "),
-        range_of(app, Section::Funnel)
+        range_of(app, Analysis::Funnel)
     );
-    let room = if app.section_errors.contains_key(&Section::Funnel) {
+    let room = if app.section_errors.contains_key(&Analysis::Funnel) {
         area.width.saturating_sub(32)
     } else {
         area.width.saturating_sub(6)
     };
     let title = fmt::fit(&title, room as usize);
     let Some(funnel) = &app.data.funnel else {
-        draw_missing(frame, area, app, Section::Funnel, &title);
+        draw_missing(frame, area, app, Analysis::Funnel, &title);
         return;
     };
-    let block = section_block(app, Section::Funnel, title);
+    let block = section_block(app, Analysis::Funnel, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if funnel.steps.is_empty() {

@@ -16,10 +16,7 @@ use ratatui::{
 };
 use time::Date;
 
-use crate::{
-    app::{App, Section, View},
-    model::Cohort,
-};
+use crate::{analysis::Analysis, app::App, model::Cohort};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
@@ -73,7 +70,13 @@ fn short(n: i64) -> String {
     }
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Retention {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let mode = if app.retention_counts {
         "user counts"
     } else {
@@ -81,13 +84,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let title = format!(
         "Retention · first-seen cohorts · {} · {mode} (c toggles)",
-        range_of(app, Section::Retention)
+        range_of(app, Analysis::Retention)
     );
     let Some(retention) = &app.data.retention else {
-        draw_missing(frame, area, app, Section::Retention, &title);
+        draw_missing(frame, area, app, Analysis::Retention, &title);
         return;
     };
-    let block = section_block(app, Section::Retention, title);
+    let block = section_block(app, Analysis::Retention, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let cohorts = &retention.cohorts;
@@ -100,7 +103,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     let width = inner.width as usize;
     let wide = width > 10 + 1 + 7 + DAYS * 4;
-    let selected = app.selection(View::Retention).min(cohorts.len() - 1);
+    let selected = app.selection(Analysis::Retention).min(cohorts.len() - 1);
     let footer = if wide { 2 } else { 3 };
     let visible = (inner.height as usize).saturating_sub(1 + footer).max(1);
     let offset = selected.saturating_sub(visible - 1);

@@ -1,10 +1,16 @@
-//! The dashboard's event loop: draws the state, feeds it messages (keys, ticks, finished
-//! fetches and polls, signals) and runs the work it asks for on other tasks; and the
-//! refresh benchmark, which runs the same fetch without a terminal.
+//! The dashboard's runtime, above the state ([`crate::app`]) and the drawing
+//! ([`crate::ui`]): the event loop draws the state, feeds it messages (keys, ticks, finished
+//! fetches and polls, signals) and runs the work it asks for on other tasks ([`fetch`] for
+//! the database, [`crate::poll`] for collectors); [`terminal`] owns the terminal; [`bench`]
+//! runs the same fetch without a terminal.
 //!
 //! Invariant: the loop only awaits its message channel and a 250 ms ticker — never a query
 //! or a poll — so keys, resizes and the clock are handled within a tick whatever the
 //! database and the collectors do; and it always returns through the terminal guard.
+
+mod bench;
+mod fetch;
+mod terminal;
 
 use std::time::Duration;
 
@@ -12,25 +18,32 @@ use anyhow::Context;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::{cli::TuiArgs, poll, ui};
-
-use super::{
-    fetch::{self, FetchRequest, Fetched},
-    terminal, update, App, Cmd, Config, FetchOutcome, Msg, Section, TimeRange,
+use crate::{
+    analysis::Analysis,
+    app::{update, App, Cmd, Config, FetchOutcome, Msg, TimeRange},
+    poll, ui,
 };
+
+pub use bench::{bench, bench_main, peak_rss_kib};
+pub use fetch::{fetch_section, fetch_snapshot, FetchRequest, CONNECT_TIMEOUT, SECTION_TIMEOUT};
+
+/// What the dashboard is started with (from the command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub database_url: Option<String>,
+    /// Collectors' admin addresses, polled directly.
+    pub collectors: Vec<String>,
+    pub admin_token: Option<String>,
+    pub refresh: Duration,
+    pub steps: Vec<String>,
+}
 
 /// How often the clock ticks (countdowns, ages, slow-query notices).
 const TICK: Duration = Duration::from_millis(250);
 
 /// Runs the dashboard until `q`, Ctrl-C or a terminating signal; returns the exit code.
-pub async fn run(args: TuiArgs) -> anyhow::Result<i32> {
-    // `..`: flags that only matter elsewhere (a benchmark switch) may be added.
-    let TuiArgs {
-        source,
-        refresh,
-        steps,
-        ..
-    } = args;
+pub async fn run(source: Options) -> anyhow::Result<i32> {
+    let (refresh, steps) = (source.refresh, source.steps.clone());
     if source.database_url.is_none() && source.collectors.is_empty() {
         eprintln!(
             "monitor: nothing to show: give --database-url (or DATABASE_URL) and/or \
@@ -55,6 +68,7 @@ pub async fn run(args: TuiArgs) -> anyhow::Result<i32> {
             collectors: source.collectors.clone(),
             has_database: fetcher.is_some(),
             range: TimeRange::H1,
+            tabs: Analysis::ALL.to_vec(),
         },
         OffsetDateTime::now_utc(),
     );
@@ -188,79 +202,4 @@ impl Signals {
             std::future::pending::<()>().await
         }
     }
-}
-
-/// Runs `refreshes` refreshes for `range` back from now, as the dashboard does, on one
-/// connection; returns each one's result (with per-query and total times).
-pub async fn bench(
-    url: &str,
-    range: TimeRange,
-    steps: &[String],
-    refreshes: usize,
-) -> anyhow::Result<Vec<Fetched>> {
-    let client = fetch::connect(url).await.map_err(anyhow::Error::msg)?;
-    let mut out = Vec::with_capacity(refreshes);
-    for _ in 0..refreshes {
-        let window = range.window(OffsetDateTime::now_utc());
-        let fetched = fetch::fetch_snapshot(&client, window, steps, &Section::ALL).await;
-        out.push(fetched);
-    }
-    Ok(out)
-}
-
-/// Peak resident memory of this process (VmHWM), in KiB, where /proc tells it.
-pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// `monitor --bench N [--bench-range R]` (hidden flags, used by the `bench` command): N
-/// refreshes of every analysis for range R without a terminal, one JSON line each, then
-/// the peak resident memory.
-pub async fn bench_main(args: TuiArgs, refreshes: usize) -> anyhow::Result<i32> {
-    let url = args
-        .source
-        .database_url
-        .context("--bench needs --database-url")?;
-    let range = TimeRange::ALL
-        .into_iter()
-        .find(|r| r.label() == args.bench_range)
-        .with_context(|| {
-            format!(
-                "--bench-range {:?}: use 15m, 1h, 24h, 7d or 30d",
-                args.bench_range
-            )
-        })?;
-    let runs = bench(&url, range, &args.steps, refreshes).await?;
-    for (i, r) in runs.iter().enumerate() {
-        let per_query: serde_json::Map<String, serde_json::Value> = r
-            .timings
-            .iter()
-            .map(|(s, d)| {
-                (
-                    s.name().to_string(),
-                    serde_json::json!(d.as_secs_f64() * 1e3),
-                )
-            })
-            .collect();
-        let errors: Vec<String> = r
-            .errors
-            .iter()
-            .map(|(s, e)| format!("{}: {e}", s.name()))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "refresh": i + 1,
-                "total_ms": r.total.as_secs_f64() * 1e3,
-                "query_ms": per_query,
-                "errors": errors,
-            })
-        );
-    }
-    println!("{}", serde_json::json!({ "peak_rss_kib": peak_rss_kib() }));
-    Ok(0)
 }
