@@ -125,6 +125,7 @@ registry! { $
     Paths(Paths) { name: paths, key: '5', title: "Paths", refresh: Background },
     Breakdown(Breakdown) { name: breakdown, key: '6', title: "Breakdown", refresh: Background },
     Database(DatabaseHealth) { name: database, key: '7', title: "Database", refresh: Background },
+    Pages(Pages) { name: pages, key: '8', title: "Pages", refresh: Background },
 }
 
 impl Analysis {

@@ -211,3 +211,19 @@ pub struct Job {
     pub total_failures: i64,
     pub last_error: Option<String>,
 }
+
+/// The most viewed pages over the range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Pages {
+    /// By views descending, then by URL.
+    pub pages: Vec<PageRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRow {
+    pub url: String,
+    /// `page_view` events on the page.
+    pub views: i64,
+    /// Distinct users among them (events without a user are not counted).
+    pub users: i64,
+}

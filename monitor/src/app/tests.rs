@@ -267,7 +267,12 @@ fn keys_switch_views_help_and_quit() {
     assert_eq!(a.view, Analysis::Collectors);
     update(&mut a, key(KeyCode::BackTab));
     update(&mut a, key(KeyCode::BackTab));
+    // Back from the first tab wraps to the last one of the registry.
+    assert_eq!(a.view, Analysis::Pages);
+    update(&mut a, key(KeyCode::BackTab));
     assert_eq!(a.view, Analysis::Database);
+    update(&mut a, key(KeyCode::Char('8')));
+    assert_eq!(a.view, Analysis::Pages);
     update(&mut a, key(KeyCode::Char('4')));
     assert_eq!(a.view, Analysis::Retention);
     update(&mut a, key(KeyCode::Char('?')));

@@ -26,6 +26,7 @@ pub mod collectors;
 pub mod database;
 pub mod funnel;
 pub mod live;
+pub mod pages;
 pub mod paths;
 pub mod retention;
 

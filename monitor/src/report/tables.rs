@@ -7,7 +7,7 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use super::{table::Table, Style, Tabular};
 use crate::model::{
-    Breakdown, BreakdownRow, Collectors, DatabaseHealth, Funnel, Live, Paths, Retention,
+    Breakdown, BreakdownRow, Collectors, DatabaseHealth, Funnel, Live, Pages, Paths, Retention,
 };
 
 impl Tabular for Live {
@@ -46,6 +46,18 @@ impl Tabular for Breakdown {
 impl Tabular for Collectors {
     fn tables(&self, style: Style) -> Vec<Table> {
         collectors_tables(self, style)
+    }
+}
+
+impl Tabular for Pages {
+    fn tables(&self, _style: Style) -> Vec<Table> {
+        let mut t = Table::new("pages", &["page_url", "views", "users"]);
+        t.rows = self
+            .pages
+            .iter()
+            .map(|p| vec![p.url.clone(), p.views.to_string(), p.users.to_string()])
+            .collect();
+        vec![t]
     }
 }
 

@@ -12,6 +12,7 @@ mod database;
 pub mod fmt;
 mod funnel;
 mod overview;
+mod pages;
 mod paths;
 mod retention;
 pub mod theme;

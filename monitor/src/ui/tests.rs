@@ -21,6 +21,13 @@ use crate::{
     model::*,
 };
 
+/// The tabs before the Pages analysis: the snapshots taken then keep their screens (the tab
+/// bar, the help's key range, the banner's query count); the full registry is drawn by
+/// [`pages_view_with_every_tab`].
+fn seven_tabs() -> Vec<Analysis> {
+    Analysis::ALL[..7].to_vec()
+}
+
 const NOW: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
@@ -347,6 +354,30 @@ fn database() -> DatabaseHealth {
     }
 }
 
+fn pages() -> Pages {
+    let pages = [
+        ("/", 48_112, 21_004),
+        ("/products/espresso-machine", 12_480, 9_311),
+        ("/cart", 9_870, 8_002),
+        ("/商品/抹茶-セット", 7_204, 5_190),
+        ("/search?q=🎧+headphones", 3_311, 2_870),
+        (
+            "/checkout/shipping-and-payment-details-for-returning-customers",
+            2_104,
+            1_980,
+        ),
+        ("/blog/2025/02/how-we-roast", 812, 640),
+    ]
+    .into_iter()
+    .map(|(url, views, users)| PageRow {
+        url: url.into(),
+        views,
+        users,
+    })
+    .collect();
+    Pages { pages }
+}
+
 /// The dashboard a few seconds into a healthy run, with two direct polls (one failing).
 fn fixture() -> App {
     let mut app = App::new(
@@ -358,7 +389,7 @@ fn fixture() -> App {
             collectors: vec!["127.0.0.1:9100".into(), "10.0.0.9:9100".into()],
             has_database: true,
             range: TimeRange::H1,
-            tabs: Analysis::ALL.to_vec(),
+            tabs: seven_tabs(),
         },
         NOW,
     );
@@ -370,6 +401,7 @@ fn fixture() -> App {
         breakdown: Some(breakdown()),
         collectors: Some(collectors()),
         database: Some(database()),
+        pages: Some(pages()),
     };
     app.db = DbStatus::Ok;
     app.data_at = Some(NOW - Duration::from_secs(1));
@@ -411,11 +443,31 @@ fn snap(name: &str, app: &App) {
 
 #[test]
 fn every_view() {
-    for view in Analysis::ALL {
+    for view in fixture().tabs {
         let mut app = fixture();
         app.view = view;
         snap(&view.title().to_lowercase(), &app);
     }
+}
+
+#[test]
+fn pages_view_with_every_tab() {
+    let mut app = fixture();
+    app.tabs = Analysis::ALL.to_vec();
+    app.view = Analysis::Pages;
+    snap("pages", &app);
+    // Another tab selected: at 80 columns the last tab shrinks to its key.
+    app.view = Analysis::Database;
+    let t = render(&app, (80, 24));
+    let top = t.backend().to_string();
+    assert!(
+        top.contains(
+            "1 Overview 2 Collectors 3 Funnel 4 Retention 5 Paths 6 Breakdown 7 Database 8"
+        ),
+        "{top}"
+    );
+    app.help = true;
+    snap("help_every_tab", &app);
 }
 
 #[test]
@@ -500,7 +552,7 @@ fn first_start_and_polls_only() {
             collectors: vec![],
             has_database: true,
             range: TimeRange::H1,
-            tabs: Analysis::ALL.to_vec(),
+            tabs: seven_tabs(),
         },
         NOW,
     );
@@ -513,7 +565,7 @@ fn first_start_and_polls_only() {
             collectors: vec!["127.0.0.1:9100".into()],
             has_database: false,
             range: TimeRange::H24,
-            tabs: Analysis::ALL.to_vec(),
+            tabs: seven_tabs(),
         },
         NOW,
     );
