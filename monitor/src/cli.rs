@@ -111,31 +111,21 @@ pub struct QueryArgs {
     pub source: Source,
 }
 
-/// Parses `500ms`, `2s`, `15m`, `1h`, `7d` (a bare number is seconds).
+/// Parses `500ms`, `2s`, `15m`, `1h`, `7d`, `1w` (humantime; a bare number is seconds).
 pub fn parse_span(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 15m, 1h, 7d"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use ms, s, m, h, d or w"
-            ))
-        }
-    };
-    if secs == 0 && n == 0 {
+    let span = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string())
+    } else {
+        humantime::parse_duration(s).map_err(|e| e.to_string())
+    }
+    .map_err(|e| format!("{s:?} is not a duration such as 15m, 1h, 7d: {e}"))?;
+    if span.is_zero() {
         return Err("duration must be positive".into());
     }
-    Ok(Duration::from_secs(secs))
+    Ok(span)
 }
 
 /// Runs a parsed command line; returns the exit code.
