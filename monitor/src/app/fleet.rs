@@ -68,33 +68,7 @@ impl App {
     /// poll of the same collector when that is fresher, then collectors only polled, then
     /// addresses that never answered. Sorted by id for a stable screen.
     pub fn collector_lines(&self) -> Vec<CollectorLine> {
-        let mut lines: Vec<CollectorLine> = Vec::new();
-        if let Some(c) = &self.data.collectors {
-            for row in &c.collectors {
-                let h = &row.health;
-                let age = match parse_time(&h.at) {
-                    Some(at) => Some(seconds_between(self.now, at)),
-                    None => Some(
-                        row.age_seconds
-                            + self
-                                .data_at
-                                .map(|d| seconds_between(self.now, d))
-                                .unwrap_or(0.0),
-                    ),
-                };
-                let (fill, drain) = fill_and_drain(h);
-                lines.push(CollectorLine {
-                    id: h.collector_id.clone(),
-                    address: None,
-                    health: Some(h.clone()),
-                    source: Some(row.source),
-                    age_seconds: age,
-                    fill: fill.or(Some(row.fill)),
-                    drain_seconds: drain.or(row.drain_seconds),
-                    poll_error: None,
-                });
-            }
-        }
+        let mut lines = self.heartbeat_lines();
         let mut unanswered = Vec::new();
         for slot in &self.polls {
             let Some(h) = &slot.last else {
@@ -150,6 +124,40 @@ impl App {
         lines.sort_by(|a, b| a.id.cmp(&b.id));
         lines.extend(unanswered);
         lines
+    }
+
+    /// One line per heartbeat row from the database, aged at `App::now`.
+    fn heartbeat_lines(&self) -> Vec<CollectorLine> {
+        let Some(c) = &self.data.collectors else {
+            return Vec::new();
+        };
+        c.collectors
+            .iter()
+            .map(|row| {
+                let h = &row.health;
+                let age = match parse_time(&h.at) {
+                    Some(at) => Some(seconds_between(self.now, at)),
+                    None => Some(
+                        row.age_seconds
+                            + self
+                                .data_at
+                                .map(|d| seconds_between(self.now, d))
+                                .unwrap_or(0.0),
+                    ),
+                };
+                let (fill, drain) = fill_and_drain(h);
+                CollectorLine {
+                    id: h.collector_id.clone(),
+                    address: None,
+                    health: Some(h.clone()),
+                    source: Some(row.source),
+                    age_seconds: age,
+                    fill: fill.or(Some(row.fill)),
+                    drain_seconds: drain.or(row.drain_seconds),
+                    poll_error: None,
+                }
+            })
+            .collect()
     }
 
     /// The buffer history of one collector: heartbeats from the database and samples of

@@ -60,13 +60,19 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
         .database_url
         .clone()
         .map(|url| fetch::spawn_worker(url, tx.clone()));
-    let poll_timeout = poll_timeout(refresh);
+    let workers = Workers {
+        fetcher,
+        to_ui: tx.clone(),
+        collectors: source.collectors.clone(),
+        admin_token: source.admin_token.clone(),
+        poll_timeout: poll_timeout(refresh),
+    };
     let mut app = App::new(
         Config {
             refresh,
             steps,
             collectors: source.collectors.clone(),
-            has_database: fetcher.is_some(),
+            has_database: workers.fetcher.is_some(),
             range: TimeRange::H1,
             tabs: Analysis::ALL.to_vec(),
         },
@@ -93,37 +99,7 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
             }
             for msg in pending {
                 for cmd in update(&mut app, msg) {
-                    match cmd {
-                        Cmd::Fetch {
-                            range,
-                            window,
-                            steps,
-                            sections,
-                        } => {
-                            let sent = fetcher.as_ref().is_some_and(|f| {
-                                f.try_send(FetchRequest {
-                                    range,
-                                    window,
-                                    steps,
-                                    sections,
-                                })
-                                .is_ok()
-                            });
-                            if !sent {
-                                let _ = tx.send(Msg::Fetched(Box::new(FetchOutcome {
-                                    range,
-                                    result: Err("the fetch worker stopped".into()),
-                                    done: true,
-                                })));
-                            }
-                        }
-                        Cmd::Poll => spawn_polls(
-                            source.collectors.clone(),
-                            source.admin_token.clone(),
-                            poll_timeout,
-                            tx.clone(),
-                        ),
-                    }
+                    workers.perform(cmd);
                 }
                 if app.quit {
                     return Ok(());
@@ -136,6 +112,52 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
     input.stop();
     drop(guard);
     result.map(|()| 0)
+}
+
+/// Where the state's commands are performed, off the UI task.
+struct Workers {
+    fetcher: Option<mpsc::Sender<FetchRequest>>,
+    to_ui: mpsc::UnboundedSender<Msg>,
+    collectors: Vec<String>,
+    admin_token: Option<String>,
+    poll_timeout: Duration,
+}
+
+impl Workers {
+    /// Starts `cmd` without waiting for it; its answer comes back as a message.
+    fn perform(&self, cmd: Cmd) {
+        match cmd {
+            Cmd::Fetch {
+                range,
+                window,
+                steps,
+                sections,
+            } => {
+                let sent = self.fetcher.as_ref().is_some_and(|f| {
+                    f.try_send(FetchRequest {
+                        range,
+                        window,
+                        steps,
+                        sections,
+                    })
+                    .is_ok()
+                });
+                if !sent {
+                    let _ = self.to_ui.send(Msg::Fetched(Box::new(FetchOutcome {
+                        range,
+                        result: Err("the fetch worker stopped".into()),
+                        done: true,
+                    })));
+                }
+            }
+            Cmd::Poll => spawn_polls(
+                self.collectors.clone(),
+                self.admin_token.clone(),
+                self.poll_timeout,
+                self.to_ui.clone(),
+            ),
+        }
+    }
 }
 
 /// A poll must answer well within a refresh: 1 to 5 seconds.
