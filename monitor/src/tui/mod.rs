@@ -25,7 +25,7 @@ use crate::{
 };
 
 pub use bench::{bench, bench_main, peak_rss_kib};
-pub use fetch::{fetch_section, fetch_snapshot, FetchRequest, CONNECT_TIMEOUT, SECTION_TIMEOUT};
+use fetch::FetchRequest;
 
 /// What the dashboard is started with (from the command line).
 #[derive(Debug, Clone)]
