@@ -1,11 +1,20 @@
 //! Command line of the `monitor` binary: the dashboard (default) and `monitor query`.
 //!
 //! Invariant: every command has `--help`; errors reach the user as one message and a
-//! non-zero exit code.
+//! non-zero exit code. The command line is the top of the crate: it imports the registry,
+//! the queries, the printer and the runtime, and none of them imports it.
 
-use std::time::Duration;
+use std::{io::Write as _, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    analysis::{Analysis, Params},
+    query,
+    report::{self, Format},
+    tui,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,29 +78,22 @@ pub struct TuiArgs {
     pub bench_range: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum QueryKind {
-    Live,
-    Funnel,
-    Retention,
-    Paths,
-    Breakdown,
-    Collectors,
-    Database,
-}
+/// `monitor query <name>`: the registry's names.
+impl ValueEnum for Analysis {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Analysis::ALL
+    }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct QueryArgs {
     /// Which analysis.
     #[arg(value_enum)]
-    pub what: QueryKind,
+    pub what: Analysis,
     /// Time range back from now: 15m, 1h, 24h, 7d, 30d…
     #[arg(long, default_value = "24h", value_parser = parse_span)]
     pub since: Duration,
@@ -109,42 +111,69 @@ pub struct QueryArgs {
     pub source: Source,
 }
 
-/// Parses `500ms`, `2s`, `15m`, `1h`, `7d` (a bare number is seconds).
+/// Parses `500ms`, `2s`, `15m`, `1h`, `7d`, `1w` (humantime; a bare number is seconds).
 pub fn parse_span(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 15m, 1h, 7d"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use ms, s, m, h, d or w"
-            ))
-        }
-    };
-    if secs == 0 && n == 0 {
+    let span = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string())
+    } else {
+        humantime::parse_duration(s).map_err(|e| e.to_string())
+    }
+    .map_err(|e| format!("{s:?} is not a duration such as 15m, 1h, 7d: {e}"))?;
+    if span.is_zero() {
         return Err("duration must be positive".into());
     }
-    Ok(Duration::from_secs(secs))
+    Ok(span)
 }
 
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Some(Command::Query(args)) => crate::query::report::run(args).await,
-        None => match cli.tui.bench {
-            Some(refreshes) => crate::app::bench_main(cli.tui, refreshes).await,
-            None => crate::app::run(cli.tui).await,
-        },
+        Some(Command::Query(args)) => run_query(args).await,
+        None => {
+            let t = cli.tui;
+            match t.bench {
+                Some(n) => {
+                    tui::bench_main(t.source.database_url, &t.bench_range, &t.steps, n).await
+                }
+                None => {
+                    tui::run(tui::Options {
+                        database_url: t.source.database_url,
+                        collectors: t.source.collectors,
+                        admin_token: t.source.admin_token,
+                        refresh: t.refresh,
+                        steps: t.steps,
+                    })
+                    .await
+                }
+            }
+        }
     }
+}
+
+/// `monitor query`: one analysis over `[now − since, now)` (`MONITOR_AS_OF` pins "now"),
+/// printed in the chosen format.
+async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
+    let url = args
+        .source
+        .database_url
+        .as_deref()
+        .context("no database: pass --database-url or set DATABASE_URL")?;
+    let now = query::as_of(std::env::var(query::AS_OF_ENV).ok().as_deref())?;
+    let range = query::range_ending(now, args.since);
+    let client = query::connect(url).await?;
+    let params = Params {
+        range,
+        steps: &args.steps,
+    };
+    let report = query::run(&client, args.what, params).await?;
+    let text = report::render(&report, args.format)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(0)
 }
 
 #[cfg(test)]

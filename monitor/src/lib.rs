@@ -1,16 +1,27 @@
 //! The monitor: a terminal dashboard (ratatui) and a query tool for the edge analytics
 //! system, for on-call engineers.
 //!
-//! - [`model`]: the typed results (the contract between queries and views);
+//! Layers, each importing only those below it (no cycles):
+//! - [`cli`]: the command line (`monitor`, `monitor query …`), the top;
+//! - [`tui`]: the dashboard's runtime: terminal, event loop, fetch worker, benchmark;
+//! - [`ui`]: drawing the state (pure functions of the state, snapshot-tested);
+//! - [`app`]: the dashboard's state and its update logic (keys, refresh, errors), no I/O;
+//! - [`report`]: printing a report as a table, JSON or CSV (`monitor query`);
 //! - [`query`]: the SQL behind every analysis, against TimescaleDB (either edition);
 //! - [`poll`]: direct polling of collectors' admin endpoints;
-//! - [`app`]: the dashboard's state and its update logic (keys, refresh, errors);
-//! - [`ui`]: drawing the state (pure functions of the state, snapshot-tested);
-//! - [`cli`]: the command line (`monitor`, `monitor query …`).
+//! - [`analysis`]: the registry of analyses (names, keys, tabs, refresh policy) and the
+//!   result types every layer shares;
+//! - [`model`]: the typed results (the contract between queries and views).
+//!
+//! Invariant: adding an analysis is its model type, its query module, its view module and
+//! its registry entry; nothing else lists the analyses.
 
+pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod model;
-pub mod poll;
+pub(crate) mod poll;
 pub mod query;
-pub mod ui;
+pub(crate) mod report;
+pub mod tui;
+pub(crate) mod ui;

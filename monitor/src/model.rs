@@ -212,14 +212,18 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
-/// Everything one refresh of the dashboard shows.
+/// The most viewed pages over the range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Snapshot {
-    pub live: Option<Live>,
-    pub funnel: Option<Funnel>,
-    pub retention: Option<Retention>,
-    pub paths: Option<Paths>,
-    pub breakdown: Option<Breakdown>,
-    pub collectors: Option<Collectors>,
-    pub database: Option<DatabaseHealth>,
+pub struct Pages {
+    /// By views descending, then by URL.
+    pub pages: Vec<PageRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRow {
+    pub url: String,
+    /// `page_view` events on the page.
+    pub views: i64,
+    /// Distinct users among them (events without a user are not counted).
+    pub users: i64,
 }

@@ -1,18 +1,21 @@
-//! Direct polling of collectors' admin endpoint `GET /v1/buffer` (HTTP/1.1, hyper), so
+//! Direct polling of collectors' admin endpoint `GET /v1/buffer` (HTTP/1.1, hyper-util's
+//! client; addresses parsed as [`hyper::Uri`]), so
 //! buffer health stays live during a database outage, when heartbeats cannot land.
 //!
 //! Invariant: a poll never outlives its timeout, never panics, reads at most
 //! [`MAX_BODY`] bytes, and any failure comes back as one line naming the cause (address,
 //! connection, status, token, JSON).
 
-use std::time::Duration;
+use std::{error::Error as _, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::{header, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{header, Request, StatusCode, Uri};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
 use thiserror::Error;
-use tokio::net::TcpStream;
 
 use crate::model::CollectorHealth;
 
@@ -26,7 +29,7 @@ pub enum PollError {
     #[error("invalid collector address {0:?}: {1}")]
     Address(String, String),
     #[error("cannot connect to {0}: {1}")]
-    Connect(String, std::io::Error),
+    Connect(String, String),
     #[error("no answer from {0} within {1:?}")]
     Timeout(String, Duration),
     #[error("HTTP error from {0}: {1}")]
@@ -57,57 +60,66 @@ impl Target {
             format!("{}:{}", self.host, self.port)
         }
     }
+
+    /// The buffer endpoint's URL.
+    fn uri(&self) -> Result<Uri, hyper::http::uri::InvalidUri> {
+        format!("http://{}{}", self.authority(), self.path).parse()
+    }
 }
 
-/// Parses `host:port`, `host`, `[::1]:9100` or `http://host:port[/prefix]`.
+/// Parses `host:port`, `host`, `[::1]:9100` or `http://host:port[/prefix]` (as a
+/// [`hyper::Uri`], `http://` assumed).
 pub fn parse_address(address: &str) -> Result<Target, PollError> {
     let bad = |why: &str| PollError::Address(address.to_string(), why.to_string());
     let s = address.trim();
-    let rest = if let Some(r) = s.strip_prefix("http://") {
-        r
-    } else if s.starts_with("https://") {
-        return Err(bad(
-            "https is not supported: poll the admin listener over loopback or a tunnel",
-        ));
-    } else if s.contains("://") {
-        return Err(bad("only http:// addresses are supported"));
+    let full = if s.contains("://") {
+        s.to_string()
     } else {
-        s
+        format!("http://{s}")
     };
-    let (hostport, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if hostport.is_empty() {
+    let authority = full
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+    if authority.is_empty() {
         return Err(bad("no host"));
     }
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad("invalid port"))?,
-            None if after.is_empty() => DEFAULT_ADMIN_PORT,
-            None => return Err(bad("unexpected text after ']'")),
-        };
-        (h.to_string(), port)
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => {
-                (h.to_string(), p.parse().map_err(|_| bad("invalid port"))?)
-            }
-            Some(_) => return Err(bad("put an IPv6 address in brackets: [::1]:9100")),
-            None => (hostport.to_string(), DEFAULT_ADMIN_PORT),
+    if !authority.starts_with('[') && authority.matches(':').count() > 1 {
+        return Err(bad("put an IPv6 address in brackets: [::1]:9100"));
+    }
+    let uri: Uri = full.parse().map_err(|e| bad(&format!("{e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "https is not supported: poll the admin listener over loopback or a tunnel",
+            ))
         }
-    };
+        _ => return Err(bad("only http:// addresses are supported")),
+    }
+    let raw_host = uri.host().unwrap_or_default();
+    let host = raw_host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(bad("no host"));
     }
-    if port == 0 {
-        return Err(bad("port 0"));
-    }
+    // What follows the host in the authority: nothing, or `:port`.
+    let after = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, a)| a)
+        .get(raw_host.len()..)
+        .unwrap_or_default();
+    let port = match after.strip_prefix(':') {
+        None if after.is_empty() => DEFAULT_ADMIN_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(0) => return Err(bad("port 0")),
+            Ok(p) => p,
+            Err(_) => return Err(bad("invalid port")),
+        },
+        None => return Err(bad("unexpected text after the host")),
+    };
     Ok(Target {
-        host,
+        host: host.to_string(),
         port,
-        path: format!("{prefix}/v1/buffer"),
+        path: format!("{}/v1/buffer", uri.path().trim_end_matches('/')),
     })
 }
 
@@ -124,17 +136,32 @@ pub async fn poll(
     }
 }
 
+/// An error with its causes, on one line (`a: b: c`).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s = format!("{s}: {text}");
+        }
+        cause = c.source();
+    }
+    s
+}
+
+/// One `GET` of the buffer endpoint on a fresh connection (hyper-util's client, no pool).
 async fn fetch(target: &Target, token: Option<&str>) -> Result<CollectorHealth, PollError> {
     let authority = target.authority();
-    let http = |e: &dyn std::fmt::Display| PollError::Http(authority.clone(), e.to_string());
-    let stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| PollError::Connect(authority.clone(), e))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| http(&e))?;
-    let mut builder = Request::get(target.path.as_str())
+    let http =
+        |e: &(dyn std::error::Error + 'static)| PollError::Http(authority.clone(), with_causes(e));
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector);
+    let uri = target.uri().map_err(|e| http(&e))?;
+    let mut builder = Request::get(uri)
         .header(header::HOST, authority.as_str())
         .header(header::ACCEPT, "application/json")
         .header(
@@ -145,47 +172,45 @@ async fn fetch(target: &Target, token: Option<&str>) -> Result<CollectorHealth, 
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
     let request = builder.body(Empty::<Bytes>::new()).map_err(|e| http(&e))?;
-    let exchange = async {
-        let response = sender.send_request(request).await.map_err(|e| http(&e))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| http(&*e))?
-            .to_bytes();
-        Ok::<_, PollError>((status, body))
-    };
-    // The connection is driven alongside the exchange and closed with it. A server that
-    // closes right after its answer ends the connection first: the answer is then complete.
-    tokio::pin!(connection);
-    tokio::pin!(exchange);
-    let (status, body) = tokio::select! {
-        biased;
-        r = &mut exchange => r?,
-        r = &mut connection => match r {
-            Ok(()) => exchange.await?,
-            Err(e) => return Err(http(&e)),
-        },
-    };
+    let response = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            // The cause says why (refused, unreachable, no such host).
+            let why = e.source().map_or_else(|| e.to_string(), with_causes);
+            PollError::Connect(authority.clone(), why)
+        } else {
+            http(&e)
+        }
+    })?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| http(&*e))?
+        .to_bytes();
+    decode(&authority, status, &body)
+}
+
+/// The health record of a `200`, or the error a status means.
+fn decode(authority: &str, status: StatusCode, body: &[u8]) -> Result<CollectorHealth, PollError> {
     match status {
-        StatusCode::OK => serde_json::from_slice::<CollectorHealth>(&body)
-            .map_err(|e| PollError::Decode(authority.clone(), e.to_string()))
+        StatusCode::OK => serde_json::from_slice::<CollectorHealth>(body)
+            .map_err(|e| PollError::Decode(authority.to_string(), e.to_string()))
             .and_then(|h| {
                 if h.collector_id.is_empty() {
                     Err(PollError::Decode(
-                        authority.clone(),
+                        authority.to_string(),
                         "no collector_id".into(),
                     ))
                 } else {
                     Ok(h)
                 }
             }),
-        StatusCode::UNAUTHORIZED => Err(PollError::Unauthorized(authority.clone())),
+        StatusCode::UNAUTHORIZED => Err(PollError::Unauthorized(authority.to_string())),
         s => {
-            let text = String::from_utf8_lossy(&body);
+            let text = String::from_utf8_lossy(body);
             let text: String = text.chars().take(120).collect();
             Err(PollError::Status(
-                authority.clone(),
+                authority.to_string(),
                 s.as_u16(),
                 text.split_whitespace().collect::<Vec<_>>().join(" "),
             ))

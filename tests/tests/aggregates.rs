@@ -35,7 +35,7 @@ use tokio_postgres::Client;
 
 const SEED: u64 = 20_240_501;
 /// Every `monitor query` kind.
-const QUERIES: [&str; 7] = [
+const QUERIES: [&str; 8] = [
     "live",
     "funnel",
     "retention",
@@ -43,6 +43,7 @@ const QUERIES: [&str; 7] = [
     "breakdown",
     "collectors",
     "database",
+    "pages",
 ];
 
 fn collector_opts(name: &str, url: &str) -> CollectorOpts {
@@ -212,6 +213,55 @@ fn check_queries(url: &str, data: &Dataset, label: &str) {
 
     let got: analytics::Breakdown = monitor_json(url, t0, &["breakdown", "--since", "2d"]);
     assert_eq!(got, data.breakdown(t0 - days(2), t0), "{label}: breakdown");
+
+    for since in [3, 30] {
+        let got: Value = monitor_json(url, t0, &["pages", "--since", &format!("{since}d")]);
+        let got: Vec<(String, i64, i64)> = got["pages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                (
+                    p["url"].as_str().unwrap_or_default().to_string(),
+                    p["views"].as_i64().unwrap_or(-1),
+                    p["users"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        let want = top_pages(data, t0 - days(since), t0, 20);
+        assert!(want.len() >= 10, "{label}: pages {want:?}");
+        assert_eq!(got, want, "{label}: pages {since}d");
+    }
+}
+
+/// Top pages, computed independently: page views in `[from, to)` with a URL, per URL the
+/// views and distinct users; by views descending, then URL (byte order); the first `limit`.
+fn top_pages(
+    data: &Dataset,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    limit: usize,
+) -> Vec<(String, i64, i64)> {
+    let mut per: BTreeMap<&str, (i64, BTreeSet<i64>)> = BTreeMap::new();
+    for e in &data.events {
+        let Some(url) = e.page_url.as_deref() else {
+            continue;
+        };
+        if e.event_name != "page_view" || e.event_time < from || e.event_time >= to {
+            continue;
+        }
+        let (views, users) = per.entry(url).or_default();
+        *views += 1;
+        users.extend(e.user_id);
+    }
+    let mut rows: Vec<(String, i64, i64)> = per
+        .into_iter()
+        .map(|(url, (views, users))| (url.to_string(), views, users.len() as i64))
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(limit);
+    rows
 }
 
 /// `--since` spans used above.

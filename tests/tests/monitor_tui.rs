@@ -682,7 +682,7 @@ async fn bench_refresh() -> anyhow::Result<()> {
         else {
             bail!("BENCH_RANGES: unknown range {label:?} (15m, 1h, 24h, 7d, 30d)");
         };
-        let runs = monitor::app::bench(&url, range, &steps, refreshes).await?;
+        let runs = monitor::tui::bench(&url, range, &steps, refreshes).await?;
         for (i, r) in runs.iter().enumerate() {
             let per: Vec<String> = r
                 .timings

@@ -62,3 +62,12 @@ pub async fn breakdown(client: &Client, range: Range) -> Result<Breakdown, Query
     }
     Ok(out)
 }
+
+impl super::Query for Breakdown {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<Breakdown, QueryError> {
+        breakdown(client, params.range).await
+    }
+}

@@ -126,6 +126,15 @@ pub fn derive(
     }
 }
 
+impl super::Query for Collectors {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<Collectors, QueryError> {
+        collectors(client, params.range).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,3 +140,12 @@ pub async fn database(client: &Client, range: Range) -> Result<DatabaseHealth, Q
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?,
     })
 }
+
+impl super::Query for DatabaseHealth {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<DatabaseHealth, QueryError> {
+        database(client, params.range).await
+    }
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{check_range, ratio, split, Params, QueryError};
+use super::{check_range, ratio, split, Binds, QueryError};
 use crate::model::{Funnel, FunnelStep, Range};
 
 /// The seed's funnel.
@@ -47,7 +47,7 @@ pub async fn funnel(client: &Client, range: Range, steps: &[String]) -> Result<F
     let columns: Option<Vec<&str>> = steps.iter().map(|s| aggregate_column(s)).collect();
     let parts = split(range, BUCKET);
 
-    let mut params = Params::default();
+    let mut params = Binds::default();
     let mut steps_param: Option<String> = None;
     let mut selects = Vec::new();
     let raw_pieces: Vec<_> = match (&columns, &parts.aggregate) {
@@ -167,6 +167,15 @@ pub fn build(steps: &[String], counts: &[i64]) -> Funnel {
         })
         .collect();
     Funnel { steps }
+}
+
+impl super::Query for Funnel {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<Funnel, QueryError> {
+        funnel(client, params.range, params.steps).await
+    }
 }
 
 #[cfg(test)]

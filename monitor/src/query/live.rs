@@ -123,3 +123,9 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
         lag_p99_seconds: recent.try_get(2)?,
     })
 }
+
+impl super::Query for Live {
+    async fn run(client: &Client, params: crate::analysis::Params<'_>) -> Result<Live, QueryError> {
+        live(client, params.range).await
+    }
+}

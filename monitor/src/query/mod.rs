@@ -1,9 +1,11 @@
 //! The SQL behind every analysis, against TimescaleDB of either edition, returning the typed
 //! results of [`crate::model`].
 //!
-//! One module per analysis ([`live`], [`funnel`], [`retention`], [`paths`], [`breakdown`],
-//! [`collectors`], [`database`]); [`report`] prints them for `monitor query`. Every entry
-//! point takes a connected [`Client`] and a [`Range`] (`[from, to)`, UTC; `to` is "now") and
+//! One module per analysis of the registry ([`crate::analysis`]): [`live`], [`funnel`],
+//! [`retention`], [`paths`], [`breakdown`], [`collectors`], [`database`], each implementing
+//! [`Query`] for its model type; [`run`] is the one entry point the dashboard and
+//! `monitor query` use. Every query takes a connected [`Client`] and a [`Range`]
+//! (`[from, to)`, UTC; `to` is "now") and
 //! works the same on the Community edition (where the aggregates are continuous
 //! aggregates) and on the apache edition (where they are plain views over `user_events`).
 //!
@@ -17,21 +19,22 @@
 //!   the range's edges are read from raw events ([`split`]), so a result never depends on
 //!   how the range falls on bucket boundaries;
 //! - nothing reads `now()` on the server: the reference time is `range.to`, so a query is
-//!   reproducible (`MONITOR_AS_OF`, see [`report`]) and tests can pin it.
+//!   reproducible (`MONITOR_AS_OF`, see [`as_of`]) and tests can pin it.
 
 pub mod breakdown;
 pub mod collectors;
 pub mod database;
 pub mod funnel;
 pub mod live;
+pub mod pages;
 pub mod paths;
-pub mod report;
 pub mod retention;
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
+use anyhow::Context;
 use thiserror::Error;
-use time::OffsetDateTime;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio_postgres::{types::ToSql, Client, NoTls};
 
 pub use breakdown::breakdown;
@@ -42,7 +45,39 @@ pub use live::live;
 pub use paths::paths;
 pub use retention::retention;
 
-use crate::model::Range;
+use crate::{
+    analysis::{with_model, Analysis, Params, Report},
+    model::Range,
+};
+
+/// The environment variable that pins "now" for `monitor query`.
+pub const AS_OF_ENV: &str = "MONITOR_AS_OF";
+
+/// An analysis' query: fills its model type from the database.
+pub(crate) trait Query: Sized {
+    fn run(
+        client: &Client,
+        params: Params<'_>,
+    ) -> impl Future<Output = Result<Self, QueryError>> + Send;
+}
+
+/// Runs one analysis: the one way into the SQL, for the dashboard and `monitor query`.
+pub async fn run(
+    client: &Client,
+    analysis: Analysis,
+    params: Params<'_>,
+) -> Result<Report, QueryError> {
+    with_model!(analysis, M => Ok(Report::from(M::run(client, params).await?)))
+}
+
+/// "Now", or the time `MONITOR_AS_OF` holds.
+pub fn as_of(value: Option<&str>) -> anyhow::Result<OffsetDateTime> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(OffsetDateTime::now_utc()),
+        Some(v) => OffsetDateTime::parse(v, &Rfc3339)
+            .with_context(|| format!("{AS_OF_ENV}={v:?} is not an RFC 3339 time")),
+    }
+}
 
 /// Why a query could not answer.
 #[derive(Debug, Error)]
@@ -157,11 +192,11 @@ pub(crate) fn split(range: Range, width: Duration) -> Split {
 
 /// Positional parameters for SQL assembled at run time: `push` returns the placeholder.
 #[derive(Default)]
-pub(crate) struct Params<'a> {
+pub(crate) struct Binds<'a> {
     values: Vec<&'a (dyn ToSql + Sync)>,
 }
 
-impl<'a> Params<'a> {
+impl<'a> Binds<'a> {
     pub fn push(&mut self, v: &'a (dyn ToSql + Sync)) -> String {
         self.values.push(v);
         format!("${}", self.values.len())
@@ -247,6 +282,16 @@ mod tests {
         let r = range_ending(to, Duration::from_secs(60));
         assert_eq!(r.to, datetime!(2024-05-01 10:00:00.123456 UTC));
         assert_eq!(r.from, datetime!(2024-05-01 09:59:00.123456 UTC));
+    }
+
+    #[test]
+    fn as_of_parses_rfc3339() {
+        assert_eq!(
+            as_of(Some("2024-05-01T00:00:00Z")).unwrap(),
+            datetime!(2024-05-01 0:00 UTC)
+        );
+        assert!(as_of(Some("yesterday")).is_err());
+        assert!(as_of(None).is_ok());
     }
 
     #[test]

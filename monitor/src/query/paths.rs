@@ -59,3 +59,12 @@ pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Path
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(Paths { transitions })
 }
+
+impl super::Query for Paths {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<Paths, QueryError> {
+        paths(client, params.range).await
+    }
+}

@@ -91,6 +91,15 @@ pub fn days_reported(day: Date, to: OffsetDateTime) -> usize {
     begun.clamp(0, (MAX_DAY + 1) as i128) as usize
 }
 
+impl super::Query for Retention {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<Retention, QueryError> {
+        retention(client, params.range).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

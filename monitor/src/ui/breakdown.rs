@@ -10,21 +10,24 @@ use ratatui::{
     Frame,
 };
 
-use crate::{
-    app::{App, Section},
-    model::BreakdownRow,
-};
+use crate::{analysis::Analysis, app::App, model::BreakdownRow};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Breakdown {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let Some(b) = &app.data.breakdown else {
         draw_missing(
             frame,
             area,
             app,
-            Section::Breakdown,
-            &format!("Breakdown · {}", range_of(app, Section::Breakdown)),
+            Analysis::Breakdown,
+            &format!("Breakdown · {}", range_of(app, Analysis::Breakdown)),
         );
         return;
     };
@@ -34,23 +37,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Ratio(1, 3),
     ])
     .areas(area);
-    let range = range_of(app, Section::Breakdown);
+    let range = range_of(app, Analysis::Breakdown);
     draw_table(
         frame,
         device,
-        section_block(app, Section::Breakdown, format!("Device · {range}")),
+        section_block(app, Analysis::Breakdown, format!("Device · {range}")),
         &b.by_device,
     );
     draw_table(
         frame,
         country,
-        section_block(app, Section::Breakdown, format!("Country · {range}")),
+        section_block(app, Analysis::Breakdown, format!("Country · {range}")),
         &b.by_country,
     );
     draw_table(
         frame,
         event,
-        section_block(app, Section::Breakdown, format!("Event · {range}")),
+        section_block(app, Analysis::Breakdown, format!("Event · {range}")),
         &b.by_event,
     );
 }

@@ -14,19 +14,26 @@ use ratatui::{
 };
 
 use crate::{
-    app::{App, CollectorLine, Section, View},
-    model::{HistoryPoint, Source},
+    analysis::Analysis,
+    app::{App, CollectorLine},
+    model::{CollectorHealth, HistoryPoint, Source},
 };
 
 use super::{draw_missing, fmt, overview::fill_style, section_block, stretch, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Collectors {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let lines = app.collector_lines();
     if lines.is_empty() {
-        draw_missing(frame, area, app, Section::Collectors, "Collectors");
+        draw_missing(frame, area, app, Analysis::Collectors, "Collectors");
         return;
     }
-    let selected = app.selection(View::Collectors).min(lines.len() - 1);
+    let selected = app.selection(Analysis::Collectors).min(lines.len() - 1);
     if app.detail {
         draw_detail(frame, area, app, &lines[selected]);
         return;
@@ -73,7 +80,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, lines: &[CollectorLine],
     if stale > 0 {
         title.push_str(&format!(" · {stale} stale"));
     }
-    let block = section_block(app, Section::Collectors, title);
+    let block = section_block(app, Analysis::Collectors, title);
     let gauge_width = if wide { 10 } else { 5 };
     let mut header = vec!["Collector", "Region"];
     if wide {
@@ -88,62 +95,91 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, lines: &[CollectorLine],
         header.extend(["Database", "Last error"]);
     }
     let (id_w, region_w) = if wide { (18, 10) } else { (14, 9) };
-    let rows = lines.iter().map(|l| {
-        let h = l.health.as_ref();
-        let id_style = if l.stale() {
-            theme::error()
-        } else {
-            theme::bold()
+    let rows = lines
+        .iter()
+        .map(|l| fleet_row(l, wide, (id_w, region_w), gauge_width));
+    let widths = fleet_widths(wide, (id_w, region_w), gauge_width);
+    let block = block.title_bottom(Line::from(Span::styled(
+        " ↑↓ select · Enter buffer history ",
+        theme::dim(),
+    )));
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme::header()))
+        .row_highlight_style(theme::selected())
+        .block(block);
+    let mut state = TableState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// One collector's row of the fleet table.
+fn fleet_row(
+    l: &CollectorLine,
+    wide: bool,
+    (id_w, region_w): (usize, usize),
+    gauge_width: usize,
+) -> Row<'static> {
+    let h = l.health.as_ref();
+    let id_style = if l.stale() {
+        theme::error()
+    } else {
+        theme::bold()
+    };
+    let mut cells = vec![
+        Cell::from(fmt::fit(&l.id, id_w)).style(id_style),
+        Cell::from(h.map_or("—".into(), |h| fmt::fit(&h.region, region_w))),
+    ];
+    if wide {
+        cells.push(Cell::from(match l.source {
+            Some(Source::Heartbeat) => "hb",
+            Some(Source::Poll) => "poll",
+            None => "—",
+        }));
+    }
+    cells.push(age_cell(l));
+    cells.push(Cell::from(
+        h.map_or("—".into(), |h| fmt::int(h.buffered_events)),
+    ));
+    if wide {
+        cells.push(Cell::from(
+            h.map_or("—".into(), |h| fmt::bytes(h.buffered_bytes)),
+        ));
+    }
+    cells.push(fill_cell(l, gauge_width));
+    cells.push(Cell::from(
+        h.map_or("—".into(), |h| fmt::age(h.oldest_buffered_age_seconds)),
+    ));
+    cells.push(Cell::from(
+        h.map_or("—".into(), |h| fmt::rate(h.forward_rate)),
+    ));
+    let (drain, drain_style) = drain_text(l);
+    cells.push(Cell::from(drain).style(drain_style));
+    if wide {
+        let (state, style) = match h {
+            Some(h) if h.forwarding_paused => ("paused".to_string(), theme::warn()),
+            Some(h) if h.database_state == "up" => (h.database_state.clone(), theme::good()),
+            Some(h) => (h.database_state.clone(), theme::warn()),
+            None => ("—".to_string(), theme::dim()),
         };
-        let mut cells = vec![
-            Cell::from(fmt::fit(&l.id, id_w)).style(id_style),
-            Cell::from(h.map_or("—".into(), |h| fmt::fit(&h.region, region_w))),
-        ];
-        if wide {
-            cells.push(Cell::from(match l.source {
-                Some(Source::Heartbeat) => "hb",
-                Some(Source::Poll) => "poll",
-                None => "—",
-            }));
-        }
-        cells.push(age_cell(l));
-        cells.push(Cell::from(
-            h.map_or("—".into(), |h| fmt::int(h.buffered_events)),
-        ));
-        if wide {
-            cells.push(Cell::from(
-                h.map_or("—".into(), |h| fmt::bytes(h.buffered_bytes)),
-            ));
-        }
-        cells.push(fill_cell(l, gauge_width));
-        cells.push(Cell::from(
-            h.map_or("—".into(), |h| fmt::age(h.oldest_buffered_age_seconds)),
-        ));
-        cells.push(Cell::from(
-            h.map_or("—".into(), |h| fmt::rate(h.forward_rate)),
-        ));
-        let (drain, drain_style) = drain_text(l);
-        cells.push(Cell::from(drain).style(drain_style));
-        if wide {
-            let (state, style) = match h {
-                Some(h) if h.forwarding_paused => ("paused".to_string(), theme::warn()),
-                Some(h) if h.database_state == "up" => (h.database_state.clone(), theme::good()),
-                Some(h) => (h.database_state.clone(), theme::warn()),
-                None => ("—".to_string(), theme::dim()),
-            };
-            cells.push(Cell::from(state).style(style));
-            let err = l
-                .poll_error
-                .as_ref()
-                .map(|e| format!("poll: {e}"))
-                .or_else(|| h.and_then(|h| h.last_error.clone()));
-            cells.push(match err {
-                Some(e) => Cell::from(e).style(theme::error()),
-                None => Cell::from("—").style(theme::dim()),
-            });
-        }
-        Row::new(cells)
-    });
+        cells.push(Cell::from(state).style(style));
+        let err = l
+            .poll_error
+            .as_ref()
+            .map(|e| format!("poll: {e}"))
+            .or_else(|| h.and_then(|h| h.last_error.clone()));
+        cells.push(match err {
+            Some(e) => Cell::from(e).style(theme::error()),
+            None => Cell::from("—").style(theme::dim()),
+        });
+    }
+    Row::new(cells)
+}
+
+/// The fleet table's column widths (the same columns as [`fleet_row`]).
+fn fleet_widths(
+    wide: bool,
+    (id_w, region_w): (usize, usize),
+    gauge_width: usize,
+) -> Vec<Constraint> {
     let mut widths = vec![
         Constraint::Length(id_w as u16),
         Constraint::Length(region_w as u16),
@@ -164,16 +200,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, lines: &[CollectorLine],
     if wide {
         widths.extend([Constraint::Length(11), Constraint::Min(10)]);
     }
-    let block = block.title_bottom(Line::from(Span::styled(
-        " ↑↓ select · Enter buffer history ",
-        theme::dim(),
-    )));
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(theme::header()))
-        .row_highlight_style(theme::selected())
-        .block(block);
-    let mut state = TableState::default().with_selected(Some(selected));
-    frame.render_stateful_widget(table, area, &mut state);
+    widths
 }
 
 fn draw_info(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
@@ -186,7 +213,7 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
     let age = l
         .age_seconds
         .map_or(String::new(), |a| format!(", {} ago", fmt::age(a)));
-    let block = section_block(app, Section::Collectors, l.id.clone()).title(Span::styled(
+    let block = section_block(app, Analysis::Collectors, l.id.clone()).title(Span::styled(
         format!(" {via}{age} "),
         if l.stale() {
             theme::error()
@@ -195,56 +222,8 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
         },
     ));
     let mut out: Vec<Line> = Vec::new();
-    let sep = || Span::styled(" · ", theme::dim());
     match &l.health {
-        Some(h) => {
-            let (state, state_style) = if h.forwarding_paused {
-                ("forwarding paused".to_string(), theme::warn())
-            } else if h.database_state == "up" {
-                ("database up".to_string(), theme::good())
-            } else {
-                (format!("database {}", h.database_state), theme::warn())
-            };
-            out.push(Line::from(vec![
-                Span::styled(h.region.clone(), theme::bold()),
-                sep(),
-                Span::raw(format!("v{}", h.version)),
-                sep(),
-                Span::styled(state, state_style),
-                sep(),
-                Span::raw(format!("forwarding {}", fmt::rate(h.forward_rate))),
-            ]));
-            let limit = if h.buffer_limit_bytes > 0 {
-                fmt::bytes(h.buffer_limit_bytes)
-            } else {
-                "no limit".into()
-            };
-            let (drain, drain_style) = drain_text(l);
-            out.push(Line::from(vec![
-                Span::styled(fmt::int(h.buffered_events), theme::bold()),
-                Span::raw(" events"),
-                sep(),
-                Span::raw(format!("{} of {limit}", fmt::bytes(h.buffered_bytes))),
-                sep(),
-                Span::raw(format!(
-                    "oldest {}",
-                    fmt::secs(h.oldest_buffered_age_seconds)
-                )),
-                sep(),
-                Span::raw("drain "),
-                Span::styled(drain, drain_style),
-            ]));
-            out.push(Line::from(vec![
-                Span::styled("accepted ", theme::dim()),
-                Span::raw(fmt::int(h.accepted_total)),
-                Span::styled(" · forwarded ", theme::dim()),
-                Span::raw(fmt::int(h.forwarded_total)),
-                Span::styled(" · rejected ", theme::dim()),
-                Span::raw(fmt::int(h.rejected_total)),
-                Span::styled(" · quarantined ", theme::dim()),
-                Span::raw(fmt::int(h.quarantined_total)),
-            ]));
-        }
+        Some(h) => out.extend(health_lines(l, h)),
         None => out.push(Line::from(Span::styled("never answered", theme::error()))),
     }
     let error = l
@@ -267,6 +246,59 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
     );
 }
 
+/// The detail's health lines: region, version, state; buffer; totals.
+fn health_lines(l: &CollectorLine, h: &CollectorHealth) -> Vec<Line<'static>> {
+    let sep = || Span::styled(" · ", theme::dim());
+    let mut out = Vec::new();
+    let (state, state_style) = if h.forwarding_paused {
+        ("forwarding paused".to_string(), theme::warn())
+    } else if h.database_state == "up" {
+        ("database up".to_string(), theme::good())
+    } else {
+        (format!("database {}", h.database_state), theme::warn())
+    };
+    out.push(Line::from(vec![
+        Span::styled(h.region.clone(), theme::bold()),
+        sep(),
+        Span::raw(format!("v{}", h.version)),
+        sep(),
+        Span::styled(state, state_style),
+        sep(),
+        Span::raw(format!("forwarding {}", fmt::rate(h.forward_rate))),
+    ]));
+    let limit = if h.buffer_limit_bytes > 0 {
+        fmt::bytes(h.buffer_limit_bytes)
+    } else {
+        "no limit".into()
+    };
+    let (drain, drain_style) = drain_text(l);
+    out.push(Line::from(vec![
+        Span::styled(fmt::int(h.buffered_events), theme::bold()),
+        Span::raw(" events"),
+        sep(),
+        Span::raw(format!("{} of {limit}", fmt::bytes(h.buffered_bytes))),
+        sep(),
+        Span::raw(format!(
+            "oldest {}",
+            fmt::secs(h.oldest_buffered_age_seconds)
+        )),
+        sep(),
+        Span::raw("drain "),
+        Span::styled(drain, drain_style),
+    ]));
+    out.push(Line::from(vec![
+        Span::styled("accepted ", theme::dim()),
+        Span::raw(fmt::int(h.accepted_total)),
+        Span::styled(" · forwarded ", theme::dim()),
+        Span::raw(fmt::int(h.forwarded_total)),
+        Span::styled(" · rejected ", theme::dim()),
+        Span::raw(fmt::int(h.rejected_total)),
+        Span::styled(" · quarantined ", theme::dim()),
+        Span::raw(fmt::int(h.quarantined_total)),
+    ]));
+    out
+}
+
 fn draw_series(
     frame: &mut Frame,
     area: Rect,
@@ -279,7 +311,7 @@ fn draw_series(
     let values: Vec<f64> = points.iter().map(&value).collect();
     let max = values.iter().copied().fold(0.0, f64::max);
     let last = values.last().copied().unwrap_or(0.0);
-    let block = section_block(app, Section::Collectors, title.to_string()).title(
+    let block = section_block(app, Analysis::Collectors, title.to_string()).title(
         Line::from(Span::styled(
             format!(" max {} · now {} ", label(max), label(last)),
             theme::dim(),
@@ -373,7 +405,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, l: &CollectorLine) {
     frame.render_widget(
         Paragraph::new(lines).block(section_block(
             app,
-            Section::Collectors,
+            Analysis::Collectors,
             "Database state changes".into(),
         )),
         states,

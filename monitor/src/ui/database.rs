@@ -13,15 +13,22 @@ use ratatui::{
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    app::{App, Section, View},
+    analysis::Analysis,
+    app::App,
     model::{DatabaseHealth, Job},
 };
 
 use super::{draw_missing, fmt, section_block, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::DatabaseHealth {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let Some(db) = &app.data.database else {
-        draw_missing(frame, area, app, Section::Database, "Database");
+        draw_missing(frame, area, app, Analysis::Database, "Database");
         return;
     };
     let wide = area.width >= 140;
@@ -75,7 +82,7 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth) {
         ]),
     ];
     frame.render_widget(
-        Paragraph::new(lines).block(section_block(app, Section::Database, "Database".into())),
+        Paragraph::new(lines).block(section_block(app, Analysis::Database, "Database".into())),
         area,
     );
 }
@@ -109,7 +116,7 @@ fn draw_objects(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth) {
     )
     .block(section_block(
         app,
-        Section::Database,
+        Analysis::Database,
         "Tables and aggregates".into(),
     ));
     frame.render_widget(table, area);
@@ -135,7 +142,7 @@ fn draw_jobs(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth, wide
         frame.render_widget(
             Paragraph::new("no background jobs (the Apache edition has none)")
                 .style(theme::dim())
-                .block(section_block(app, Section::Database, title.into())),
+                .block(section_block(app, Analysis::Database, title.into())),
             area,
         );
         return;
@@ -198,11 +205,11 @@ fn draw_jobs(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth, wide
         Constraint::Min(8),
     ]);
     header.extend(["Last run", "Status", "Fails", "Last error"]);
-    let selected = app.selection(View::Database).min(db.jobs.len() - 1);
+    let selected = app.selection(Analysis::Database).min(db.jobs.len() - 1);
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme::header()))
         .row_highlight_style(theme::selected())
-        .block(section_block(app, Section::Database, title.into()));
+        .block(section_block(app, Analysis::Database, title.into()));
     let mut state = TableState::default().with_selected(Some(selected));
     frame.render_stateful_widget(table, area, &mut state);
 }

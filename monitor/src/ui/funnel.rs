@@ -11,27 +11,37 @@ use ratatui::{
     Frame,
 };
 
-use crate::app::{App, Section};
+use crate::{
+    analysis::Analysis,
+    app::App,
+    model::{Funnel, FunnelStep},
+};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for Funnel {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let title = format!(
         "Funnel · {} · {}",
         app.steps.join(" → "),
-        range_of(app, Section::Funnel)
+        range_of(app, Analysis::Funnel)
     );
-    let room = if app.section_errors.contains_key(&Section::Funnel) {
+    let room = if app.section_errors.contains_key(&Analysis::Funnel) {
         area.width.saturating_sub(32)
     } else {
         area.width.saturating_sub(6)
     };
     let title = fmt::fit(&title, room as usize);
     let Some(funnel) = &app.data.funnel else {
-        draw_missing(frame, area, app, Section::Funnel, &title);
+        draw_missing(frame, area, app, Analysis::Funnel, &title);
         return;
     };
-    let block = section_block(app, Section::Funnel, title);
+    let block = section_block(app, Analysis::Funnel, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if funnel.steps.is_empty() {
@@ -41,32 +51,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    let width = inner.width as usize;
-    let wide = width >= 120;
-    let name_w = funnel
-        .steps
-        .iter()
-        .map(|s| s.name.chars().count())
-        .max()
-        .unwrap_or(8)
-        .clamp(8, if wide { 28 } else { 18 });
-    let num_w = 10;
-    let pct_w = 8;
-    let extra = if wide { pct_w + 1 + 11 } else { 0 };
-    let bar_w = width.saturating_sub(3 + name_w + 1 + num_w + 2 * (pct_w + 1) + extra + 2);
-    let first = funnel.steps.first().map_or(0, |s| s.sessions).max(1);
-
-    let mut header = vec![
-        Span::raw(format!("   {:<name_w$} {:bar_w$} ", "Step", "")),
-        Span::raw(format!("{:>num_w$}", "Sessions")),
-        Span::raw(format!(" {:>pct_w$}", "Step")),
-        Span::raw(format!(" {:>pct_w$}", "Overall")),
-    ];
-    if wide {
-        header.push(Span::raw(format!(" {:>pct_w$}", "Drop")));
-        header.push(Span::raw(format!(" {:>11}", "Lost")));
-    }
-    let mut lines = vec![Line::from(header).style(theme::header())];
+    let cols = Columns::new(funnel, inner.width as usize);
+    let mut lines = vec![cols.header()];
     // Two lines per step when there is room: a blank one between bars.
     let spaced = inner.height as usize >= funnel.steps.len() * 2 + 4;
     let mut previous: Option<i64> = None;
@@ -74,6 +60,79 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         if spaced {
             lines.push(Line::raw(""));
         }
+        lines.push(cols.step(i, step, previous));
+        previous = Some(step.sessions);
+    }
+    lines.extend(overall(funnel));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The widths of the funnel's columns for one drawing.
+struct Columns {
+    wide: bool,
+    name_w: usize,
+    num_w: usize,
+    pct_w: usize,
+    bar_w: usize,
+    /// Sessions of the first step (the bars' full length), at least 1.
+    first: i64,
+}
+
+impl Columns {
+    fn new(funnel: &Funnel, width: usize) -> Columns {
+        let wide = width >= 120;
+        let name_w = funnel
+            .steps
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(8)
+            .clamp(8, if wide { 28 } else { 18 });
+        let (num_w, pct_w) = (10, 8);
+        let extra = if wide { pct_w + 1 + 11 } else { 0 };
+        let bar_w = width.saturating_sub(3 + name_w + 1 + num_w + 2 * (pct_w + 1) + extra + 2);
+        let first = funnel.steps.first().map_or(0, |s| s.sessions).max(1);
+        Columns {
+            wide,
+            name_w,
+            num_w,
+            pct_w,
+            bar_w,
+            first,
+        }
+    }
+
+    fn header(&self) -> Line<'static> {
+        let Columns {
+            name_w,
+            num_w,
+            pct_w,
+            bar_w,
+            ..
+        } = *self;
+        let mut header = vec![
+            Span::raw(format!("   {:<name_w$} {:bar_w$} ", "Step", "")),
+            Span::raw(format!("{:>num_w$}", "Sessions")),
+            Span::raw(format!(" {:>pct_w$}", "Step")),
+            Span::raw(format!(" {:>pct_w$}", "Overall")),
+        ];
+        if self.wide {
+            header.push(Span::raw(format!(" {:>pct_w$}", "Drop")));
+            header.push(Span::raw(format!(" {:>11}", "Lost")));
+        }
+        Line::from(header).style(theme::header())
+    }
+
+    /// Step `i` (0-based); `previous` is the previous step's sessions.
+    fn step(&self, i: usize, step: &FunnelStep, previous: Option<i64>) -> Line<'static> {
+        let Columns {
+            name_w,
+            num_w,
+            pct_w,
+            bar_w,
+            first,
+            ..
+        } = *self;
         let step_style = if i > 0 && step.step_conversion < 0.1 {
             theme::warn()
         } else {
@@ -101,7 +160,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ),
             Span::raw(format!(" {:>pct_w$}", fmt::pct(step.overall_conversion))),
         ];
-        if wide {
+        if self.wide {
             let (drop, lost) = match previous {
                 Some(p) if p > 0 => (
                     fmt::pct(1.0 - step.sessions as f64 / p as f64),
@@ -112,12 +171,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             spans.push(Span::styled(format!(" {drop:>pct_w$}"), theme::dim()));
             spans.push(Span::styled(format!(" {lost:>11}"), theme::dim()));
         }
-        lines.push(Line::from(spans));
-        previous = Some(step.sessions);
+        Line::from(spans)
     }
-    if let (Some(a), Some(z)) = (funnel.steps.first(), funnel.steps.last()) {
-        lines.push(Line::raw(""));
-        lines.push(Line::from(vec![
+}
+
+/// The first-to-last summary under the steps (a blank line, then the line).
+fn overall(funnel: &Funnel) -> Vec<Line<'static>> {
+    let (Some(a), Some(z)) = (funnel.steps.first(), funnel.steps.last()) else {
+        return Vec::new();
+    };
+    vec![
+        Line::raw(""),
+        Line::from(vec![
             Span::styled("Overall ", theme::dim()),
             Span::raw(format!("{} → {}: ", a.name, z.name)),
             Span::styled(fmt::pct(z.overall_conversion), theme::bold()),
@@ -129,7 +194,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 ),
                 theme::dim(),
             ),
-        ]));
-    }
-    frame.render_widget(Paragraph::new(lines), inner);
+        ]),
+    ]
 }

@@ -12,6 +12,7 @@ mod database;
 pub mod fmt;
 mod funnel;
 mod overview;
+mod pages;
 mod paths;
 mod retention;
 pub mod theme;
@@ -27,7 +28,15 @@ use ratatui::{
     Frame,
 };
 
-use crate::app::{App, DbStatus, Section, View, SLOW_AFTER, STALE_AFTER};
+use crate::{
+    analysis::{with_model, Analysis},
+    app::{App, DbStatus, SLOW_AFTER, STALE_AFTER},
+};
+
+/// A tab's drawing, implemented by each view module for its analysis' model type.
+pub(crate) trait View {
+    fn draw(frame: &mut Frame, area: Rect, app: &App);
+}
 
 /// The smallest screen the layout is designed for.
 pub const MIN_WIDTH: u16 = 80;
@@ -70,28 +79,18 @@ pub fn draw(frame: &mut Frame, app: &App) {
             banner_area,
         );
     }
-    match app.view {
-        View::Overview => overview::draw(frame, body, app),
-        View::Collectors => collectors::draw(frame, body, app),
-        View::Funnel => funnel::draw(frame, body, app),
-        View::Retention => retention::draw(frame, body, app),
-        View::Paths => paths::draw(frame, body, app),
-        View::Breakdown => breakdown::draw(frame, body, app),
-        View::Database => database::draw(frame, body, app),
-    }
+    with_model!(app.view, M => <M as View>::draw(frame, body, app));
     if app.help {
-        draw_help(frame, area);
+        draw_help(frame, area, app);
     }
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
-    let titles = View::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{} {}", i + 1, v.title()));
     let wide = area.width >= 100;
+    let selected = app.tabs.iter().position(|t| *t == app.view).unwrap_or(0);
+    let titles = tab_labels(&app.tabs, selected, wide, area.width as usize);
     let tabs = Tabs::new(titles)
-        .select(app.view.index())
+        .select(selected)
         .style(theme::plain())
         .highlight_style(theme::selected())
         .divider(if wide { "│" } else { " " })
@@ -148,6 +147,29 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     }
 }
 
+/// `key title` per tab; when they do not fit in `width`, tabs from the last one back (but
+/// the selected one) shrink to their key.
+fn tab_labels(tabs: &[Analysis], selected: usize, wide: bool, width: usize) -> Vec<String> {
+    let mut labels: Vec<String> = tabs
+        .iter()
+        .map(|t| format!("{} {}", t.key(), t.title()))
+        .collect();
+    // Wide: " label " and "│" between; narrow: "label" and " " between.
+    let pad = if wide { 2 } else { 0 };
+    let total = |l: &[String]| {
+        l.iter().map(|s| s.chars().count() + pad).sum::<usize>() + l.len().saturating_sub(1)
+    };
+    for i in (0..tabs.len()).rev() {
+        if total(&labels) <= width {
+            break;
+        }
+        if i != selected {
+            labels[i] = tabs[i].key().to_string();
+        }
+    }
+    labels
+}
+
 /// The one-line (wrapped to two) notice under the status line: the database's trouble
 /// first, then a slow refresh, then failed queries.
 pub fn banner(app: &App) -> Option<(Style, String)> {
@@ -200,7 +222,7 @@ pub fn banner(app: &App) -> Option<(Style, String)> {
                 format!(
                     "{} of {} queries failed · {}: {error}",
                     app.section_errors.len(),
-                    Section::ALL.len(),
+                    app.tabs.len(),
                     section.name()
                 ),
             ))
@@ -210,7 +232,7 @@ pub fn banner(app: &App) -> Option<(Style, String)> {
 
 /// The range a section's data on screen is for: the selected one, or the one before it
 /// while the new range loads (`1h, loading 30d…`).
-pub(crate) fn range_of(app: &App, section: Section) -> String {
+pub(crate) fn range_of(app: &App, section: Analysis) -> String {
     match app.section_at.get(&section) {
         Some((_, shown)) if *shown != app.range => {
             format!("{}, loading {}…", shown.label(), app.range.label())
@@ -221,7 +243,7 @@ pub(crate) fn range_of(app: &App, section: Section) -> String {
 
 /// A bordered block titled `title`; when the section's last query failed while older data
 /// is still shown, the right of the border says so.
-pub(crate) fn section_block<'a>(app: &App, section: Section, title: String) -> Block<'a> {
+pub(crate) fn section_block<'a>(app: &App, section: Analysis, title: String) -> Block<'a> {
     let mut block = Block::default()
         .borders(Borders::ALL)
         .title(Span::styled(format!(" {title} "), theme::title()));
@@ -239,7 +261,7 @@ pub(crate) fn draw_missing(
     frame: &mut Frame,
     area: Rect,
     app: &App,
-    section: Section,
+    section: Analysis,
     title: &str,
 ) {
     let (style, text) = if let Some(e) = app.section_errors.get(&section) {
@@ -297,10 +319,17 @@ pub const HELP: [(&str, &str); 11] = [
     ("q / Ctrl-C", "quit"),
 ];
 
-fn draw_help(frame: &mut Frame, area: Rect) {
+fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
+    // The tab keys as the registry gives them.
+    let tab_keys = match (app.tabs.first(), app.tabs.last()) {
+        (Some(a), Some(b)) => format!("{} … {}", a.key(), b.key()),
+        _ => HELP[1].0.to_string(),
+    };
     let mut lines: Vec<Line> = HELP
         .iter()
-        .map(|(k, what)| {
+        .enumerate()
+        .map(|(i, (k, what))| {
+            let k = if i == 1 { tab_keys.as_str() } else { k };
             Line::from(vec![
                 Span::styled(format!(" {k:<16}"), theme::bold()),
                 Span::raw(*what),

@@ -11,11 +11,17 @@ use ratatui::{
     Frame,
 };
 
-use crate::app::{App, Section};
+use crate::{analysis::Analysis, app::App};
 
 use super::{draw_missing, fmt, section_block, stretch, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Live {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // The fleet summary below needs 8 rows; the chart takes what is left, up to 20.
     let chart_height = area.height.saturating_sub(4 + 8).clamp(5, 20);
     let [kpi, chart, bottom] = Layout::vertical([
@@ -41,7 +47,7 @@ fn kv<'a>(label: &'a str, value: String) -> [Span<'a>; 2] {
 
 fn draw_kpis(frame: &mut Frame, area: Rect, app: &App) {
     let Some(live) = &app.data.live else {
-        draw_missing(frame, area, app, Section::Live, "Now");
+        draw_missing(frame, area, app, Analysis::Live, "Now");
         return;
     };
     let lines = app.collector_lines();
@@ -92,7 +98,7 @@ fn draw_kpis(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(
         Paragraph::new(vec![Line::from(first), Line::from(second)]).block(section_block(
             app,
-            Section::Live,
+            Analysis::Live,
             "Now".into(),
         )),
         area,
@@ -110,7 +116,7 @@ fn fmt_events_per_s(v: f64) -> String {
 fn draw_chart(frame: &mut Frame, area: Rect, app: &App) {
     let title = "Events per minute, last 60 min";
     let Some(live) = &app.data.live else {
-        draw_missing(frame, area, app, Section::Live, title);
+        draw_missing(frame, area, app, Analysis::Live, title);
         return;
     };
     let counts: Vec<u64> = live
@@ -120,7 +126,7 @@ fn draw_chart(frame: &mut Frame, area: Rect, app: &App) {
         .collect();
     let max = counts.iter().copied().max().unwrap_or(0);
     let last = counts.last().copied().unwrap_or(0);
-    let block = section_block(app, Section::Live, title.into()).title(
+    let block = section_block(app, Analysis::Live, title.into()).title(
         Line::from(Span::styled(
             format!(
                 " max {}/min · last {}/min ",
@@ -159,10 +165,10 @@ fn draw_chart(frame: &mut Frame, area: Rect, app: &App) {
 fn draw_top_events(frame: &mut Frame, area: Rect, app: &App) {
     let title = "Top events, last hour";
     let Some(live) = &app.data.live else {
-        draw_missing(frame, area, app, Section::Live, title);
+        draw_missing(frame, area, app, Analysis::Live, title);
         return;
     };
-    let block = section_block(app, Section::Live, title.into());
+    let block = section_block(app, Analysis::Live, title.into());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if live.top_events.is_empty() {
@@ -199,10 +205,10 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App) {
     let title = "Collectors";
     let lines = app.collector_lines();
     if lines.is_empty() {
-        draw_missing(frame, area, app, Section::Collectors, title);
+        draw_missing(frame, area, app, Analysis::Collectors, title);
         return;
     }
-    let block = section_block(app, Section::Collectors, title.into());
+    let block = section_block(app, Analysis::Collectors, title.into());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let healths: Vec<_> = lines.iter().filter_map(|l| l.health.as_ref()).collect();

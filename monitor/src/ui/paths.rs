@@ -10,23 +10,29 @@ use ratatui::{
     Frame,
 };
 
-use crate::app::{App, Section, View};
+use crate::{analysis::Analysis, app::App};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Paths {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let title = format!(
         "Top transitions within sessions · {}",
-        range_of(app, Section::Paths)
+        range_of(app, Analysis::Paths)
     );
     let Some(paths) = &app.data.paths else {
-        draw_missing(frame, area, app, Section::Paths, &title);
+        draw_missing(frame, area, app, Analysis::Paths, &title);
         return;
     };
     let total: i64 = paths.transitions.iter().map(|t| t.count).sum();
     let block = section_block(
         app,
-        Section::Paths,
+        Analysis::Paths,
         format!("{title} · {} transitions listed", fmt::int(total)),
     );
     if paths.transitions.is_empty() {
@@ -86,7 +92,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     )
     .row_highlight_style(theme::selected())
     .block(block);
-    let selected = app.selection(View::Paths).min(paths.transitions.len() - 1);
+    let selected = app
+        .selection(Analysis::Paths)
+        .min(paths.transitions.len() - 1);
     let mut state = TableState::default().with_selected(Some(selected));
     frame.render_stateful_widget(table, area, &mut state);
 }

@@ -16,10 +16,7 @@ use ratatui::{
 };
 use time::Date;
 
-use crate::{
-    app::{App, Section, View},
-    model::Cohort,
-};
+use crate::{analysis::Analysis, app::App, model::Cohort};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
@@ -73,7 +70,13 @@ fn short(n: i64) -> String {
     }
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+impl super::View for crate::model::Retention {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let mode = if app.retention_counts {
         "user counts"
     } else {
@@ -81,13 +84,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let title = format!(
         "Retention · first-seen cohorts · {} · {mode} (c toggles)",
-        range_of(app, Section::Retention)
+        range_of(app, Analysis::Retention)
     );
     let Some(retention) = &app.data.retention else {
-        draw_missing(frame, area, app, Section::Retention, &title);
+        draw_missing(frame, area, app, Analysis::Retention, &title);
         return;
     };
-    let block = section_block(app, Section::Retention, title);
+    let block = section_block(app, Analysis::Retention, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let cohorts = &retention.cohorts;
@@ -100,66 +103,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     let width = inner.width as usize;
     let wide = width > 10 + 1 + 7 + DAYS * 4;
-    let selected = app.selection(View::Retention).min(cohorts.len() - 1);
+    let selected = app.selection(Analysis::Retention).min(cohorts.len() - 1);
     let footer = if wide { 2 } else { 3 };
     let visible = (inner.height as usize).saturating_sub(1 + footer).max(1);
     let offset = selected.saturating_sub(visible - 1);
 
-    let mut lines: Vec<Line> = Vec::new();
-    let counts = app.retention_counts;
-    let cell = |c: &Cohort, n: usize| -> String {
-        match (c.retained.get(n), counts) {
-            (None, _) => String::new(),
-            (Some(v), true) => short(*v),
-            (Some(_), false) => rate(c, n).map_or(String::new(), |r| format!("{:.0}", r * 100.0)),
-        }
+    let rows = Rows {
+        cohorts,
+        offset,
+        visible,
+        selected,
+        counts: app.retention_counts,
     };
-    if wide {
-        let mut header = format!("{:<10} {:>7}", "Cohort", "Users");
-        for n in 0..DAYS {
-            header.push_str(&format!("{:>4}", format!("D{n}")));
-        }
-        lines.push(Line::styled(header, theme::header()));
-        for (i, c) in cohorts.iter().enumerate().skip(offset).take(visible) {
-            let mut spans = vec![Span::raw(format!(
-                "{:<10} {:>7}",
-                date(c.day),
-                fmt::int(c.users)
-            ))];
-            for n in 0..DAYS {
-                spans.push(Span::styled(format!("{:>4}", cell(c, n)), band(rate(c, n))));
-            }
-            let line = Line::from(spans);
-            lines.push(if i == selected {
-                line.style(theme::selected())
-            } else {
-                line
-            });
-        }
-    } else {
-        let unit = if counts { "users" } else { "%" };
-        let header = format!(
-            "{:<10} {:>7} {:>5} {:>5} {:>5}  D0 … D30 ({unit} / shading)",
-            "Cohort", "Users", "D1", "D7", "D30"
-        );
-        lines.push(Line::styled(header, theme::header()));
-        for (i, c) in cohorts.iter().enumerate().skip(offset).take(visible) {
-            let heat: String = (0..DAYS).map(|n| glyph(rate(c, n))).collect();
-            let line = Line::from(vec![
-                Span::raw(format!("{:<10} {:>7}", date(c.day), fmt::int(c.users))),
-                Span::styled(format!(" {:>5}", cell(c, 1)), band(rate(c, 1))),
-                Span::styled(format!(" {:>5}", cell(c, 7)), band(rate(c, 7))),
-                Span::styled(format!(" {:>5}", cell(c, 30)), band(rate(c, 30))),
-                Span::raw("  "),
-                Span::raw(heat),
-            ]);
-            lines.push(if i == selected {
-                line.style(theme::selected())
-            } else {
-                line
-            });
-        }
-    }
+    let mut lines = if wide { rows.wide() } else { rows.narrow() };
     // Pad so the footer sits at the bottom.
     while lines.len() < 1 + visible {
         lines.push(Line::raw(""));
@@ -170,6 +126,97 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             theme::dim(),
         ));
     }
+    lines.extend(selected_detail(cohorts, selected));
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The visible cohort rows (with the header line), for the wide heatmap or the narrow list.
+struct Rows<'a> {
+    cohorts: &'a [Cohort],
+    offset: usize,
+    visible: usize,
+    selected: usize,
+    /// User counts instead of rates.
+    counts: bool,
+}
+
+impl Rows<'_> {
+    /// Day `n`'s cell of cohort `c`: blank when not reached yet.
+    fn cell(&self, c: &Cohort, n: usize) -> String {
+        match (c.retained.get(n), self.counts) {
+            (None, _) => String::new(),
+            (Some(v), true) => short(*v),
+            (Some(_), false) => rate(c, n).map_or(String::new(), |r| format!("{:.0}", r * 100.0)),
+        }
+    }
+
+    /// `line` highlighted when it is cohort `i` and `i` is selected.
+    fn mark(&self, i: usize, line: Line<'static>) -> Line<'static> {
+        if i == self.selected {
+            line.style(theme::selected())
+        } else {
+            line
+        }
+    }
+
+    fn shown(&self) -> impl Iterator<Item = (usize, &Cohort)> {
+        self.cohorts
+            .iter()
+            .enumerate()
+            .skip(self.offset)
+            .take(self.visible)
+    }
+
+    /// Every day D0…D30 as a column.
+    fn wide(&self) -> Vec<Line<'static>> {
+        let mut header = format!("{:<10} {:>7}", "Cohort", "Users");
+        for n in 0..DAYS {
+            header.push_str(&format!("{:>4}", format!("D{n}")));
+        }
+        let mut lines = vec![Line::styled(header, theme::header())];
+        for (i, c) in self.shown() {
+            let mut spans = vec![Span::raw(format!(
+                "{:<10} {:>7}",
+                date(c.day),
+                fmt::int(c.users)
+            ))];
+            for n in 0..DAYS {
+                spans.push(Span::styled(
+                    format!("{:>4}", self.cell(c, n)),
+                    band(rate(c, n)),
+                ));
+            }
+            lines.push(self.mark(i, Line::from(spans)));
+        }
+        lines
+    }
+
+    /// D1, D7, D30 as numbers and every day as one shaded glyph.
+    fn narrow(&self) -> Vec<Line<'static>> {
+        let unit = if self.counts { "users" } else { "%" };
+        let header = format!(
+            "{:<10} {:>7} {:>5} {:>5} {:>5}  D0 … D30 ({unit} / shading)",
+            "Cohort", "Users", "D1", "D7", "D30"
+        );
+        let mut lines = vec![Line::styled(header, theme::header())];
+        for (i, c) in self.shown() {
+            let heat: String = (0..DAYS).map(|n| glyph(rate(c, n))).collect();
+            let line = Line::from(vec![
+                Span::raw(format!("{:<10} {:>7}", date(c.day), fmt::int(c.users))),
+                Span::styled(format!(" {:>5}", self.cell(c, 1)), band(rate(c, 1))),
+                Span::styled(format!(" {:>5}", self.cell(c, 7)), band(rate(c, 7))),
+                Span::styled(format!(" {:>5}", self.cell(c, 30)), band(rate(c, 30))),
+                Span::raw("  "),
+                Span::raw(heat),
+            ]);
+            lines.push(self.mark(i, line));
+        }
+        lines
+    }
+}
+
+/// The footer: which cohort is selected, and its D1/D7/D14/D30 in full.
+fn selected_detail(cohorts: &[Cohort], selected: usize) -> Vec<Line<'static>> {
     let c = &cohorts[selected];
     let mut detail = vec![
         Span::styled(date(c.day), theme::bold()),
@@ -182,12 +229,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         };
         detail.push(Span::raw(text));
     }
-    lines.push(Line::from(Span::styled(
-        format!("↑↓ cohort {} of {}", selected + 1, cohorts.len()),
-        theme::dim(),
-    )));
-    lines.push(Line::from(detail));
-    frame.render_widget(Paragraph::new(lines), inner);
+    vec![
+        Line::from(Span::styled(
+            format!("↑↓ cohort {} of {}", selected + 1, cohorts.len()),
+            theme::dim(),
+        )),
+        Line::from(detail),
+    ]
 }
 
 #[cfg(test)]

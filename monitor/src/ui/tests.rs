@@ -16,9 +16,17 @@ use ratatui::{
 use time::{macros::datetime, Date, OffsetDateTime};
 
 use crate::{
-    app::{App, Config, DbStatus, PollSlot, Section, TimeRange, View},
+    analysis::{Analysis, Snapshot},
+    app::{App, Config, DbStatus, PollSlot, TimeRange},
     model::*,
 };
+
+/// The tabs before the Pages analysis: the snapshots taken then keep their screens (the tab
+/// bar, the help's key range, the banner's query count); the full registry is drawn by
+/// [`pages_view_with_every_tab`].
+fn seven_tabs() -> Vec<Analysis> {
+    Analysis::ALL[..7].to_vec()
+}
 
 const NOW: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
@@ -346,6 +354,30 @@ fn database() -> DatabaseHealth {
     }
 }
 
+fn pages() -> Pages {
+    let pages = [
+        ("/", 48_112, 21_004),
+        ("/products/espresso-machine", 12_480, 9_311),
+        ("/cart", 9_870, 8_002),
+        ("/商品/抹茶-セット", 7_204, 5_190),
+        ("/search?q=🎧+headphones", 3_311, 2_870),
+        (
+            "/checkout/shipping-and-payment-details-for-returning-customers",
+            2_104,
+            1_980,
+        ),
+        ("/blog/2025/02/how-we-roast", 812, 640),
+    ]
+    .into_iter()
+    .map(|(url, views, users)| PageRow {
+        url: url.into(),
+        views,
+        users,
+    })
+    .collect();
+    Pages { pages }
+}
+
 /// The dashboard a few seconds into a healthy run, with two direct polls (one failing).
 fn fixture() -> App {
     let mut app = App::new(
@@ -357,6 +389,7 @@ fn fixture() -> App {
             collectors: vec!["127.0.0.1:9100".into(), "10.0.0.9:9100".into()],
             has_database: true,
             range: TimeRange::H1,
+            tabs: seven_tabs(),
         },
         NOW,
     );
@@ -368,6 +401,7 @@ fn fixture() -> App {
         breakdown: Some(breakdown()),
         collectors: Some(collectors()),
         database: Some(database()),
+        pages: Some(pages()),
     };
     app.db = DbStatus::Ok;
     app.data_at = Some(NOW - Duration::from_secs(1));
@@ -409,7 +443,7 @@ fn snap(name: &str, app: &App) {
 
 #[test]
 fn every_view() {
-    for view in View::ALL {
+    for view in fixture().tabs {
         let mut app = fixture();
         app.view = view;
         snap(&view.title().to_lowercase(), &app);
@@ -417,10 +451,30 @@ fn every_view() {
 }
 
 #[test]
+fn pages_view_with_every_tab() {
+    let mut app = fixture();
+    app.tabs = Analysis::ALL.to_vec();
+    app.view = Analysis::Pages;
+    snap("pages", &app);
+    // Another tab selected: at 80 columns the last tab shrinks to its key.
+    app.view = Analysis::Database;
+    let t = render(&app, (80, 24));
+    let top = t.backend().to_string();
+    assert!(
+        top.contains(
+            "1 Overview 2 Collectors 3 Funnel 4 Retention 5 Paths 6 Breakdown 7 Database 8"
+        ),
+        "{top}"
+    );
+    app.help = true;
+    snap("help_every_tab", &app);
+}
+
+#[test]
 fn collector_detail() {
     let mut app = fixture();
-    app.view = View::Collectors;
-    app.selected[View::Collectors.index()] = 2; // edge-us-1, stale, not draining
+    app.view = Analysis::Collectors;
+    app.selected[Analysis::Collectors.index()] = 2; // edge-us-1, stale, not draining
     app.detail = true;
     snap("collector_detail", &app);
 }
@@ -428,22 +482,22 @@ fn collector_detail() {
 #[test]
 fn retention_counts() {
     let mut app = fixture();
-    app.view = View::Retention;
+    app.view = Analysis::Retention;
     app.retention_counts = true;
-    app.selected[View::Retention.index()] = 3;
+    app.selected[Analysis::Retention.index()] = 3;
     snap("retention_counts", &app);
 }
 
 #[test]
 fn switching_range_keeps_old_data_labelled() {
     let mut app = fixture();
-    app.view = View::Funnel;
-    for s in Section::ALL {
+    app.view = Analysis::Funnel;
+    for s in Analysis::ALL {
         app.section_at.insert(s, (NOW, TimeRange::H1));
     }
     app.range = TimeRange::D30;
     app.fetch_started = Some(NOW);
-    app.pending = Section::ALL.to_vec();
+    app.pending = Analysis::ALL.to_vec();
     app.section_started = Some(NOW);
     snap("loading_other_range", &app);
 }
@@ -463,7 +517,7 @@ fn banner_database_down() {
         failures: 3,
     };
     app.next_fetch = Some(NOW + Duration::from_secs(7));
-    app.view = View::Collectors;
+    app.view = Analysis::Collectors;
     snap("banner_database_down", &app);
 }
 
@@ -471,19 +525,19 @@ fn banner_database_down() {
 fn banner_slow_and_partial() {
     let mut app = fixture();
     app.fetch_started = Some(NOW - Duration::from_secs(9));
-    app.pending = vec![Section::Retention, Section::Database];
+    app.pending = vec![Analysis::Retention, Analysis::Database];
     app.section_started = Some(NOW - Duration::from_secs(6));
     snap("banner_slow", &app);
 
     let mut app = fixture();
-    app.view = View::Funnel;
+    app.view = Analysis::Funnel;
     app.data.funnel = None;
     app.section_errors.insert(
-        Section::Funnel,
+        Analysis::Funnel,
         "database error: relation \"funnel_sessions\" does not exist (42P01)".into(),
     );
     app.section_errors.insert(
-        Section::Paths,
+        Analysis::Paths,
         "database error: canceling statement due to statement timeout (57014)".into(),
     );
     snap("banner_partial", &app);
@@ -498,6 +552,7 @@ fn first_start_and_polls_only() {
             collectors: vec![],
             has_database: true,
             range: TimeRange::H1,
+            tabs: seven_tabs(),
         },
         NOW,
     );
@@ -510,6 +565,7 @@ fn first_start_and_polls_only() {
             collectors: vec!["127.0.0.1:9100".into()],
             has_database: false,
             range: TimeRange::H24,
+            tabs: seven_tabs(),
         },
         NOW,
     );
@@ -522,14 +578,14 @@ fn first_start_and_polls_only() {
         860.0,
         "down",
     ));
-    app.view = View::Collectors;
+    app.view = Analysis::Collectors;
     snap("polls_only", &app);
 }
 
 #[test]
 fn meaning_is_not_only_colour() {
     let mut app = fixture();
-    app.view = View::Collectors;
+    app.view = Analysis::Collectors;
     let t = render(&app, (160, 48));
     let text = t.backend().to_string();
     // Stale rows say so with a "!" and are red; not draining says "stalled".
@@ -549,10 +605,10 @@ fn meaning_is_not_only_colour() {
     };
     assert_eq!(buf[(x, y)].fg, Color::Red);
     // No view paints backgrounds: readable on dark and light terminals.
-    for view in View::ALL {
+    for view in Analysis::ALL {
         let mut app = fixture();
         app.view = view;
-        app.help = view == View::Overview;
+        app.help = view == Analysis::Live;
         let t = render(&app, (160, 48));
         let buf = t.backend().buffer();
         assert!(
@@ -581,7 +637,7 @@ fn any_size_draws() {
         (300, 100),
     ];
     for size in sizes {
-        for view in View::ALL {
+        for view in Analysis::ALL {
             for (help, detail) in [(false, false), (true, false), (false, true)] {
                 let mut app = fixture();
                 app.view = view;

@@ -32,7 +32,7 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 use tokio::sync::mpsc;
 
-use super::Msg;
+use crate::app::Msg;
 
 /// Whether the terminal is in the dashboard's mode (and needs restoring).
 static ACTIVE: AtomicBool = AtomicBool::new(false);

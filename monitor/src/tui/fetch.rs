@@ -1,9 +1,9 @@
 //! Fetching one refresh's data from the database, and the worker task that does it off the
 //! UI task.
 //!
-//! [`fetch_snapshot`] is the one place the dashboard calls the query library
-//! ([`crate::query`]); everything else in the app works on its result ([`Fetched`]), so the
-//! views and the update logic are tested from fixed data.
+//! [`fetch_section`] is the one place the dashboard calls the query library
+//! ([`crate::query::run`]); everything else in the app works on its result ([`Fetched`]),
+//! so the views and the update logic are tested from fixed data.
 //!
 //! Invariant: a fetch always ends — connecting and the queries each have a deadline — and
 //! ends either with data (some sections may have failed, each with its error) or with one
@@ -18,61 +18,17 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
 
-use crate::model::{Range, Snapshot};
-
-use super::{terminal, FetchOutcome, Msg, TimeRange};
+use super::terminal;
+use crate::{
+    analysis::{Analysis, Params, Snapshot},
+    app::{FetchOutcome, Fetched, Msg, TimeRange},
+    model::Range,
+};
 
 /// Connecting gives up after this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One analysis gives up after this long (its statement is then cancelled).
 pub const SECTION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The data sections of a refresh, one query each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Section {
-    Live,
-    Collectors,
-    Funnel,
-    Retention,
-    Paths,
-    Breakdown,
-    Database,
-}
-
-impl Section {
-    pub const ALL: [Section; 7] = [
-        Section::Live,
-        Section::Collectors,
-        Section::Funnel,
-        Section::Retention,
-        Section::Paths,
-        Section::Breakdown,
-        Section::Database,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Section::Live => "live",
-            Section::Collectors => "collectors",
-            Section::Funnel => "funnel",
-            Section::Retention => "retention",
-            Section::Paths => "paths",
-            Section::Breakdown => "breakdown",
-            Section::Database => "database",
-        }
-    }
-}
-
-/// One refresh's result: the sections that answered, the errors of those that did not,
-/// and how long each query took.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fetched {
-    pub snapshot: Snapshot,
-    pub errors: Vec<(Section, String)>,
-    pub timings: Vec<(Section, Duration)>,
-    /// Wall time of the whole refresh.
-    pub total: Duration,
-}
 
 /// Runs the analyses of `sections`, in that order, on `client` (one connection runs one
 /// statement at a time anyway), timing each; used by the benchmark.
@@ -80,7 +36,7 @@ pub async fn fetch_snapshot(
     client: &Client,
     range: Range,
     steps: &[String],
-    sections: &[Section],
+    sections: &[Analysis],
 ) -> Fetched {
     let start = Instant::now();
     let mut out = Fetched::default();
@@ -107,35 +63,23 @@ pub async fn fetch_section(
     client: &Client,
     range: Range,
     steps: &[String],
-    section: Section,
+    section: Analysis,
     snapshot: &mut Snapshot,
 ) -> Result<(), String> {
-    macro_rules! run {
-        ($field:ident, $call:expr) => {
-            match tokio::time::timeout(SECTION_TIMEOUT, $call).await {
-                Ok(Ok(v)) => {
-                    snapshot.$field = Some(v);
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(one_line(&e.to_string())),
-                Err(_) => {
-                    cancel(client).await;
-                    Err(format!(
-                        "timed out after {}s (cancelled)",
-                        SECTION_TIMEOUT.as_secs()
-                    ))
-                }
-            }
-        };
-    }
-    match section {
-        Section::Live => run!(live, crate::query::live(client, range)),
-        Section::Collectors => run!(collectors, crate::query::collectors(client, range)),
-        Section::Funnel => run!(funnel, crate::query::funnel(client, range, steps)),
-        Section::Retention => run!(retention, crate::query::retention(client, range)),
-        Section::Paths => run!(paths, crate::query::paths(client, range)),
-        Section::Breakdown => run!(breakdown, crate::query::breakdown(client, range)),
-        Section::Database => run!(database, crate::query::database(client, range)),
+    let params = Params { range, steps };
+    match tokio::time::timeout(SECTION_TIMEOUT, crate::query::run(client, section, params)).await {
+        Ok(Ok(report)) => {
+            snapshot.put(report);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(one_line(&e.to_string())),
+        Err(_) => {
+            cancel(client).await;
+            Err(format!(
+                "timed out after {}s (cancelled)",
+                SECTION_TIMEOUT.as_secs()
+            ))
+        }
     }
 }
 
@@ -158,7 +102,7 @@ pub struct FetchRequest {
     pub window: Range,
     pub steps: Vec<String>,
     /// What to fetch, in order (the visible view first).
-    pub sections: Vec<Section>,
+    pub sections: Vec<Analysis>,
 }
 
 /// Opens a connection with a deadline; the connection's driver runs on its own task.

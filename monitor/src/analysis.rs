@@ -1,0 +1,194 @@
+//! The analysis registry: the one list of the monitor's analyses (live, collectors, funnel,
+//! retention, paths, breakdown, database, pages), each with its name, key, tab title and
+//! refresh policy, and the types every layer shares about them: [`Analysis`], [`Report`]
+//! (one analysis' result) and [`Snapshot`] (the latest result of each).
+//!
+//! An analysis is its query module (`query/<name>.rs`, SQL → its type in [`crate::model`]),
+//! its view module (`ui/<name>.rs`) and one entry in the [`registry!`] invocation below; the
+//! dashboard, `monitor query`, the printer and the benchmark all go through this list.
+//!
+//! Invariant: the registry's order is the tab order, the key order and [`Analysis`]'s `Ord`;
+//! names are unique, lowercase and are at the same time the section names (banner,
+//! benchmark), the CLI names and the [`Snapshot`] field names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model;
+
+/// How often an analysis is fetched while its tab is not on screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Every refresh (the overview and the banner need it whatever the tab).
+    Always,
+    /// Every refresh while visible; otherwise when missing, for another range, or older
+    /// than the background interval.
+    Background,
+}
+
+/// One analysis' registry entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub analysis: Analysis,
+    /// Section, CLI and field name (`monitor query <name>`).
+    pub name: &'static str,
+    /// The key that opens its tab.
+    pub key: char,
+    /// Its tab's title.
+    pub title: &'static str,
+    pub refresh: Refresh,
+}
+
+/// Generates [`Analysis`], [`REGISTRY`], [`Report`], [`Snapshot`] and `with_model!` from one
+/// list; `$d` is a literal `$` for the inner macro.
+macro_rules! registry {
+    ($d:tt $( $variant:ident ( $model:ident ) {
+        name: $name:ident, key: $key:literal, title: $title:literal, refresh: $refresh:ident $(,)?
+    } ),* $(,)?) => {
+        /// One analysis (one tab, one `monitor query` kind, one section of a refresh).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Analysis { $( $variant ),* }
+
+        /// Every analysis, in tab order.
+        pub const REGISTRY: &[Entry] = &[ $( Entry {
+            analysis: Analysis::$variant,
+            name: stringify!($name),
+            key: $key,
+            title: $title,
+            refresh: Refresh::$refresh,
+        } ),* ];
+
+        impl Analysis {
+            /// Every analysis, in tab order.
+            pub const ALL: [Analysis; REGISTRY.len()] = [ $( Analysis::$variant ),* ];
+        }
+
+        /// One analysis' result.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Report { $( $variant(model::$model) ),* }
+
+        impl Report {
+            /// Which analysis it answers.
+            pub fn analysis(&self) -> Analysis {
+                match self { $( Report::$variant(_) => Analysis::$variant ),* }
+            }
+        }
+
+        $( impl From<model::$model> for Report {
+            fn from(v: model::$model) -> Report { Report::$variant(v) }
+        } )*
+
+        /// The latest result of each analysis (None: not fetched, or failed with no older
+        /// data).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+        pub struct Snapshot { $( pub $name: Option<model::$model> ),* }
+
+        impl Snapshot {
+            /// Stores `report` in its field.
+            pub fn put(&mut self, report: Report) {
+                match report { $( Report::$variant(v) => self.$name = Some(v) ),* }
+            }
+
+            /// The results it holds, in registry order.
+            pub fn into_reports(self) -> Vec<Report> {
+                let mut out = Vec::new();
+                $( if let Some(v) = self.$name { out.push(Report::$variant(v)); } )*
+                out
+            }
+        }
+
+        /// `with_model!(analysis, M => expr)`: `expr` with `M` the analysis' model type.
+        macro_rules! with_model {
+            ($d a:expr, $d m:ident => $d body:expr) => {
+                match $d a { $( $crate::analysis::Analysis::$variant => {
+                    type $d m = $crate::model::$model;
+                    $d body
+                } ),* }
+            };
+        }
+        pub(crate) use with_model;
+
+        /// `with_report!(report, v => expr)`: `expr` with `v` the report's model value.
+        macro_rules! with_report {
+            ($d r:expr, $d v:ident => $d body:expr) => {
+                match $d r { $( $crate::analysis::Report::$variant($d v) => $d body ),* }
+            };
+        }
+        pub(crate) use with_report;
+    };
+}
+
+registry! { $
+    Live(Live) { name: live, key: '1', title: "Overview", refresh: Always },
+    Collectors(Collectors) { name: collectors, key: '2', title: "Collectors", refresh: Always },
+    Funnel(Funnel) { name: funnel, key: '3', title: "Funnel", refresh: Background },
+    Retention(Retention) { name: retention, key: '4', title: "Retention", refresh: Background },
+    Paths(Paths) { name: paths, key: '5', title: "Paths", refresh: Background },
+    Breakdown(Breakdown) { name: breakdown, key: '6', title: "Breakdown", refresh: Background },
+    Database(DatabaseHealth) { name: database, key: '7', title: "Database", refresh: Background },
+    Pages(Pages) { name: pages, key: '8', title: "Pages", refresh: Background },
+}
+
+impl Analysis {
+    /// Its registry entry.
+    pub fn entry(self) -> &'static Entry {
+        // The registry lists every variant in declaration order (the macro builds both).
+        &REGISTRY[self as usize]
+    }
+
+    /// Section and CLI name (`live`, `funnel`, …).
+    pub fn name(self) -> &'static str {
+        self.entry().name
+    }
+
+    /// Its tab's title.
+    pub fn title(self) -> &'static str {
+        self.entry().title
+    }
+
+    pub fn key(self) -> char {
+        self.entry().key
+    }
+
+    pub fn refresh(self) -> Refresh {
+        self.entry().refresh
+    }
+
+    /// Position in the registry (and in [`Analysis::ALL`]).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The analysis named `name`.
+    pub fn from_name(name: &str) -> Option<Analysis> {
+        REGISTRY.iter().find(|e| e.name == name).map(|e| e.analysis)
+    }
+
+    /// The analysis whose key is `key`.
+    pub fn from_key(key: char) -> Option<Analysis> {
+        REGISTRY.iter().find(|e| e.key == key).map(|e| e.analysis)
+    }
+}
+
+/// What one run of an analysis needs besides the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Params<'a> {
+    pub range: model::Range,
+    /// Funnel steps (the other analyses ignore them).
+    pub steps: &'a [String],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_consistent() {
+        for (i, e) in REGISTRY.iter().enumerate() {
+            assert_eq!(e.analysis.index(), i);
+            assert_eq!(Analysis::from_name(e.name), Some(e.analysis));
+            assert_eq!(Analysis::from_key(e.key), Some(e.analysis));
+        }
+        assert_eq!(Analysis::Live.title(), "Overview");
+        assert_eq!(Analysis::Database.name(), "database");
+    }
+}

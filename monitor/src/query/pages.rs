@@ -1,0 +1,54 @@
+//! Top pages: the most viewed page URLs over the range, with distinct users.
+//!
+//! Definition: `page_view` events with event_time in `[from, to)` and a page_url, grouped by
+//! page_url; `views` counts the events, `users` the distinct non-null user_id among them.
+//! The [`TOP`] pages are listed by views descending, then by URL (byte order, whatever the
+//! database's collation, so ties are cut the same everywhere).
+//!
+//! Computed over the raw events of the range (no aggregate is keyed by page_url).
+//!
+//! Invariant: distinct users are counted per page over raw events, never summed.
+
+use tokio_postgres::Client;
+
+use super::{check_range, QueryError};
+use crate::model::{PageRow, Pages, Range};
+
+/// How many pages are listed.
+pub const TOP: i64 = 20;
+
+pub async fn pages(client: &Client, range: Range) -> Result<Pages, QueryError> {
+    check_range(range)?;
+    let rows = client
+        .query(
+            "SELECT page_url, count(*)::INT8, count(DISTINCT user_id)::INT8
+             FROM user_events
+             WHERE event_time >= $1 AND event_time < $2
+               AND event_name = 'page_view' AND page_url IS NOT NULL
+             GROUP BY page_url
+             ORDER BY 2 DESC, page_url COLLATE \"C\"
+             LIMIT $3",
+            &[&range.from, &range.to, &TOP],
+        )
+        .await?;
+    let pages = rows
+        .iter()
+        .map(|r| {
+            Ok(PageRow {
+                url: r.try_get(0)?,
+                views: r.try_get(1)?,
+                users: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(Pages { pages })
+}
+
+impl super::Query for Pages {
+    async fn run(
+        client: &Client,
+        params: crate::analysis::Params<'_>,
+    ) -> Result<Pages, QueryError> {
+        pages(client, params.range).await
+    }
+}

@@ -1,0 +1,110 @@
+//! A printed table: one section of a report, as aligned text (people) or CSV rows
+//! (spreadsheets).
+//!
+//! Invariant: both forms hold the same cells; text aligns numeric columns right and the
+//! others left, CSV quotes per RFC 4180 and names the section in the first column.
+
+use std::fmt::Write as _;
+
+/// One section of a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub name: &'static str,
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(name: &'static str, headers: &[&str]) -> Table {
+        Table {
+            name,
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Aligned columns under a title: numeric columns right-aligned, the others (and the
+    /// first) left-aligned.
+    pub fn text(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        let mut numeric = vec![true; widths.len()];
+        if let Some(first) = numeric.first_mut() {
+            *first = false;
+        }
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate() {
+                if let Some(w) = widths.get_mut(i) {
+                    *w = (*w).max(cell.chars().count());
+                }
+                if let Some(n) = numeric.get_mut(i) {
+                    *n &= cell.is_empty() || looks_numeric(cell);
+                }
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+                if i > 0 {
+                    s.push_str("  ");
+                }
+                if numeric[i] {
+                    let _ = write!(s, "{cell:>w$}");
+                } else {
+                    let _ = write!(s, "{cell:<w$}");
+                }
+            }
+            s.trim_end().to_string()
+        };
+        let mut out = format!("== {}\n", self.name);
+        out.push_str(&line(&self.headers));
+        out.push('\n');
+        let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        out.push_str(&line(&rule));
+        out.push('\n');
+        if self.rows.is_empty() {
+            out.push_str("(no data)\n");
+        }
+        for row in &self.rows {
+            out.push_str(&line(row));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The header row (first cell `section`) then the rows, each prefixed by the section
+    /// name; RFC 4180 quoting and line ends.
+    pub fn csv(&self) -> String {
+        let line = |first: &str, cells: &[String]| {
+            let mut l = csv_field(first);
+            for c in cells {
+                l.push(',');
+                l.push_str(&csv_field(c));
+            }
+            l.push_str("\r\n");
+            l
+        };
+        let mut out = line("section", &self.headers);
+        for r in &self.rows {
+            out.push_str(&line(self.name, r));
+        }
+        out
+    }
+}
+
+/// A number, possibly with a unit or percent sign (`12`, `-0.5`, `25.0%`, `3.1 MiB`).
+fn looks_numeric(cell: &str) -> bool {
+    let mut chars = cell.chars();
+    match chars.next() {
+        Some('-') => chars.next().is_some_and(|c| c.is_ascii_digit()),
+        Some(c) => c.is_ascii_digit(),
+        None => false,
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,129 @@
+//! The Pages view: the most viewed page URLs over the range, with views, distinct users and
+//! each page's share of the listed views.
+//!
+//! Invariant: a pure function of the state; rows keep the query's order (most viewed
+//! first), URLs are cut to their column by display width (CJK and emoji count two cells),
+//! and shares are relative to the listed total, which the title states.
+
+use ratatui::{
+    layout::{Constraint, Rect},
+    text::Span,
+    widgets::{Cell, Paragraph, Row, Table},
+    Frame,
+};
+
+use crate::{analysis::Analysis, app::App, model::Pages};
+
+use super::{draw_missing, fmt, range_of, section_block, theme};
+
+impl super::View for Pages {
+    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+        draw(frame, area, app);
+    }
+}
+
+fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let title = format!("Top pages · {}", range_of(app, Analysis::Pages));
+    let Some(pages) = &app.data.pages else {
+        draw_missing(frame, area, app, Analysis::Pages, &title);
+        return;
+    };
+    let total: i64 = pages.pages.iter().map(|p| p.views).sum();
+    let block = section_block(
+        app,
+        Analysis::Pages,
+        format!("{title} · {} views listed", fmt::int(total)),
+    );
+    if pages.pages.is_empty() {
+        frame.render_widget(
+            Paragraph::new("no page views in this range")
+                .style(theme::dim())
+                .block(block),
+            area,
+        );
+        return;
+    }
+    let wide = area.width >= 100;
+    let (num_w, share_w, bar_w): (u16, u16, u16) = if wide { (9, 6, 20) } else { (7, 6, 0) };
+    let columns: u16 = if wide { 6 } else { 5 };
+    let url_w = area
+        .width
+        .saturating_sub(2 + 3 + 2 * num_w + share_w + bar_w + (columns - 1))
+        .max(8);
+    let rows = pages.pages.iter().enumerate().map(|(i, p)| {
+        let share = if total > 0 {
+            p.views as f64 / total as f64
+        } else {
+            0.0
+        };
+        let mut cells = vec![
+            Cell::from(format!("{:>3}", i + 1)).style(theme::dim()),
+            Cell::from(fit_width(&p.url, url_w as usize)).style(theme::bold()),
+            Cell::from(format!("{:>w$}", fmt::int(p.views), w = num_w as usize)),
+            Cell::from(format!("{:>w$}", fmt::int(p.users), w = num_w as usize)),
+            Cell::from(format!("{:>6}", fmt::pct(share))),
+        ];
+        if wide {
+            cells.push(Cell::from(fmt::bar(share, bar_w as usize)));
+        }
+        Row::new(cells)
+    });
+    let mut widths = vec![
+        Constraint::Length(3),
+        Constraint::Length(url_w),
+        Constraint::Length(num_w),
+        Constraint::Length(num_w),
+        Constraint::Length(share_w),
+    ];
+    let mut header = vec![
+        Cell::from("  #"),
+        Cell::from("Page"),
+        Cell::from(format!("{:>w$}", "Views", w = num_w as usize)),
+        Cell::from(format!("{:>w$}", "Users", w = num_w as usize)),
+        Cell::from(format!("{:>6}", "Share")),
+    ];
+    if wide {
+        widths.push(Constraint::Length(bar_w));
+        header.push(Cell::from(""));
+    }
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(Row::new(header).style(theme::header()))
+            .block(block),
+        area,
+    );
+}
+
+/// Cuts `s` to `width` terminal cells, ending with `…` when cut.
+fn fit_width(s: &str, width: usize) -> String {
+    let cells = |t: &str| Span::raw(t).width();
+    if cells(s) <= width {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let w = cells(c.encode_utf8(&mut [0; 4]));
+        if used + w + 1 > width {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    if width > 0 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_width;
+
+    #[test]
+    fn fits_by_display_width() {
+        assert_eq!(fit_width("/p/1", 8), "/p/1");
+        assert_eq!(fit_width("/商品/一覧", 6), "/商品…");
+        assert_eq!(fit_width("/abcdef", 4), "/ab…");
+    }
+}
