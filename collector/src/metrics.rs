@@ -114,6 +114,13 @@ impl Metrics {
             started: AtomicI64::new(crate::event::micros(time::OffsetDateTime::now_utc())),
             registry: Registry::default(),
         };
+        m.register(&mut registry, flush_latency);
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Registers every metric under its name and help text.
+    fn register(&self, registry: &mut Registry, flush_latency: &Histogram) {
+        let m = self;
         macro_rules! reg {
             ($name:literal, $help:literal, $metric:expr) => {
                 registry.register($name, $help, $metric)
@@ -224,7 +231,6 @@ impl Metrics {
             "Latency of one group-commit flush",
             flush_latency.0.clone()
         );
-        Arc::new(Metrics { registry, ..m })
     }
 
     pub fn count_request(&self, endpoint: &str, status: u16) {
