@@ -21,16 +21,18 @@ pub fn server_url() -> String {
     SERVER
         .get_or_init(|| match std::env::var("DATABASE_URL") {
             Ok(u) if !u.is_empty() => u,
-            _ => local_db(&[], "start")
+            _ => local_db(&[], &["start"])
                 .unwrap_or_else(|e| panic!("cannot start the local database: {e:#}")),
         })
         .clone()
 }
 
-fn local_db(env: &[(&str, String)], cmd: &str) -> anyhow::Result<String> {
+/// Runs `deploy/local-db ARGS…` with `env`; its stdout (a URL, for `start`).
+pub(crate) fn local_db(env: &[(&str, String)], args: &[&str]) -> anyhow::Result<String> {
     let script = crate::repo_root().join("deploy/local-db");
+    let cmd = args.join(" ");
     let mut c = Command::new("bash");
-    c.arg(&script).arg(cmd);
+    c.arg(&script).args(args);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -88,6 +90,15 @@ impl TestDb {
         let db = Self::empty(prefix).await?;
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// A database that already exists on `server` (e.g. replicated to a standby).
+    pub fn existing(server: &str, name: &str) -> TestDb {
+        TestDb {
+            name: name.to_string(),
+            url: with_database(server, name),
+            server: server.to_string(),
+        }
     }
 
     pub async fn empty_on(server: &str, prefix: &str) -> anyhow::Result<TestDb> {
@@ -155,7 +166,7 @@ impl PrivateCluster {
             dir,
             port,
         };
-        me.url = local_db(&me.env(), "start")?;
+        me.url = local_db(&me.env(), &["start"])?;
         Ok(me)
     }
 
@@ -167,17 +178,17 @@ impl PrivateCluster {
     }
 
     pub fn stop(&self) -> anyhow::Result<()> {
-        local_db(&self.env(), "stop").map(|_| ())
+        local_db(&self.env(), &["stop"]).map(|_| ())
     }
 
     pub fn restart(&self) -> anyhow::Result<()> {
-        local_db(&self.env(), "start").map(|_| ())
+        local_db(&self.env(), &["start"]).map(|_| ())
     }
 }
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        let _ = local_db(&self.env(), "stop");
+        let _ = local_db(&self.env(), &["stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -8,7 +8,8 @@
 //! - [`client`]: a small blocking HTTP client for requests to the collector;
 //! - [`check`]: shared assertions (exactly-once counts, buffer contents);
 //! - [`gen`]: seed-shaped event generation;
-//! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server).
+//! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server);
+//! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote.
 //!
 //! Nothing here mocks the database.
 
@@ -20,6 +21,7 @@ pub mod gen;
 pub mod load;
 pub mod proc;
 pub mod relay;
+pub mod replication;
 
 use std::path::PathBuf;
 

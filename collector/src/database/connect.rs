@@ -9,8 +9,9 @@
 //! and [`bounded`] gives every later step (prepare, COPY, commit, a heartbeat insert) one.
 //!
 //! A connection also gets TCP keepalives and `tcp_user_timeout` (a dead peer is noticed by
-//! the kernel), and `statement_timeout` on the server (a client that vanished mid-COPY does
-//! not hold the server's locks past it).
+//! the kernel), and `statement_timeout` and `idle_in_transaction_session_timeout` on the
+//! server (a client that vanished mid-COPY, or between its INSERT and its COMMIT, does not
+//! hold the server's locks past the deadline: the retried batch would wait on them).
 //!
 //! Invariant: no call of this module waits longer than its deadline; a connection dropped
 //! after a deadline also stops its driver task, so its socket is closed, not leaked.
@@ -108,17 +109,21 @@ where
 /// `target_session_attrs`, trying them in order; the last failure when none does.
 pub async fn open(url: &str, bounds: Bounds) -> Result<Conn, Failure> {
     let mut last = None;
-    for one in split_hosts(url) {
-        match tokio::time::timeout(bounds.connect, open_one(&one, bounds)).await {
-            Ok(Ok(conn)) => return Ok(conn),
-            Ok(Err(e)) => last = Some(Failure::Pg(e)),
-            Err(_) => {
-                last = Some(Failure::Timeout {
-                    what: "connecting",
-                    after: bounds.connect,
-                })
+    let hosts = split_hosts(url);
+    for (i, one) in hosts.iter().enumerate() {
+        let failure = match tokio::time::timeout(bounds.connect, open_one(one, bounds)).await {
+            Ok(Ok(conn)) => {
+                tracing::debug!(host = i + 1, of = hosts.len(), "connected");
+                return Ok(conn);
             }
-        }
+            Ok(Err(e)) => Failure::Pg(e),
+            Err(_) => Failure::Timeout {
+                what: "connecting",
+                after: bounds.connect,
+            },
+        };
+        tracing::debug!(host = i + 1, of = hosts.len(), error = %failure, "host failed");
+        last = Some(failure);
     }
     Err(last.unwrap_or(Failure::Timeout {
         what: "connecting (no host in the URL)",
@@ -151,9 +156,17 @@ async fn open_one(url: &str, bounds: Bounds) -> Result<Conn, tokio_postgres::Err
         }
     };
     let conn = Conn { client, driver };
+    // A session whose client vanished must not hold its locks past the deadline, whether
+    // it was inside a statement (statement_timeout) or between two (a frozen client after
+    // its INSERT and before its COMMIT: idle_in_transaction_session_timeout). The retried
+    // batch would otherwise wait on those rows' unique-index entries.
     let ms = bounds.operation.as_millis().to_string();
-    conn.execute("SELECT set_config('statement_timeout', $1, false)", &[&ms])
-        .await?;
+    conn.execute(
+        "SELECT set_config('statement_timeout', $1, false), \
+                set_config('idle_in_transaction_session_timeout', $1, false)",
+        &[&ms],
+    )
+    .await?;
     Ok(conn)
 }
 

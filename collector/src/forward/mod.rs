@@ -230,6 +230,8 @@ impl Forwarder {
         };
         if self.state.set_db(state) != state || class == ErrorClass::Config {
             tracing::error!(class = label, error = %message, "forwarding failed; retrying");
+        } else {
+            tracing::debug!(class = label, error = %message, "forwarding failed again; retrying");
         }
         self.metrics.database_up.set(0);
         self.metrics.forward_error(label, message.clone());
