@@ -1,4 +1,5 @@
-//! Starting and stopping the real binaries.
+//! Starting and stopping the real binaries. A collector's options come from the
+//! [`CollectorOpts`] builder: `CollectorOpts::new("name").database(&url).fast_forwarding()`.
 //!
 //! The binaries are found next to the test executable (`target/<profile>/`). Unless
 //! `E2E_NO_BUILD=1`, the first use in a test process runs `cargo build --bins` so a changed
