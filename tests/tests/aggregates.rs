@@ -35,6 +35,16 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio_postgres::Client;
 
 const SEED: u64 = 20_240_501;
+
+/// The continuous aggregates the migrations create (TimescaleDB edition).
+const CONTINUOUS_AGGREGATES: [&str; 5] = [
+    "real_time_monitoring",
+    "user_behavior_multi_dimension",
+    "user_events_daily",
+    "user_session_funnel",
+    "user_daily_activity",
+];
+
 /// Every `monitor query` kind.
 const QUERIES: [&str; 7] = [
     "live",
@@ -521,13 +531,7 @@ async fn analyses_match_an_independent_computation() {
     check_queries(&db.url, &data, &ed);
     if ed == "timescale" {
         // Real-time aggregation answered above; now the materialized path.
-        for view in [
-            "real_time_monitoring",
-            "user_behavior_multi_dimension",
-            "user_events_daily",
-            "user_session_funnel",
-            "user_daily_activity",
-        ] {
+        for view in CONTINUOUS_AGGREGATES {
             client
                 .batch_execute(&format!(
                     "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
@@ -822,13 +826,7 @@ async fn query_latency() {
         );
         if ed == "timescale" {
             let t = Instant::now();
-            for view in [
-                "real_time_monitoring",
-                "user_behavior_multi_dimension",
-                "user_events_daily",
-                "user_session_funnel",
-                "user_daily_activity",
-            ] {
+            for view in CONTINUOUS_AGGREGATES {
                 c.batch_execute(&format!(
                     "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '1 hour')"
                 ))
