@@ -26,8 +26,14 @@ pub fn ids(events: &[Value]) -> Vec<String> {
 
 /// Events a running collector holds in its buffer (its admin `/v1/buffer`), -1 if unknown.
 pub fn buffered(c: &CollectorProc) -> i64 {
+    buffer_stat(c, "buffered_events")
+}
+
+/// One number of a running collector's admin `/v1/buffer` (`buffered_events`,
+/// `forwarded_total`, …), -1 if unknown.
+pub fn buffer_stat(c: &CollectorProc, field: &str) -> i64 {
     client::get(c.admin, "/v1/buffer")
-        .map(|r| r.json()["buffered_events"].as_i64().unwrap_or(-1))
+        .map(|r| r.json()[field].as_i64().unwrap_or(-1))
         .unwrap_or(-1)
 }
 

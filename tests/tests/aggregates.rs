@@ -24,7 +24,8 @@ use std::{
 use collector::database::copy::{merge_staged, prepare};
 use e2e::{
     analytics::{self, Dataset, Event, FUNNEL},
-    client::{self, post_json},
+    check::buffer_stat,
+    client::post_json,
     db::{eventually, TestDb},
     gen::rfc3339,
     proc::{bin, CollectorOpts, CollectorProc},
@@ -62,12 +63,6 @@ fn post_all(c: &CollectorProc, events: &[Event]) {
         let r = post_json(c.ingest, "/v1/batch", &body).expect("post batch");
         assert_eq!(r.status, 200, "{}", r.body);
     }
-}
-
-fn buffer_stat(c: &CollectorProc, field: &str) -> i64 {
-    client::get(c.admin, "/v1/buffer")
-        .map(|r| r.json()[field].as_i64().unwrap_or(-1))
-        .unwrap_or(-1)
 }
 
 /// Runs `monitor query <args…> --format json` as of `as_of`; parses stdout.
