@@ -4,9 +4,11 @@
 //! - [`db`]: the shared local cluster (started with `deploy/local-db`, or `DATABASE_URL`),
 //!   a fresh migrated database per test, and private clusters a test may stop and start to
 //!   inject outages without disturbing other tests;
-//! - [`proc`]: starting, killing (`kill -9`) and stopping the real binaries;
+//! - [`proc`]: starting (options from the [`proc::CollectorOpts`] builder), killing
+//!   (`kill -9`) and stopping the real binaries;
 //! - [`client`]: a small blocking HTTP client for requests to the collector;
-//! - [`check`]: shared assertions (exactly-once counts, buffer contents);
+//! - [`check`]: shared assertions (exactly-once counts, buffer contents and export, JSON
+//!   comparison);
 //! - [`gen`]: seed-shaped event generation;
 //! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server);
 //! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote.

@@ -1,4 +1,5 @@
-//! Starting and stopping the real binaries.
+//! Starting and stopping the real binaries. A collector's options come from the
+//! [`CollectorOpts`] builder: `CollectorOpts::new("name").database(&url).fast_forwarding()`.
 //!
 //! The binaries are found next to the test executable (`target/<profile>/`). Unless
 //! `E2E_NO_BUILD=1`, the first use in a test process runs `cargo build --bins` so a changed
@@ -60,6 +61,82 @@ pub struct CollectorOpts {
     /// Fault injection: the largest file the process may write (RLIMIT_FSIZE, with SIGXFSZ
     /// ignored), so a write past it fails with EFBIG as on a full disk.
     pub max_file_bytes: Option<u64>,
+}
+
+/// Building [`CollectorOpts`]: `CollectorOpts::new(name)` (a fresh temporary buffer
+/// directory) or `CollectorOpts::in_dir(path)`, then the chainable settings. The fields stay
+/// public: a test may still change `c.opts` before a restart.
+impl CollectorOpts {
+    /// A collector whose buffer is `buffer` in a fresh [`temp_dir`] named after `name`; no
+    /// database, no extra environment or flags.
+    pub fn new(name: &str) -> CollectorOpts {
+        CollectorOpts::in_dir(temp_dir(name).join("buffer"))
+    }
+
+    /// A collector whose buffer is `data_dir` (created on start).
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> CollectorOpts {
+        CollectorOpts {
+            data_dir: data_dir.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Forwards to the database at `url`.
+    pub fn database(mut self, url: impl Into<String>) -> CollectorOpts {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// One more environment variable (a later one with the same name wins).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> CollectorOpts {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// More environment variables, in order.
+    pub fn envs<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> CollectorOpts {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// One more flag after `serve`.
+    pub fn arg(mut self, arg: impl Into<String>) -> CollectorOpts {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// More flags after `serve`, in order.
+    pub fn args<A: Into<String>>(mut self, args: impl IntoIterator<Item = A>) -> CollectorOpts {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Starts with forwarding paused (`--paused`).
+    pub fn paused(self) -> CollectorOpts {
+        self.arg("--paused")
+    }
+
+    /// Forwards soon and retries fast: a linger of 100 ms, retries from 50 ms up to 1 s.
+    pub fn fast_forwarding(self) -> CollectorOpts {
+        self.env("COLLECTOR_FORWARD__LINGER_MS", "100")
+            .env("COLLECTOR_FORWARD__RETRY_MAX_MS", "1000")
+            .env("COLLECTOR_FORWARD__RETRY_INITIAL_MS", "50")
+    }
+
+    /// Fault injection: writes to a file past `max` bytes fail with EFBIG, as on a full disk.
+    pub fn max_file_bytes(mut self, max: u64) -> CollectorOpts {
+        self.max_file_bytes = Some(max);
+        self
+    }
+
+    /// [`CollectorProc::start`] with these options.
+    pub fn start(self) -> anyhow::Result<CollectorProc> {
+        CollectorProc::start(self)
+    }
 }
 
 /// A running `collector serve` on loopback ports chosen by the OS.
@@ -213,6 +290,15 @@ fn limit_file_size(cmd: &mut Command, max: u64) {
             Ok(())
         });
     }
+}
+
+/// Peak resident memory (VmHWM) of a running process, in KiB; `None` once it is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn signal(pid: u32, sig: i32) {

@@ -21,12 +21,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use collector::database::copy::merge_staged;
+use collector::database::copy::{merge_staged, prepare};
 use e2e::{
     analytics::{self, Dataset, Event, FUNNEL},
-    client::{self, post_json},
+    check::buffer_stat,
+    client::post_json,
     db::{eventually, TestDb},
-    proc::{bin, temp_dir, CollectorOpts, CollectorProc},
+    gen::rfc3339,
+    proc::{bin, CollectorOpts, CollectorProc},
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -34,6 +36,16 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio_postgres::Client;
 
 const SEED: u64 = 20_240_501;
+
+/// The continuous aggregates the migrations create (TimescaleDB edition).
+const CONTINUOUS_AGGREGATES: [&str; 5] = [
+    "real_time_monitoring",
+    "user_behavior_multi_dimension",
+    "user_events_daily",
+    "user_session_funnel",
+    "user_daily_activity",
+];
+
 /// Every `monitor query` kind.
 const QUERIES: [&str; 8] = [
     "live",
@@ -46,38 +58,12 @@ const QUERIES: [&str; 8] = [
     "pages",
 ];
 
-fn collector_opts(name: &str, url: &str) -> CollectorOpts {
-    let env = [
-        ("COLLECTOR_FORWARD__LINGER_MS", "100"),
-        ("COLLECTOR_FORWARD__BATCH_EVENTS", "1000"),
-        // The dataset reaches 11 days back; the default limit is 7.
-        ("COLLECTOR_LIMITS__MAX_EVENT_AGE_SECS", "3456000"),
-        ("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1"),
-    ];
-    CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: Some(url.to_string()),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        args: Vec::new(),
-        ..Default::default()
-    }
-}
-
 fn post_all(c: &CollectorProc, events: &[Event]) {
     for chunk in events.chunks(500) {
         let body = Value::Array(chunk.iter().map(Event::to_json).collect());
         let r = post_json(c.ingest, "/v1/batch", &body).expect("post batch");
         assert_eq!(r.status, 200, "{}", r.body);
     }
-}
-
-fn buffer_stat(c: &CollectorProc, field: &str) -> i64 {
-    client::get(c.admin, "/v1/buffer")
-        .map(|r| r.json()[field].as_i64().unwrap_or(-1))
-        .unwrap_or(-1)
 }
 
 /// Runs `monitor query <args…> --format json` as of `as_of`; parses stdout.
@@ -95,7 +81,7 @@ fn monitor(url: &str, as_of: Option<OffsetDateTime>, args: &[&str]) -> String {
         .env_remove("DATABASE_URL")
         .env_remove("MONITOR_AS_OF");
     if let Some(t) = as_of {
-        cmd.env("MONITOR_AS_OF", t.format(&Rfc3339).expect("rfc3339"));
+        cmd.env("MONITOR_AS_OF", rfc3339(t));
     }
     let out = cmd.output().expect("run monitor");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -277,7 +263,6 @@ fn e2e_span(s: &str) -> time::Duration {
 
 /// The content of each aggregate, row by row, against the events.
 async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
-    let ts = |t: OffsetDateTime| t.format(&Rfc3339).expect("rfc3339");
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
     let bucket = |t: OffsetDateTime, secs: i64| {
         let ns = t.unix_timestamp_nanos();
@@ -300,7 +285,7 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
                 line.split('|')
                     .map(|f| {
                         OffsetDateTime::parse(f, &Rfc3339)
-                            .map(ts)
+                            .map(rfc3339)
                             .unwrap_or_else(|_| f.to_string())
                     })
                     .collect::<Vec<_>>()
@@ -320,7 +305,7 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
     }
     let want: BTreeSet<String> = want
         .into_iter()
-        .map(|((b, n), (c, u))| format!("{}|{n}|{c}|{}", ts(b), u.len()))
+        .map(|((b, n), (c, u))| format!("{}|{n}|{c}|{}", rfc3339(b), u.len()))
         .collect();
     let got = norm(
         rows(format!(
@@ -355,7 +340,7 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
         .map(|((b, d, c), (n, u, s, k))| {
             format!(
                 "{}|{d}|{c}|{n}|{}|{}|{}|{}|{}|true",
-                ts(b),
+                rfc3339(b),
                 u.len(),
                 s.len(),
                 k[0],
@@ -392,7 +377,7 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
     }
     let want: BTreeSet<String> = want
         .into_iter()
-        .map(|((b, t, c), (n, u))| format!("{}|{t}|{c}|{n}|{}", ts(b), u.len()))
+        .map(|((b, t, c), (n, u))| format!("{}|{t}|{c}|{n}|{}", rfc3339(b), u.len()))
         .collect();
     let got = norm(rows(format!(
         "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), event_type, COALESCE(country_code::TEXT, '-'), event_count, unique_users)
@@ -427,14 +412,17 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
     let want: BTreeSet<String> = want
         .into_iter()
         .map(|((b, s), (u, t))| {
-            let times: Vec<String> = t.iter().map(|t| t.map(ts).unwrap_or("-".into())).collect();
+            let times: Vec<String> = t
+                .iter()
+                .map(|t| t.map(rfc3339).unwrap_or("-".into()))
+                .collect();
             let has: Vec<&str> = t
                 .iter()
                 .map(|t| if t.is_some() { "true" } else { "false" })
                 .collect();
             format!(
                 "{}|{s}|{}|{}|{}",
-                ts(b),
+                rfc3339(b),
                 u.map(|u| u.to_string()).unwrap_or("-".into()),
                 times.join("|"),
                 has.join("|")
@@ -464,7 +452,7 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
     }
     let want: BTreeSet<String> = want
         .into_iter()
-        .map(|((b, u), n)| format!("{}|{u}|{n}", ts(b)))
+        .map(|((b, u), n)| format!("{}|{u}|{n}", rfc3339(b)))
         .collect();
     let got = norm(rows(format!(
         "SELECT concat_ws('|', to_char(bucket AT TIME ZONE 'UTC', {TS}), user_id, event_count) FROM user_daily_activity"
@@ -542,7 +530,15 @@ async fn analyses_match_an_independent_computation() {
     let db = TestDb::migrated("agg").await.expect("db");
     let data = Dataset::generate(SEED, analytics::default_t0());
     let n = data.events.len() as i64;
-    let c = CollectorProc::start(collector_opts("agg", &db.url)).expect("collector");
+    let c = CollectorOpts::new("agg")
+        .database(&db.url)
+        .env("COLLECTOR_FORWARD__LINGER_MS", "100")
+        .env("COLLECTOR_FORWARD__BATCH_EVENTS", "1000")
+        // The dataset reaches 11 days back; the default limit is 7.
+        .env("COLLECTOR_LIMITS__MAX_EVENT_AGE_SECS", "3456000")
+        .env("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1")
+        .start()
+        .expect("collector");
     post_all(&c, &data.events);
     assert!(
         eventually(Duration::from_secs(120), || async {
@@ -580,13 +576,7 @@ async fn analyses_match_an_independent_computation() {
     check_queries(&db.url, &data, &ed);
     if ed == "timescale" {
         // Real-time aggregation answered above; now the materialized path.
-        for view in [
-            "real_time_monitoring",
-            "user_behavior_multi_dimension",
-            "user_events_daily",
-            "user_session_funnel",
-            "user_daily_activity",
-        ] {
+        for view in CONTINUOUS_AGGREGATES {
             client
                 .batch_execute(&format!(
                     "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
@@ -720,11 +710,7 @@ async fn summaries_are_idempotent_and_order_independent() {
     let db = TestDb::migrated("summ").await.expect("db");
     let data = Dataset::generate(SEED + 1, analytics::default_t0());
     let c = db.client().await.expect("client");
-    c.batch_execute(
-        "CREATE TEMP TABLE edge_staging (LIKE user_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-    )
-    .await
-    .expect("staging");
+    prepare(&c).await.expect("staging");
     let apply = |events: Vec<Event>| {
         let c = &c;
         async move {
@@ -885,13 +871,7 @@ async fn query_latency() {
         );
         if ed == "timescale" {
             let t = Instant::now();
-            for view in [
-                "real_time_monitoring",
-                "user_behavior_multi_dimension",
-                "user_events_daily",
-                "user_session_funnel",
-                "user_daily_activity",
-            ] {
+            for view in CONTINUOUS_AGGREGATES {
                 c.batch_execute(&format!(
                     "CALL refresh_continuous_aggregate('{view}', NULL, now() - INTERVAL '1 hour')"
                 ))
@@ -939,11 +919,7 @@ fn time_queries(url: &str, runs: usize) {
 /// `size` seed-shaped events over the last `days` days, one day per transaction through
 /// `edge_staging` and `edge_after_batch()`. Sessions of ~8 events; funnel steps in order.
 async fn fill(c: &Client, size: i64, days: i64) {
-    c.batch_execute(
-        "CREATE TEMP TABLE edge_staging (LIKE user_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-    )
-    .await
-    .expect("staging");
+    prepare(c).await.expect("staging");
     let per_day = size / days;
     for d in 0..days {
         let n = if d == days - 1 {

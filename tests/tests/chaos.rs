@@ -8,7 +8,7 @@
 //! --release --test chaos -- --nocapture` (about 10 minutes).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -17,11 +17,11 @@ use std::{
 };
 
 use e2e::{
-    check::buffered,
+    check::{buffered, event_id_counts, ids},
     client::post_json,
     db::{eventually, PrivateCluster, TestDb},
     gen,
-    proc::{temp_dir, CollectorOpts, CollectorProc},
+    proc::CollectorOpts,
 };
 use serde_json::json;
 
@@ -44,11 +44,7 @@ fn loader(seed: u64, addr: Arc<std::sync::Mutex<std::net::SocketAddr>>) -> Loade
             let target = *addr.lock().expect("addr");
             let events = gen::batch(&mut rng, 20);
             match post_json(target, "/v1/batch", &json!(events)) {
-                Ok(resp) if resp.status == 200 => acked.extend(
-                    events
-                        .iter()
-                        .map(|e| e["event_id"].as_str().unwrap_or_default().to_string()),
-                ),
+                Ok(resp) if resp.status == 200 => acked.extend(ids(&events)),
                 _ => {
                     r.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(50));
@@ -79,41 +75,19 @@ async fn fleet_survives_kills_outages_and_full_buffers() {
     let mut addrs = Vec::new();
     let mut loaders = Vec::new();
     for i in 0..3 {
-        let mut env = vec![
-            ("COLLECTOR_COLLECTOR_ID".to_string(), format!("chaos-{i}")),
-            ("COLLECTOR_REGION".to_string(), format!("region-{i}")),
-            (
-                "COLLECTOR_HEARTBEAT_INTERVAL_SECS".to_string(),
-                "1".to_string(),
-            ),
-            (
-                "COLLECTOR_FORWARD__LINGER_MS".to_string(),
-                "200".to_string(),
-            ),
-            (
-                "COLLECTOR_FORWARD__RETRY_MAX_MS".to_string(),
-                "1000".to_string(),
-            ),
-            (
-                "COLLECTOR_FORWARD__BATCH_EVENTS".to_string(),
-                "500".to_string(),
-            ),
-        ];
+        let mut o = CollectorOpts::new(&format!("chaos{i}"))
+            .database(&db.url)
+            .env("COLLECTOR_COLLECTOR_ID", format!("chaos-{i}"))
+            .env("COLLECTOR_REGION", format!("region-{i}"))
+            .env("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1")
+            .env("COLLECTOR_FORWARD__LINGER_MS", "200")
+            .env("COLLECTOR_FORWARD__RETRY_MAX_MS", "1000")
+            .env("COLLECTOR_FORWARD__BATCH_EVENTS", "500");
         if i == 2 {
             // About 700 events: reached during the database outage.
-            env.push((
-                "COLLECTOR_BUFFER__MAX_BYTES".to_string(),
-                "200000".to_string(),
-            ));
+            o = o.env("COLLECTOR_BUFFER__MAX_BYTES", "200000");
         }
-        let c = CollectorProc::start(CollectorOpts {
-            data_dir: temp_dir(&format!("chaos{i}")).join("buffer"),
-            database_url: Some(db.url.clone()),
-            env,
-            args: Vec::new(),
-            ..Default::default()
-        })
-        .expect("start collector");
+        let c = o.start().expect("start collector");
         let addr = Arc::new(std::sync::Mutex::new(c.ingest));
         loaders.push(loader(10 + i as u64, addr.clone()));
         addrs.push(addr);
@@ -171,15 +145,7 @@ async fn fleet_survives_kills_outages_and_full_buffers() {
             c.log_text()
         );
     }
-    let client = db.client().await.expect("client");
-    let rows = client
-        .query(
-            "SELECT event_id::text, count(*) FROM user_events GROUP BY 1",
-            &[],
-        )
-        .await
-        .expect("rows");
-    let counts: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let counts = event_id_counts(&db).await;
     let duplicates = counts.values().filter(|n| **n > 1).count();
     let lost = acked.iter().filter(|id| !counts.contains_key(*id)).count();
     let total: i64 = counts.values().sum();
@@ -200,6 +166,7 @@ async fn fleet_survives_kills_outages_and_full_buffers() {
     );
 
     // The heartbeat history shows each collector's view of the outage.
+    let client = db.client().await.expect("client");
     let down: Vec<(String, i64)> = eventually_rows(&client).await;
     for i in 0..3 {
         let id = format!("chaos-{i}");

@@ -17,10 +17,10 @@ use collector::{
     database::copy::{self, Row},
     event::{self, Context, Event, DEVICE_TYPES},
 };
-use e2e::db::TestDb;
+use e2e::{check::json_eq, db::TestDb, gen::rfc3339};
 use rand::{seq::SliceRandom, Rng, RngCore};
 use serde_json::{json, Map, Value};
-use time::{format_description::well_known::Rfc3339, OffsetDateTime, UtcOffset};
+use time::{OffsetDateTime, UtcOffset};
 use tokio_postgres::Client;
 
 /// Events written in total (about 10 s of COPY on the reference machine, with bisecting
@@ -268,10 +268,6 @@ fn properties(rng: &mut StdRng, l: &Limits) -> Value {
             json_object(rng, l.max_properties_depth, n)
         }
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).expect("format RFC 3339")
 }
 
 /// An event_time inside the window, often at its very edges, with odd offsets and
@@ -565,32 +561,4 @@ async fn every_accepted_event_copies_and_reads_back_equal() {
     );
     drop(client);
     db.drop_db().await.expect("drop database");
-}
-
-/// JSON equality, except that floats equal to 14 significant digits are equal: serde_json
-/// (without its `float_roundtrip` feature) parses some decimal texts to a neighbour of the
-/// nearest double, and PostgreSQL prints JSONB numbers as plain decimals (1e177 as 178
-/// digits) that serde_json reads back a few ULPs off. The exact comparison is done by
-/// PostgreSQL above.
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if x == y {
-                return true;
-            }
-            match (x.as_f64(), y.as_f64()) {
-                (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-14 * x.abs().max(y.abs()),
-                _ => false,
-            }
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
 }

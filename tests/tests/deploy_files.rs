@@ -19,7 +19,7 @@ use std::{
 
 use e2e::{
     db::TestDb,
-    proc::{bin, temp_dir, CollectorOpts, CollectorProc},
+    proc::{bin, temp_dir, CollectorOpts},
     repo_root,
 };
 use serde_json::Value as Json;
@@ -819,11 +819,9 @@ fn dockerfile_healthcheck_probes_a_real_collector() {
             .expect("run the health check");
         (status.success(), started.elapsed())
     };
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: temp_dir("deploy-health").join("buffer"),
-        ..Default::default()
-    })
-    .expect("collector");
+    let c = CollectorOpts::new("deploy-health")
+        .start()
+        .expect("collector");
     let (ok, took) = run(&format!("0.0.0.0:{}", c.ingest.port()));
     assert!(ok, "healthy collector");
     assert!(took < Duration::from_secs(5), "within the --timeout");
@@ -997,12 +995,10 @@ fn systemd_unit_matches_the_project() {
             other => flags.push(other.to_string()),
         }
     }
-    let mut c = CollectorProc::start(CollectorOpts {
-        data_dir: dir.join("buffer"),
-        args: flags,
-        ..Default::default()
-    })
-    .expect("the unit's ExecStart starts");
+    let mut c = CollectorOpts::in_dir(dir.join("buffer"))
+        .args(flags)
+        .start()
+        .expect("the unit's ExecStart starts");
     assert_eq!(
         e2e::client::get(c.ingest, "/health")
             .expect("health")
@@ -1154,11 +1150,9 @@ fn runbook_commands_flags_and_names_exist() {
 
     // Every `snake_case` name in backticks exists somewhere in the project: a metric, a
     // /v1/buffer field, a config key, a table or column, a CLI flag or the tracker's API.
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: temp_dir("deploy-runbook").join("buffer"),
-        ..Default::default()
-    })
-    .expect("collector");
+    let c = CollectorOpts::new("deploy-runbook")
+        .start()
+        .expect("collector");
     let metrics = e2e::client::get(c.admin, "/metrics").expect("metrics").body;
     let buffer = e2e::client::get(c.admin, "/v1/buffer")
         .expect("buffer")

@@ -20,11 +20,11 @@ use std::{
 };
 
 use e2e::{
-    check::{assert_exactly_once, buffered, ids, wait_rows},
+    check::{assert_exactly_once, assert_survives_full_disk, buffered, ids, wait_rows},
     client::{self, post_json},
     db::{eventually, TestDb},
     gen,
-    proc::{bin, collector, temp_dir, CollectorOpts, CollectorProc},
+    proc::{bin, collector, peak_rss_kib, temp_dir, CollectorOpts, CollectorProc},
     relay::{url_addr, url_via, Relay},
 };
 use serde_json::{json, Value};
@@ -35,23 +35,6 @@ const REFUSED_URL: &str = "postgres://postgres@127.0.0.1:1/none";
 /// What the README promises for SIGTERM: `shutdown_timeout_secs` (5 s by default) plus 2 s.
 /// Docker's `stop` waits 10 s before its SIGKILL; the test holds the collector to that.
 const STOP_WITHIN: Duration = Duration::from_secs(10);
-
-fn opts(name: &str, url: &str) -> CollectorOpts {
-    let env = [
-        ("COLLECTOR_FORWARD__LINGER_MS", "100"),
-        ("COLLECTOR_FORWARD__RETRY_MAX_MS", "1000"),
-        ("COLLECTOR_FORWARD__RETRY_INITIAL_MS", "50"),
-    ];
-    CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: Some(url.to_string()),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    }
-}
 
 /// Sends `requests` batches of `per` events from `clients` threads; returns the acked ids.
 fn load_concurrently(
@@ -142,7 +125,11 @@ async fn nothing_lost(db: &TestDb, c: &mut CollectorProc, acked: &[String]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_with_an_unreachable_database_exits_promptly_and_keeps_everything() {
     let db = TestDb::migrated("stop_refused").await.expect("db");
-    let mut c = CollectorProc::start(opts("stop_refused", REFUSED_URL)).expect("start");
+    let mut c = CollectorOpts::new("stop_refused")
+        .fast_forwarding()
+        .database(REFUSED_URL)
+        .start()
+        .expect("start");
     let acked = load_concurrently(&c, 250, 200, 8);
     assert_eq!(buffered(&c), acked.len() as i64);
     stop_in_time(&mut c, "unreachable database, 50,000 events buffered");
@@ -155,7 +142,11 @@ async fn sigterm_with_a_database_that_never_answers_exits_promptly() {
     let relay = Relay::start(url_addr(&db.url).expect("db address")).expect("relay");
     relay.freeze();
     let via = url_via(&db.url, relay.addr);
-    let mut c = CollectorProc::start(opts("stop_silent", &via)).expect("start");
+    let mut c = CollectorOpts::new("stop_silent")
+        .fast_forwarding()
+        .database(&via)
+        .start()
+        .expect("start");
     let acked = load_concurrently(&c, 100, 200, 8);
     // Give the forwarder and the heartbeat sender time to be stuck in their handshakes.
     std::thread::sleep(Duration::from_secs(2));
@@ -212,9 +203,12 @@ async fn sigterm_while_a_copy_hangs_midway_exits_promptly() {
     let db = TestDb::migrated("stop_midcopy").await.expect("db");
     let relay = Relay::start(url_addr(&db.url).expect("db address")).expect("relay");
     let via = url_via(&db.url, relay.addr);
-    let mut o = opts("stop_midcopy", &via);
-    o.args.push("--paused".into());
-    let mut c = CollectorProc::start(o).expect("start");
+    let mut c = CollectorOpts::new("stop_midcopy")
+        .fast_forwarding()
+        .database(&via)
+        .paused()
+        .start()
+        .expect("start");
     let acked = load_concurrently(&c, 100, 200, 8);
     // Freeze once 256 KiB of the COPY went out: a batch is then mid-COPY.
     relay.freeze_after(256 << 10);
@@ -271,11 +265,12 @@ async fn a_real_full_disk_with_the_log_on_it_answers_503_and_loses_nothing() {
         return;
     };
     let db = TestDb::migrated("fulldisk").await.expect("db");
-    let mut o = opts("fulldisk", REFUSED_URL);
     // Buffer and log (<data_dir>.log) on the same small filesystem, as /var/lib and /var/log
     // on one root filesystem; debug logging writes a line for every refused request.
-    o.data_dir = fs.dir.join("buffer");
-    o.env.push(("RUST_LOG".into(), "debug".into()));
+    let mut o = CollectorOpts::in_dir(fs.dir.join("buffer"))
+        .fast_forwarding()
+        .database(REFUSED_URL)
+        .env("RUST_LOG", "debug");
     let mut c = CollectorProc::start(o.clone()).expect("start");
     let mut rng = gen::rng(18);
     let mut acked = Vec::new();
@@ -311,13 +306,7 @@ async fn a_real_full_disk_with_the_log_on_it_answers_503_and_loses_nothing() {
         "full tmpfs: {} events acknowledged, then 50 × 503",
         acked.len()
     );
-    assert!(c.is_running(), "the collector survives a full disk");
-    let ready = client::get(c.ingest, "/ready").expect("ready");
-    assert_eq!(
-        ready.status, 503,
-        "not ready while it cannot store: {}",
-        ready.body
-    );
+    assert_survives_full_disk(&mut c);
     assert_eq!(
         client::get(c.ingest, "/health").expect("health").status,
         200
@@ -372,32 +361,20 @@ fn raw_post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> Result<u16, 
         .ok_or_else(|| format!("no answer (write: {wrote:?}, read: {read:?})"))
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_burst_of_large_concurrent_requests_stays_under_the_memory_bound() {
     const CLIENTS: usize = 1500;
     const BOUND_MIB: u64 = 64;
-    let mut o = CollectorOpts {
-        data_dir: temp_dir("burst").join("buffer"),
-        ..Default::default()
-    };
-    o.env.push((
-        "COLLECTOR_LIMITS__MAX_INFLIGHT_BYTES".into(),
-        (BOUND_MIB << 20).to_string(),
-    ));
-    o.env
-        .push(("COLLECTOR_LIMITS__INFLIGHT_WAIT_MS".into(), "5000".into()));
-    let c = CollectorProc::start(o).expect("start");
+    let c = CollectorOpts::new("burst")
+        .env(
+            "COLLECTOR_LIMITS__MAX_INFLIGHT_BYTES",
+            (BOUND_MIB << 20).to_string(),
+        )
+        .env("COLLECTOR_LIMITS__INFLIGHT_WAIT_MS", "5000")
+        .start()
+        .expect("start");
     std::thread::sleep(Duration::from_millis(300));
-    let baseline = peak_rss_kib(c.pid());
+    let baseline = peak_rss_kib(c.pid()).unwrap_or(0);
     // 1,000 events of about 0.9 KB each: a 0.9 MB body, under max_body_bytes.
     let mut rng = gen::rng(5);
     let events: Vec<Value> = gen::batch(&mut rng, 1000)
@@ -442,7 +419,7 @@ fn a_burst_of_large_concurrent_requests_stays_under_the_memory_bound() {
         .filter(|a| !matches!(a, Ok(200) | Ok(503)))
         .collect();
     others.dedup();
-    let peak = peak_rss_kib(c.pid());
+    let peak = peak_rss_kib(c.pid()).unwrap_or(0);
     eprintln!(
         "{CLIENTS} × {} bytes in {:?}: {ok} × 200, {busy} × 503, others {:?}; collector RSS {} MiB at start, peak {} MiB (bound {BOUND_MIB} MiB)",
         body.len(),

@@ -11,7 +11,9 @@ use std::{
 };
 
 use e2e::{
-    check::{assert_exactly_once, buffered, ids, wait_rows},
+    check::{
+        assert_exactly_once, assert_survives_full_disk, buffered, export_buffer, ids, wait_rows,
+    },
     client::{self, post_json},
     db::{eventually, PrivateCluster, TestDb},
     gen,
@@ -19,25 +21,6 @@ use e2e::{
 };
 use rand::Rng;
 use serde_json::{json, Value};
-
-fn opts(name: &str, url: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> CollectorOpts {
-    let mut all_env = vec![
-        ("COLLECTOR_FORWARD__LINGER_MS", "100"),
-        ("COLLECTOR_FORWARD__RETRY_MAX_MS", "1000"),
-        ("COLLECTOR_FORWARD__RETRY_INITIAL_MS", "50"),
-    ];
-    all_env.extend_from_slice(env);
-    CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: url.map(str::to_string),
-        env: all_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
 
 /// Posts `n` events in batches of `per`; returns the acknowledged ids.
 fn load(c: &CollectorProc, seed: u64, n: usize, per: usize) -> Vec<String> {
@@ -55,7 +38,11 @@ fn load(c: &CollectorProc, seed: u64, n: usize, per: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_events_land_exactly_once_and_resends_do_not_double() {
     let db = TestDb::migrated("fwd").await.expect("db");
-    let c = CollectorProc::start(opts("fwd", Some(&db.url), &[], &[])).expect("start");
+    let c = CollectorOpts::new("fwd")
+        .fast_forwarding()
+        .database(&db.url)
+        .start()
+        .expect("start");
     let mut rng = gen::rng(1);
     let batches: Vec<Vec<Value>> = (0..60).map(|_| gen::batch(&mut rng, 50)).collect();
     for b in &batches {
@@ -100,8 +87,13 @@ async fn kill_9_at_random_moments_during_forwarding_never_loses_or_doubles() {
         ("COLLECTOR_FORWARD__BATCH_EVENTS", "300"),
         ("COLLECTOR_FORWARD__CONNECTIONS", "2"),
     ];
-    let mut c =
-        CollectorProc::start(opts("kill", Some(&db.url), &env, &["--paused"])).expect("start");
+    let mut c = CollectorOpts::new("kill")
+        .fast_forwarding()
+        .envs(env)
+        .database(&db.url)
+        .paused()
+        .start()
+        .expect("start");
     let mut acked: HashSet<String> = load(&c, 2, 20_000, 100).into_iter().collect();
     c.terminate(Duration::from_secs(30)).expect("stop");
     c.opts.args.clear(); // not paused from now on
@@ -162,7 +154,12 @@ async fn database_outage_during_sustained_ingest_loses_nothing() {
     let db = TestDb::empty_on(&cluster.url, "outage").await.expect("db");
     db.migrate().await.expect("migrate");
     let env = [("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1")];
-    let c = CollectorProc::start(opts("outage", Some(&db.url), &env, &[])).expect("start");
+    let c = CollectorOpts::new("outage")
+        .fast_forwarding()
+        .envs(env)
+        .database(&db.url)
+        .start()
+        .expect("start");
     let addr = c.ingest;
     let stop = Arc::new(AtomicBool::new(false));
     let loader = {
@@ -250,7 +247,11 @@ async fn refused_rows_are_quarantined_and_the_rest_lands() {
         )
         .await
         .expect("constraint");
-    let mut c = CollectorProc::start(opts("quar", Some(&db.url), &[], &[])).expect("start");
+    let mut c = CollectorOpts::new("quar")
+        .fast_forwarding()
+        .database(&db.url)
+        .start()
+        .expect("start");
     let mut rng = gen::rng(3);
     let mut events = gen::batch(&mut rng, 200);
     for i in [5, 77, 150] {
@@ -302,30 +303,15 @@ async fn refused_rows_are_quarantined_and_the_rest_lands() {
 async fn export_import_drain_gives_the_same_rows() {
     let db = TestDb::migrated("move").await.expect("db");
     // Collector A has no database: its buffer holds the events.
-    let mut a = CollectorProc::start(opts(
-        "move-a",
-        None,
-        &[("COLLECTOR_COLLECTOR_ID", "edge-a")],
-        &[],
-    ))
-    .expect("start a");
+    let mut a = CollectorOpts::new("move-a")
+        .fast_forwarding()
+        .env("COLLECTOR_COLLECTOR_ID", "edge-a")
+        .start()
+        .expect("start a");
     let acked: HashSet<String> = load(&a, 4, 2500, 50).into_iter().collect();
     a.terminate(Duration::from_secs(30)).expect("stop a");
     let file = a.opts.data_dir.with_extension("ndjson.gz");
-    let (code, _, err) = collector(
-        &[
-            "buffer",
-            "export",
-            "--remove",
-            "--data-dir",
-            &a.opts.data_dir.display().to_string(),
-            "--out",
-            &file.display().to_string(),
-        ],
-        &[],
-    )
-    .expect("export");
-    assert_eq!(code, 0, "{err}");
+    export_buffer(&a.opts.data_dir, &file, true);
     // Host B: import (twice: idempotent downstream), then drain into the database.
     let b_dir = temp_dir("move-b").join("buffer");
     let b = b_dir.display().to_string();
@@ -397,7 +383,10 @@ async fn export_import_drain_gives_the_same_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_buffers_are_reported_and_never_crash_the_collector() {
-    let mut c = CollectorProc::start(opts("damage", None, &[], &[])).expect("start");
+    let mut c = CollectorOpts::new("damage")
+        .fast_forwarding()
+        .start()
+        .expect("start");
     load(&c, 5, 200, 50);
     c.terminate(Duration::from_secs(30)).expect("stop");
     let dir = c.opts.data_dir.clone();
@@ -447,13 +436,13 @@ async fn damaged_buffers_are_reported_and_never_crash_the_collector() {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_buffer_recovers_when_forwarding_resumes() {
     let db = TestDb::migrated("full").await.expect("db");
-    let c = CollectorProc::start(opts(
-        "full",
-        Some(&db.url),
-        &[],
-        &["--paused", "--buffer-max-bytes", "300000"],
-    ))
-    .expect("start");
+    let c = CollectorOpts::new("full")
+        .fast_forwarding()
+        .database(&db.url)
+        .paused()
+        .args(["--buffer-max-bytes", "300000"])
+        .start()
+        .expect("start");
     let mut rng = gen::rng(8);
     let mut acked = HashSet::new();
     let mut got_503 = false;
@@ -485,8 +474,11 @@ async fn full_buffer_recovers_when_forwarding_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_disk_refuses_requests_and_loses_nothing_acknowledged() {
     let db = TestDb::migrated("diskfull").await.expect("db");
-    let mut o = opts("diskfull", Some(&db.url), &[], &["--paused"]);
-    o.max_file_bytes = Some(6 << 20);
+    let mut o = CollectorOpts::new("diskfull")
+        .fast_forwarding()
+        .database(&db.url)
+        .paused()
+        .max_file_bytes(6 << 20);
     let mut c = CollectorProc::start(o.clone()).expect("start under the file size limit");
     let mut rng = gen::rng(21);
     let mut acked = HashSet::new();
@@ -520,13 +512,7 @@ async fn full_disk_refuses_requests_and_loses_nothing_acknowledged() {
             "a full disk answers 5xx, got {status}: {body}"
         );
     }
-    assert!(c.is_running(), "the collector survives a full disk");
-    let ready = client::get(c.ingest, "/ready").expect("ready");
-    assert_eq!(
-        ready.status, 503,
-        "not ready while it cannot store: {}",
-        ready.body
-    );
+    assert_survives_full_disk(&mut c);
     let health = client::get(c.admin, "/v1/buffer").expect("admin still answers");
     assert_eq!(health.status, 200);
     eprintln!(

@@ -23,7 +23,7 @@ use std::{
 use e2e::{
     client::{get, post_json},
     db::{eventually, TestDb},
-    proc::{temp_dir, CollectorOpts, CollectorProc},
+    proc::{CollectorOpts, CollectorProc},
 };
 use flate2::{write::GzEncoder, Compression};
 use serde_json::json;
@@ -833,34 +833,26 @@ async fn hostile_requests_get_4xx_or_a_closed_connection_and_the_forwarder_never
     let db = TestDb::migrated("hostile")
         .await
         .expect("migrated database");
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: temp_dir("hostile").join("buffer"),
-        database_url: Some(db.url.clone()),
-        env: [
-            ("COLLECTOR_LIMITS__MAX_BODY_BYTES", MAX_BODY.to_string()),
-            (
-                "COLLECTOR_LIMITS__MAX_DECODED_BYTES",
-                MAX_DECODED.to_string(),
-            ),
-            (
-                "COLLECTOR_LIMITS__MAX_CONNECTIONS",
-                MAX_CONNECTIONS.to_string(),
-            ),
-            (
-                "COLLECTOR_LIMITS__HEADER_TIMEOUT_SECS",
-                HEADER_TIMEOUT_SECS.to_string(),
-            ),
-            ("COLLECTOR_FORWARD__LINGER_MS", "50".to_string()),
-            ("COLLECTOR_FORWARD__RETRY_INITIAL_MS", "50".to_string()),
-            ("COLLECTOR_FORWARD__RETRY_MAX_MS", "500".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
-        args: Vec::new(),
-        ..Default::default()
-    })
-    .expect("start collector");
+    let c = CollectorOpts::new("hostile")
+        .database(&db.url)
+        .env("COLLECTOR_LIMITS__MAX_BODY_BYTES", MAX_BODY.to_string())
+        .env(
+            "COLLECTOR_LIMITS__MAX_DECODED_BYTES",
+            MAX_DECODED.to_string(),
+        )
+        .env(
+            "COLLECTOR_LIMITS__MAX_CONNECTIONS",
+            MAX_CONNECTIONS.to_string(),
+        )
+        .env(
+            "COLLECTOR_LIMITS__HEADER_TIMEOUT_SECS",
+            HEADER_TIMEOUT_SECS.to_string(),
+        )
+        .env("COLLECTOR_FORWARD__LINGER_MS", "50")
+        .env("COLLECTOR_FORWARD__RETRY_INITIAL_MS", "50")
+        .env("COLLECTOR_FORWARD__RETRY_MAX_MS", "500")
+        .start()
+        .expect("start collector");
     let mut run = Run {
         c,
         db,

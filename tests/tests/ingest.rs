@@ -4,42 +4,17 @@
 use std::{collections::HashSet, io::Write, time::Duration};
 
 use e2e::{
+    check::{export_buffer, ids},
     client::{self, get, post, post_json},
     gen,
-    proc::{collector, temp_dir, CollectorOpts, CollectorProc},
+    proc::{CollectorOpts, CollectorProc},
 };
 use serde_json::{json, Value};
-
-fn start(name: &str, env: &[(&str, &str)], args: &[&str]) -> CollectorProc {
-    CollectorProc::start(CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })
-    .expect("start collector")
-}
 
 /// Event ids in the buffer of a stopped collector, via `collector buffer export`.
 fn exported_ids(c: &CollectorProc) -> Vec<String> {
     let out = c.opts.data_dir.with_extension("ndjson");
-    let (code, _, err) = collector(
-        &[
-            "buffer",
-            "export",
-            "--data-dir",
-            &c.opts.data_dir.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-        &[],
-    )
-    .expect("export");
-    assert_eq!(code, 0, "{err}");
+    export_buffer(&c.opts.data_dir, &out, false);
     std::fs::read_to_string(&out)
         .expect("export file")
         .lines()
@@ -54,7 +29,9 @@ fn exported_ids(c: &CollectorProc) -> Vec<String> {
 
 #[test]
 fn track_and_batch_answer_like_the_seed() {
-    let c = start("answers", &[], &[]);
+    let c = CollectorOpts::new("answers")
+        .start()
+        .expect("start collector");
     let mut rng = gen::rng(1);
     let events = gen::batch(&mut rng, 3);
     let r = post_json(c.ingest, "/track", &events[0]).expect("track");
@@ -120,11 +97,10 @@ fn track_and_batch_answer_like_the_seed() {
 
 #[test]
 fn cors_preflight_and_origins() {
-    let c = start(
-        "cors",
-        &[("COLLECTOR_CORS_ORIGINS", "[\"https://shop.example\"]")],
-        &[],
-    );
+    let c = CollectorOpts::new("cors")
+        .env("COLLECTOR_CORS_ORIGINS", "[\"https://shop.example\"]")
+        .start()
+        .expect("start collector");
     let r = client::request(
         "OPTIONS",
         c.ingest,
@@ -156,14 +132,11 @@ fn cors_preflight_and_origins() {
 
 #[test]
 fn bad_input_gets_a_clear_4xx_and_never_reaches_the_buffer() {
-    let mut c = start(
-        "bad",
-        &[
-            ("COLLECTOR_LIMITS__MAX_BODY_BYTES", "65536"),
-            ("COLLECTOR_LIMITS__MAX_BATCH_EVENTS", "100"),
-        ],
-        &[],
-    );
+    let mut c = CollectorOpts::new("bad")
+        .env("COLLECTOR_LIMITS__MAX_BODY_BYTES", "65536")
+        .env("COLLECTOR_LIMITS__MAX_BATCH_EVENTS", "100")
+        .start()
+        .expect("start collector");
     let ok = json!({"event_name": "page_view", "user_id": 1});
     let deep = (0..20).fold(json!(1), |v, _| json!({ "k": v }));
     // (path, body, headers, expected status, text the error message must contain)
@@ -382,14 +355,11 @@ fn bad_input_gets_a_clear_4xx_and_never_reaches_the_buffer() {
 
 #[test]
 fn write_keys_and_rate_limits() {
-    let c = start(
-        "keys",
-        &[
-            ("COLLECTOR_WRITE_KEYS", "[\"k1\"]"),
-            ("COLLECTOR_LIMITS__RATE_LIMIT_PER_IP", "5"),
-        ],
-        &[],
-    );
+    let c = CollectorOpts::new("keys")
+        .env("COLLECTOR_WRITE_KEYS", "[\"k1\"]")
+        .env("COLLECTOR_LIMITS__RATE_LIMIT_PER_IP", "5")
+        .start()
+        .expect("start collector");
     let ev = json!({"event_name": "x"}).to_string();
     assert_eq!(
         post(c.ingest, "/track", ev.as_bytes(), &[])
@@ -428,7 +398,9 @@ fn write_keys_and_rate_limits() {
 
 #[test]
 fn every_acknowledged_event_survives_kill_9() {
-    let mut c = start("kill9", &[], &[]);
+    let mut c = CollectorOpts::new("kill9")
+        .start()
+        .expect("start collector");
     let addr = c.ingest;
     // Eight concurrent clients post until told to stop; each records what was acknowledged.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -441,11 +413,7 @@ fn every_acknowledged_event_survives_kill_9() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let events = gen::batch(&mut rng, 20);
                     match post_json(addr, "/v1/batch", &json!(events)) {
-                        Ok(r) if r.status == 200 => acked.extend(
-                            events
-                                .iter()
-                                .map(|e| e["event_id"].as_str().unwrap_or_default().to_string()),
-                        ),
+                        Ok(r) if r.status == 200 => acked.extend(ids(&events)),
                         _ => {}
                     }
                 }
@@ -475,7 +443,10 @@ fn every_acknowledged_event_survives_kill_9() {
 #[test]
 fn buffer_limit_answers_503_with_retry_after_then_recovers() {
     // No database: the buffer only grows. A small limit is reached quickly.
-    let mut c = start("full", &[], &["--buffer-max-bytes", "200000"]);
+    let mut c = CollectorOpts::new("full")
+        .args(["--buffer-max-bytes", "200000"])
+        .start()
+        .expect("start collector");
     let mut rng = gen::rng(7);
     let mut acked = 0usize;
     let mut full = None;
@@ -498,20 +469,7 @@ fn buffer_limit_answers_503_with_retry_after_then_recovers() {
     // Recovery: the operator moves the buffer away (export --remove) and restarts.
     c.terminate(Duration::from_secs(30)).expect("stop");
     let out = c.opts.data_dir.with_extension("moved.ndjson");
-    let (code, _, err) = collector(
-        &[
-            "buffer",
-            "export",
-            "--remove",
-            "--data-dir",
-            &c.opts.data_dir.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-        &[],
-    )
-    .expect("export");
-    assert_eq!(code, 0, "{err}");
+    export_buffer(&c.opts.data_dir, &out, true);
     assert_eq!(
         std::fs::read_to_string(&out).expect("file").lines().count(),
         acked,
@@ -524,7 +482,9 @@ fn buffer_limit_answers_503_with_retry_after_then_recovers() {
 
 #[test]
 fn graceful_shutdown_finishes_in_flight_requests() {
-    let mut c = start("graceful", &[], &[]);
+    let mut c = CollectorOpts::new("graceful")
+        .start()
+        .expect("start collector");
     let addr = c.ingest;
     let workers: Vec<_> = (0..6)
         .map(|w| {
@@ -534,11 +494,7 @@ fn graceful_shutdown_finishes_in_flight_requests() {
                 for _ in 0..200 {
                     let events = gen::batch(&mut rng, 10);
                     match post_json(addr, "/v1/batch", &json!(events)) {
-                        Ok(r) if r.status == 200 => acked.extend(
-                            events
-                                .iter()
-                                .map(|e| e["event_id"].as_str().unwrap_or_default().to_string()),
-                        ),
+                        Ok(r) if r.status == 200 => acked.extend(ids(&events)),
                         Ok(_) => refused += 1,
                         Err(_) => {
                             errors += 1;

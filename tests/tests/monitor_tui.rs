@@ -13,11 +13,12 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use collector::database::copy;
 use e2e::{
     client::post_json,
     db::{eventually, free_port, TestDb},
     gen,
-    proc::{self, temp_dir, CollectorOpts, CollectorProc},
+    proc::{self, CollectorOpts},
 };
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use serde_json::{json, Value};
@@ -151,11 +152,7 @@ impl Tui {
 
     /// Peak resident memory (VmHWM) of the running program, in KiB.
     fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        proc::peak_rss_kib(self.pid()?)
     }
 
     /// Waits for the exit; returns the exit code.
@@ -213,10 +210,6 @@ fn find_line(screen: &str, tokens: &[&str]) -> Option<String> {
         .map(str::to_string)
 }
 
-fn rfc(t: OffsetDateTime) -> String {
-    gen::rfc3339(t)
-}
-
 /// 40 sessions of one user each, 10 minutes ago: every session views a page, the first 20
 /// add to cart, the first 10 start checkout, the first 5 buy. 75 events; even sessions on
 /// desktop, odd on mobile.
@@ -240,37 +233,31 @@ fn known_events() -> Vec<Value> {
                 "page_url": format!("https://shop.example/p/{k}"),
                 "device_type": if i % 2 == 0 { "desktop" } else { "mobile" },
                 "country_code": if i < 30 { "DE" } else { "FR" },
-                "event_time": rfc(t0 + time::Duration::seconds(i * 3 + k as i64)),
+                "event_time": gen::rfc3339(t0 + time::Duration::seconds(i * 3 + k as i64)),
             }));
         }
     }
     events
 }
 
-fn collector_opts(name: &str, url: Option<&str>) -> CollectorOpts {
-    CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: url.map(str::to_string),
-        env: [
-            ("COLLECTOR_COLLECTOR_ID", "edge-tui-1"),
-            ("COLLECTOR_REGION", "tui-region"),
-            ("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1"),
-            ("COLLECTOR_FORWARD__LINGER_MS", "50"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        args: vec![],
-        ..Default::default()
-    }
-}
+/// The dashboard tests' collector: its id and region as the screens show them, and
+/// heartbeats and forwarding fast enough for the screens to fill in seconds.
+const TUI_COLLECTOR_ENV: [(&str, &str); 4] = [
+    ("COLLECTOR_COLLECTOR_ID", "edge-tui-1"),
+    ("COLLECTOR_REGION", "tui-region"),
+    ("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1"),
+    ("COLLECTOR_FORWARD__LINGER_MS", "50"),
+];
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_loaded_numbers_and_restores_the_terminal() -> anyhow::Result<()> {
     let db = TestDb::migrated("monitor_tui").await?;
-    let collector = CollectorProc::start(collector_opts("monitor-tui", Some(&db.url)))?;
+    let collector = CollectorOpts::new("monitor-tui")
+        .database(&db.url)
+        .envs(TUI_COLLECTOR_ENV)
+        .start()?;
     let events = known_events();
     let r = post_json(collector.ingest, "/v1/batch", &json!(events))?;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -402,7 +389,9 @@ async fn dashboard_shows_the_loaded_numbers_and_restores_the_terminal() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_down_shows_a_banner_while_polls_stay_live() -> anyhow::Result<()> {
     // A collector without a database, and a database URL where nothing listens.
-    let collector = CollectorProc::start(collector_opts("monitor-tui-down", None))?;
+    let collector = CollectorOpts::new("monitor-tui-down")
+        .envs(TUI_COLLECTOR_ENV)
+        .start()?;
     for _ in 0..3 {
         let mut rng = gen::rng(7);
         let r = post_json(
@@ -589,15 +578,7 @@ async fn nothing_to_show_is_an_error_before_the_terminal_is_touched() -> anyhow:
 /// (staging table, `INSERT … ON CONFLICT`, `edge_after_batch()`), in batches.
 async fn load_events(db: &TestDb, n: i64) -> anyhow::Result<()> {
     let c = db.client().await?;
-    c.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS edge_staging (
-            event_id UUID, user_id INT8, session_id TEXT, event_type TEXT, event_name TEXT,
-            page_url TEXT, referrer TEXT, device_type TEXT, browser TEXT, os TEXT,
-            country_code TEXT, region TEXT, city TEXT, event_time TIMESTAMPTZ,
-            properties JSONB, received_at TIMESTAMPTZ, collector_id TEXT
-        ) ON COMMIT DELETE ROWS",
-    )
-    .await?;
+    copy::prepare(&c).await?;
     const COLUMNS: &str = "event_id, user_id, session_id, event_type, event_name, page_url, \
         referrer, device_type, browser, os, country_code, region, city, event_time, \
         properties, received_at, collector_id";
@@ -627,7 +608,7 @@ async fn load_events(db: &TestDb, n: i64) -> anyhow::Result<()> {
             &[&start, &(n as f64), &end],
         )
         .await?;
-        collector::database::copy::merge_staged(&c).await?;
+        copy::merge_staged(&c).await?;
         c.batch_execute("COMMIT").await?;
         start = end;
     }

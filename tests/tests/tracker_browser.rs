@@ -440,29 +440,14 @@ fn start_collector(
     shop: &Shop,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<CollectorProc> {
-    let mut env = vec![
-        (
-            "COLLECTOR_FORWARD__LINGER_MS".to_string(),
-            "100".to_string(),
-        ),
-        (
-            "COLLECTOR_WRITE_KEYS".to_string(),
-            format!("[\"{WRITE_KEY}\"]"),
-        ),
-        (
-            "COLLECTOR_CORS_ORIGINS".to_string(),
-            format!("[\"{}\"]", shop.origin()),
-        ),
-        ("COLLECTOR_COLLECTOR_ID".to_string(), format!("edge-{name}")),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: Some(db.url.clone()),
-        env,
-        args: Vec::new(),
-        ..Default::default()
-    })?;
+    let c = CollectorOpts::new(name)
+        .database(&db.url)
+        .env("COLLECTOR_FORWARD__LINGER_MS", "100")
+        .env("COLLECTOR_WRITE_KEYS", format!("[\"{WRITE_KEY}\"]"))
+        .env("COLLECTOR_CORS_ORIGINS", format!("[\"{}\"]", shop.origin()))
+        .env("COLLECTOR_COLLECTOR_ID", format!("edge-{name}"))
+        .envs(extra.iter().copied())
+        .start()?;
     if let Ok(mut addr) = shop.collector.lock() {
         *addr = c.ingest.to_string();
     }

@@ -34,7 +34,7 @@ use e2e::{
     db::TestDb,
     gen,
     load::{self, LoadReport},
-    proc::{self, CollectorOpts, CollectorProc},
+    proc::{self, CollectorOpts},
 };
 
 struct Args {
@@ -122,23 +122,13 @@ fn row(name: &str, r: &LoadReport) {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc::peak_rss_kib(pid).unwrap_or(0)
 }
 
 async fn ingest(a: &Args) -> anyhow::Result<()> {
     println!("\n== ingest (collector without a database: the buffer only grows; load generator on the same 2 cores)");
     let dir = proc::temp_dir("bench-ingest");
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: dir.join("buffer"),
-        ..Default::default()
-    })?;
+    let c = CollectorOpts::in_dir(dir.join("buffer")).start()?;
     let dur = Duration::from_secs(a.seconds);
     let batches = Arc::new(load::bodies(1, 2000, 50));
     // Warm up both paths.
@@ -191,11 +181,9 @@ async fn ingest(a: &Args) -> anyhow::Result<()> {
     drop(c);
 
     // The same with `buffer.durability = "fsync"` (acks survive power loss), side by side.
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: dir.join("buffer-fsync"),
-        env: vec![("COLLECTOR_BUFFER__DURABILITY".into(), "fsync".into())],
-        ..Default::default()
-    })?;
+    let c = CollectorOpts::in_dir(dir.join("buffer-fsync"))
+        .env("COLLECTOR_BUFFER__DURABILITY", "fsync")
+        .start()?;
     let fsync = load::closed_loop(c.ingest, "/v1/batch", batches, 50, 64, dur).await?;
     row("durable /v1/batch, fsync mode", &fsync);
     let singles = Arc::new(load::bodies(4, 5000, 1));
@@ -298,10 +286,7 @@ async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>> {
     let start_copy = dir.join("startup");
     copy_dir(&master, &start_copy)?;
     let t = Instant::now();
-    let mut c = CollectorProc::start(CollectorOpts {
-        data_dir: start_copy,
-        ..Default::default()
-    })?;
+    let mut c = CollectorOpts::in_dir(start_copy).start()?;
     let startup = t.elapsed();
     let rss = rss_kib(c.pid());
     c.terminate(Duration::from_secs(60))?;
@@ -469,12 +454,10 @@ async fn end_to_end(a: &Args) -> anyhow::Result<()> {
     println!("\n== end to end: a burst (64 clients, 50-event batches, {} s), then a sustained fixed rate; collector, database and load generator on the same 2 cores", a.seconds);
     let db = TestDb::migrated("bench_e2e").await?;
     let dir = proc::temp_dir("bench-e2e");
-    let c = CollectorProc::start(CollectorOpts {
-        data_dir: dir.join("buffer"),
-        database_url: Some(db.url.clone()),
-        env: vec![("COLLECTOR_FORWARD__LINGER_MS".into(), "200".into())],
-        ..Default::default()
-    })?;
+    let c = CollectorOpts::in_dir(dir.join("buffer"))
+        .database(&db.url)
+        .env("COLLECTOR_FORWARD__LINGER_MS", "200")
+        .start()?;
     // Without event ids: every accepted event is a new row (resent ids would deduplicate).
     let batches = Arc::new(load::bodies_without_ids(3, 2000, 50));
     let t = Instant::now();
