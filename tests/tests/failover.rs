@@ -25,29 +25,19 @@ use e2e::{
     client::{self, post_json},
     db::{PrivateCluster, TestDb},
     gen,
-    proc::{temp_dir, CollectorOpts, CollectorProc},
+    proc::{CollectorOpts, CollectorProc},
     relay::{url_addr, url_via, Relay},
     replication::{crash, Standby},
 };
 use serde_json::json;
 
+/// A collector that forwards quickly and sends a heartbeat every second, named `name`.
 fn opts(name: &str, url: &str) -> CollectorOpts {
-    let env = [
-        ("COLLECTOR_FORWARD__LINGER_MS", "100"),
-        ("COLLECTOR_FORWARD__RETRY_MAX_MS", "1000"),
-        ("COLLECTOR_FORWARD__RETRY_INITIAL_MS", "50"),
-        ("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1"),
-        ("COLLECTOR_COLLECTOR_ID", name),
-    ];
-    CollectorOpts {
-        data_dir: temp_dir(name).join("buffer"),
-        database_url: Some(url.to_string()),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    }
+    CollectorOpts::new(name)
+        .database(url)
+        .fast_forwarding()
+        .env("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1")
+        .env("COLLECTOR_COLLECTOR_ID", name)
 }
 
 /// Posts batches of `per` events to `addr` until stopped, `pause` apart.
@@ -115,7 +105,7 @@ async fn failover_to_a_promoted_standby_loses_nothing_and_ingest_never_stops() {
         primary.port, standby.port, db.name
     );
     let collectors: Vec<CollectorProc> = (0..3)
-        .map(|i| CollectorProc::start(opts(&format!("failover-{i}"), &url)).expect("start"))
+        .map(|i| opts(&format!("failover-{i}"), &url).start().expect("start"))
         .collect();
     let loaders: Vec<Loader> = collectors
         .iter()
@@ -187,7 +177,7 @@ async fn a_frozen_path_to_the_database_fails_over_to_the_next_host_within_a_minu
         1,
     );
     // Default deadlines (connect 5 s per host, each step 30 s): what the README promises.
-    let c = CollectorProc::start(opts("partition", &url)).expect("start");
+    let c = opts("partition", &url).start().expect("start");
     let loader = Loader::start(c.ingest, 161, 200, Duration::from_millis(10));
     let landed = wait_rows(&db, 10_000, Duration::from_secs(60)).await;
     assert!(
