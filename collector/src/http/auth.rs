@@ -1,8 +1,9 @@
 //! Write keys: which requests may send events.
 //!
-//! A key comes in the `X-Write-Key` header, as `Authorization: Bearer <key>`, or as
+//! A key comes in the `X-Write-Key` header, as `Authorization: Bearer <key>`, as HTTP Basic
+//! credentials with the key as the user name (Segment's and RudderStack's libraries), as
 //! `?write_key=` (for `navigator.sendBeacon`, which cannot set headers; percent-decoded, as
-//! the tracker sends it with `encodeURIComponent`).
+//! the tracker sends it with `encodeURIComponent`), or as `writeKey` in a Segment body.
 //!
 //! Invariant: keys are compared in constant time (`subtle`), against every configured key,
 //! and never logged.
@@ -13,18 +14,13 @@ use subtle::ConstantTimeEq;
 use super::{Ingest, Refusal};
 
 impl Ingest {
-    /// Accepts the request when no key is configured or it carries a configured one.
-    pub(super) fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
+    /// Accepts the request when no key is configured or `key` is a configured one.
+    pub(super) fn check_key(&self, key: Option<&str>) -> Result<(), Refusal> {
         if self.config.write_keys.is_empty() {
             return Ok(());
         }
-        let header_key = headers
-            .get("x-write-key")
-            .or_else(|| headers.get(header::AUTHORIZATION))
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_string());
-        match header_key.or_else(|| uri.query().and_then(query_write_key)) {
-            Some(k) if key_matches(&self.config.write_keys, &k) => Ok(()),
+        match key {
+            Some(k) if key_matches(&self.config.write_keys, k) => Ok(()),
             Some(_) => Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -33,10 +29,40 @@ impl Ingest {
             None => Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "a write key is required (X-Write-Key header or ?write_key=)",
+                "a write key is required (X-Write-Key, Authorization: Bearer or Basic, ?write_key=, or writeKey in the body)",
             )),
         }
     }
+}
+
+/// The write key a request carries in its headers or query: `X-Write-Key`,
+/// `Authorization: Bearer <key>`, `Authorization: Basic base64(<key>:)` (Segment's and
+/// RudderStack's libraries: the key is the user name), or `?write_key=`.
+pub fn request_key(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(k) = headers.get("x-write-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.to_string());
+    }
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(b) = v.strip_prefix("Basic ") {
+            return basic_user(b.trim());
+        }
+        return Some(v.strip_prefix("Bearer ").unwrap_or(v).to_string());
+    }
+    uri.query().and_then(query_write_key)
+}
+
+/// The user name of HTTP Basic credentials (`base64(user:password)`).
+fn basic_user(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+    Some(user.to_string())
 }
 
 /// The `write_key` parameter of a query string, percent-decoded.
@@ -66,6 +92,22 @@ mod tests {
         assert_eq!(query_write_key(q).as_deref(), Some("k&y=1/+ü"));
         assert_eq!(query_write_key("write_key=plain").as_deref(), Some("plain"));
         assert_eq!(query_write_key("other=1"), None);
+    }
+
+    #[test]
+    fn reads_basic_credentials_as_segment_sends_them() {
+        let mut h = HeaderMap::new();
+        // base64("wk-1:")
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic d2stMTo=".parse().expect("header"),
+        );
+        let uri: Uri = "/v1/batch".parse().expect("uri");
+        assert_eq!(request_key(&h, &uri).as_deref(), Some("wk-1"));
+        h.insert(header::AUTHORIZATION, "Bearer tok".parse().expect("header"));
+        assert_eq!(request_key(&h, &uri).as_deref(), Some("tok"));
+        let uri: Uri = "/v1/batch?write_key=a%2Bb".parse().expect("uri");
+        assert_eq!(request_key(&HeaderMap::new(), &uri).as_deref(), Some("a+b"));
     }
 
     #[test]

@@ -25,9 +25,12 @@ impl Ingest {
         headers: &HeaderMap,
         body: &mut Option<Incoming>,
         held: &mut Held,
+        any_content_type: bool,
     ) -> Result<Bytes, Refusal> {
         let limits = &self.config.limits;
-        check_media_type(headers)?;
+        if !any_content_type {
+            check_media_type(headers)?;
+        }
         let too_large = || {
             Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

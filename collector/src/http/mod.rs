@@ -20,6 +20,7 @@ pub mod auth;
 pub mod body;
 pub mod cors;
 pub mod parse;
+pub mod protocol;
 
 use std::{
     convert::Infallible,
@@ -134,10 +135,9 @@ impl Ingest {
     ) -> Result<Resp, Infallible> {
         let origin = req.headers().get(header::ORIGIN).cloned();
         let path = req.uri().path().to_string();
+        let route = protocol::find(&path);
         let endpoint = match path.as_str() {
-            "/track" | "/v1/track" => "track",
-            "/batch" | "/v1/batch" => "batch",
-            "/v1/validate" => "validate",
+            _ if route.is_some() => route.map_or("other", |r| r.endpoint),
             "/health" => "health",
             "/ready" => "ready",
             "/tracker.js" => "tracker",
@@ -155,12 +155,13 @@ impl Ingest {
                 .header(header::CACHE_CONTROL, "public, max-age=300")
                 .body(Full::new(Bytes::from_static(TRACKER_JS.as_bytes())))
                 .unwrap_or_default(),
-            (&Method::POST, "track" | "batch" | "validate") => {
-                match self.ingest(peer, req, endpoint).await {
+            (&Method::POST, _) if route.is_some() => match route {
+                Some(route) => match self.ingest(peer, req, route).await {
                     Ok(body) => json_response(StatusCode::OK, &body),
                     Err(r) => self.refuse(r),
-                }
-            }
+                },
+                None => self.refuse(Refusal::new(StatusCode::NOT_FOUND, "not_found", "no route")),
+            },
             (_, "other") => self.refuse(Refusal::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -193,7 +194,9 @@ impl Ingest {
     }
 
     fn refuse(&self, r: Refusal) -> Resp {
-        let mut body = json!({"status": "error", "error": r.message});
+        // `code` and `message` are what client libraries (RudderStack's, Segment's) read.
+        let mut body =
+            json!({"status": "error", "error": r.message, "code": r.reason, "message": r.message});
         if !r.errors.is_empty() {
             body["errors"] = json!(r.errors);
         }
@@ -220,11 +223,11 @@ impl Ingest {
         &self,
         peer: SocketAddr,
         req: Request<Incoming>,
-        endpoint: &str,
+        route: &'static protocol::Route,
     ) -> Result<Value, Refusal> {
         let (parts, body) = req.into_parts();
         let mut body = Some(body);
-        let result = self.ingest_parts(peer, &parts, &mut body, endpoint).await;
+        let result = self.ingest_parts(peer, &parts, &mut body, route).await;
         if result.is_err() {
             if let Some(unread) = body.take() {
                 body::linger(unread, &self.config.limits).await;
@@ -238,8 +241,9 @@ impl Ingest {
         peer: SocketAddr,
         parts: &http::request::Parts,
         body: &mut Option<Incoming>,
-        endpoint: &str,
+        route: &'static protocol::Route,
     ) -> Result<Value, Refusal> {
+        let endpoint = route.endpoint;
         let now = OffsetDateTime::now_utc();
         if let Some(l) = &self.limiter {
             if l.check_key(&peer.ip()).is_err() {
@@ -252,10 +256,18 @@ impl Ingest {
                 return Err(r);
             }
         }
-        self.authorize(&parts.headers, &parts.uri)?;
+        let key = auth::request_key(&parts.headers, &parts.uri);
+        // A protocol that may carry the key in its body is checked once the body is read.
+        let key_in_body = key.is_none() && route.protocol.key_in_body();
+        if !key_in_body {
+            self.check_key(key.as_deref())?;
+        }
         // Released when this function returns, after the events are buffered.
         let mut held = self.budget.start();
-        let body = self.read_body(&parts.headers, body, &mut held).await?;
+        let any_type = route.protocol.any_content_type();
+        let body = self
+            .read_body(&parts.headers, body, &mut held, any_type)
+            .await?;
         self.charge(&mut held, memory::PARSE_FACTOR * body.len() as u64)
             .await?;
         let user_agent = parts
@@ -263,7 +275,20 @@ impl Ingest {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let ctx = Context { now, user_agent };
-        let (events, errors) = parse_events(&body, endpoint == "track", &self.config.limits, &ctx)?;
+        let limits = &self.config.limits;
+        let (mut items, body_key) =
+            parse::parse_body(&body, route.shape == protocol::Shape::One, limits)?;
+        if key_in_body {
+            self.check_key(body_key.as_deref())?;
+        }
+        route.protocol.translate(
+            &mut items,
+            &protocol::Request {
+                route_type: route.route_type,
+                write_key: key.as_deref().or(body_key.as_deref()),
+            },
+        );
+        let (events, errors) = parse::validate_items(&items, limits, &ctx);
         if !errors.is_empty() {
             self.metrics.reject("invalid", errors.len() as u64);
         }

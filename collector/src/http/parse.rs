@@ -22,6 +22,26 @@ pub fn parse_events(
     limits: &crate::config::Limits,
     ctx: &Context<'_>,
 ) -> Result<(Vec<event::Event>, Vec<FieldError>), Refusal> {
+    let items = parse_items(body, single, limits)?;
+    Ok(validate_items(&items, limits, ctx))
+}
+
+/// The messages of a body: one object (`single`), a JSON array, or `{"batch": [...]}`,
+/// at least one and at most `max_batch_events`.
+pub fn parse_items(
+    body: &[u8],
+    single: bool,
+    limits: &crate::config::Limits,
+) -> Result<Vec<Value>, Refusal> {
+    parse_body(body, single, limits).map(|(items, _)| items)
+}
+
+/// [`parse_items`], and the body's `writeKey` (Segment-style clients may send it there).
+pub fn parse_body(
+    body: &[u8],
+    single: bool,
+    limits: &crate::config::Limits,
+) -> Result<(Vec<Value>, Option<String>), Refusal> {
     let parsed: Value = serde_json::from_slice(body).map_err(|e| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -29,6 +49,10 @@ pub fn parse_events(
             format!("body is not valid JSON: {e}"),
         )
     })?;
+    let write_key = parsed
+        .get("writeKey")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let items: Vec<Value> = match (single, parsed) {
         (true, v @ Value::Object(_)) => vec![v],
         (true, other) => {
@@ -74,6 +98,16 @@ pub fn parse_events(
             ),
         ));
     }
+    Ok((items, write_key))
+}
+
+/// Validates messages in the seed's event shape: the valid events, and an error for each
+/// invalid one (with its index).
+pub fn validate_items(
+    items: &[Value],
+    limits: &crate::config::Limits,
+    ctx: &Context<'_>,
+) -> (Vec<event::Event>, Vec<FieldError>) {
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -82,7 +116,7 @@ pub fn parse_events(
             Err(e) => errors.push(e),
         }
     }
-    Ok((events, errors))
+    (events, errors)
 }
 
 fn short_kind(v: &Value) -> &'static str {

@@ -1,0 +1,158 @@
+//! Ingest protocols: the one table of routes the ingest listener answers, and for each the
+//! protocol that turns its messages into the seed's event shape.
+//!
+//! A protocol only *translates*: it rewrites the messages it recognises into seed-shaped
+//! JSON events ([`crate::event::validate`]'s input), so every protocol shares one validation
+//! and one set of limits, and nothing a protocol produces can reach the buffer unvalidated.
+//! Adding a protocol is its own file plus its rows in [`ROUTES`].
+//!
+//! Invariant: a route's path is unique; a trailing slash is tolerated; a protocol never
+//! drops a message (one it cannot translate is left as it is, and validation refuses it
+//! with a 4xx naming its index and field).
+
+pub mod seed;
+pub mod segment;
+
+use serde_json::Value;
+
+/// How many messages a route's body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One JSON object; all or nothing.
+    One,
+    /// An array, or `{"batch": [...]}`; valid messages are kept, invalid ones listed.
+    Many,
+}
+
+/// What a protocol may use about the request besides the messages.
+pub struct Request<'a> {
+    /// The message type a single-message route implies (`/v1/page` → `page`).
+    pub route_type: Option<&'static str>,
+    /// The write key the request was authorised with, if any.
+    pub write_key: Option<&'a str>,
+}
+
+/// An ingest protocol.
+pub trait Protocol: Sync {
+    /// Its name, for metrics labels and documentation.
+    fn name(&self) -> &'static str;
+    /// Whether a body is read as JSON whatever its `Content-Type` (client libraries that
+    /// label JSON as form data or text).
+    fn any_content_type(&self) -> bool {
+        false
+    }
+    /// Whether the body may carry the write key (`writeKey`), checked once it is read.
+    fn key_in_body(&self) -> bool {
+        false
+    }
+    /// Rewrites the messages it recognises into seed-shaped events, in place.
+    fn translate(&self, messages: &mut [Value], request: &Request<'_>);
+}
+
+/// One route of the ingest listener.
+pub struct Route {
+    pub path: &'static str,
+    /// `track`, `batch` or `validate`: the metrics label and the answer's shape.
+    pub endpoint: &'static str,
+    pub shape: Shape,
+    pub protocol: &'static dyn Protocol,
+    /// The message type this route implies for messages without one.
+    pub route_type: Option<&'static str>,
+}
+
+const fn route(
+    path: &'static str,
+    endpoint: &'static str,
+    shape: Shape,
+    protocol: &'static dyn Protocol,
+    route_type: Option<&'static str>,
+) -> Route {
+    Route {
+        path,
+        endpoint,
+        shape,
+        protocol,
+        route_type,
+    }
+}
+
+/// Every POST route that takes events.
+pub static ROUTES: &[Route] = &[
+    route("/track", "track", Shape::One, &seed::Seed, None),
+    route("/batch", "batch", Shape::Many, &seed::Seed, None),
+    route("/v1/validate", "validate", Shape::Many, &seed::Seed, None),
+    // Segment's HTTP Tracking API (also RudderStack's and Jitsu's). Seed-shaped events
+    // sent to /v1/track and /v1/batch keep working: only messages with a `type` and no
+    // `event_name` are translated.
+    route(
+        "/v1/track",
+        "track",
+        Shape::One,
+        &segment::Segment,
+        Some("track"),
+    ),
+    route(
+        "/v1/page",
+        "track",
+        Shape::One,
+        &segment::Segment,
+        Some("page"),
+    ),
+    route(
+        "/v1/screen",
+        "track",
+        Shape::One,
+        &segment::Segment,
+        Some("screen"),
+    ),
+    route(
+        "/v1/identify",
+        "track",
+        Shape::One,
+        &segment::Segment,
+        Some("identify"),
+    ),
+    route(
+        "/v1/group",
+        "track",
+        Shape::One,
+        &segment::Segment,
+        Some("group"),
+    ),
+    route(
+        "/v1/alias",
+        "track",
+        Shape::One,
+        &segment::Segment,
+        Some("alias"),
+    ),
+    route("/v1/batch", "batch", Shape::Many, &segment::Segment, None),
+    route("/v1/import", "batch", Shape::Many, &segment::Segment, None),
+];
+
+/// The route for `path` (a trailing slash tolerated).
+pub fn find(path: &str) -> Option<&'static Route> {
+    let path = match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
+    };
+    ROUTES.iter().find(|r| r.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_unique_and_a_trailing_slash_is_tolerated() {
+        let mut paths: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
+        paths.sort_unstable();
+        let n = paths.len();
+        paths.dedup();
+        assert_eq!(paths.len(), n, "duplicate route");
+        assert_eq!(find("/v1/batch/").map(|r| r.path), Some("/v1/batch"));
+        assert_eq!(find("/track").map(|r| r.protocol.name()), Some("seed"));
+        assert!(find("/nope").is_none());
+        assert!(find("/").is_none());
+    }
+}

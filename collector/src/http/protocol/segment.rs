@@ -1,0 +1,274 @@
+//! Segment's HTTP Tracking API, which RudderStack and Jitsu accept too: messages with a
+//! `type` (`track`, `page`, `screen`, `identify`, `group`, `alias`) posted one at a time to
+//! `/v1/<type>` or together to `/v1/batch` / `/v1/import`.
+//!
+//! Mapping into the seed's event shape (see the README's Segment table):
+//!
+//! | Segment | event |
+//! | --- | --- |
+//! | `event` (track); `page_view` for page, `screen_view` for screen, the type otherwise | `event_name` |
+//! | `type` | `event_type` |
+//! | `messageId`: a UUID as it is, otherwise UUIDv5(write key + messageId) | `event_id` |
+//! | `timestamp`, else `originalTimestamp` (never `sentAt`: it changes on every retry) | `event_time` |
+//! | `userId` when it is an integer | `user_id` |
+//! | `context.sessionId`, `properties.session_id` / `sessionId` | `session_id` |
+//! | `context.page.url` / `referrer`, else `properties.url` / `referrer` | `page_url`, `referrer` |
+//! | `context.userAgent` (preferred over the request's header) | `browser`, `os`, `device_type` |
+//! | `properties`, plus `$segment`: type, name, userId, anonymousId, traits, the rest of `context` | `properties` |
+//!
+//! Invariant: the event id depends only on the write key and `messageId`, so a retried
+//! message (same `messageId`, a new `sentAt`) gets the same id and is deduplicated by the
+//! database's unique key; seed-shaped messages (with an `event_name`) are left untouched.
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{Protocol, Request};
+use crate::event;
+
+pub struct Segment;
+
+/// The namespace of event ids made from a Segment `messageId` (a fixed, random UUID).
+const MESSAGE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5e6d_1c0a_8f3b_4a7e_9d21_6b0c_e4f8_a913);
+
+impl Protocol for Segment {
+    fn name(&self) -> &'static str {
+        "segment"
+    }
+    fn any_content_type(&self) -> bool {
+        true
+    }
+    fn key_in_body(&self) -> bool {
+        true
+    }
+    fn translate(&self, messages: &mut [Value], request: &Request<'_>) {
+        for m in messages.iter_mut() {
+            let Value::Object(msg) = m else { continue };
+            if msg.contains_key("event_name") {
+                continue;
+            }
+            let kind = match msg.get("type").and_then(Value::as_str) {
+                Some(t) => t.to_string(),
+                None => match request.route_type {
+                    Some(t) => t.to_string(),
+                    None => continue,
+                },
+            };
+            *m = Value::Object(to_event(msg, &kind, request.write_key));
+        }
+    }
+}
+
+/// The event id of a message: its `messageId` when that is a UUID, else a UUIDv5 of the
+/// write key and the `messageId`; `None` (a new id) when it has none.
+pub fn event_id(message_id: Option<&str>, write_key: Option<&str>) -> Option<Uuid> {
+    let id = message_id.filter(|s| !s.is_empty())?;
+    if let Ok(u) = Uuid::parse_str(id) {
+        return Some(u);
+    }
+    let name = format!("{}\u{0}{id}", write_key.unwrap_or(""));
+    Some(Uuid::new_v5(&MESSAGE_ID_NAMESPACE, name.as_bytes()))
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(*k))
+        .and_then(Value::as_str)
+}
+
+fn to_event(msg: &Map<String, Value>, kind: &str, write_key: Option<&str>) -> Map<String, Value> {
+    let whole = Value::Object(msg.clone());
+    let props = msg.get("properties").cloned().unwrap_or(json!({}));
+    let mut out = Map::new();
+    let name = match kind {
+        "track" => msg.get("event").cloned().unwrap_or(Value::Null),
+        "page" => json!("page_view"),
+        "screen" => json!("screen_view"),
+        other => json!(other),
+    };
+    out.insert("event_name".into(), name);
+    out.insert("event_type".into(), json!(kind));
+    let message_id = msg.get("messageId").and_then(Value::as_str);
+    if let Some(id) = event_id(message_id, write_key) {
+        out.insert("event_id".into(), json!(id.to_string()));
+    } else if let Some(v) = msg
+        .get("messageId")
+        .filter(|v| !v.is_string() && !v.is_null())
+    {
+        // A messageId of the wrong type: validation names the field.
+        out.insert("event_id".into(), v.clone());
+    }
+    if let Some(t) = msg
+        .get("timestamp")
+        .or_else(|| msg.get("originalTimestamp"))
+    {
+        out.insert("event_time".into(), t.clone());
+    }
+    let user_id = msg.get("userId").filter(|v| match v {
+        Value::Number(n) => n.is_i64(),
+        Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 19,
+        _ => false,
+    });
+    if let Some(u) = user_id {
+        out.insert("user_id".into(), u.clone());
+    }
+    let session = str_at(&whole, &["context", "sessionId"])
+        .or_else(|| str_at(&props, &["session_id"]))
+        .or_else(|| str_at(&props, &["sessionId"]))
+        .map(str::to_string)
+        .or_else(|| {
+            // RudderStack sends a numeric session id.
+            whole
+                .get("context")
+                .and_then(|c| c.get("sessionId"))
+                .and_then(Value::as_i64)
+                .map(|n| n.to_string())
+        });
+    if let Some(s) = session {
+        out.insert("session_id".into(), json!(s));
+    }
+    for (field, key) in [("page_url", "url"), ("referrer", "referrer")] {
+        if let Some(v) =
+            str_at(&whole, &["context", "page", key]).or_else(|| str_at(&props, &[key]))
+        {
+            out.insert(field.into(), json!(v));
+        }
+    }
+    if let Some(ua) = str_at(&whole, &["context", "userAgent"]).and_then(event::parse_user_agent) {
+        if let Some(b) = ua.browser {
+            out.insert("browser".into(), json!(b));
+        }
+        if let Some(o) = ua.os {
+            out.insert("os".into(), json!(o));
+        }
+        out.insert("device_type".into(), json!(ua.device_type));
+    }
+    out.insert("properties".into(), properties(msg, kind, props));
+    out
+}
+
+/// The message's own properties, plus what the event columns do not hold, under `$segment`.
+fn properties(msg: &Map<String, Value>, kind: &str, props: Value) -> Value {
+    let mut p = match props {
+        Value::Object(o) => o,
+        other => {
+            let mut o = Map::new();
+            o.insert("value".into(), other);
+            o
+        }
+    };
+    let mut context = msg
+        .get("context")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // Kept in columns already.
+    context.remove("userAgent");
+    let mut extra = Map::new();
+    extra.insert("type".into(), json!(kind));
+    for key in [
+        "name",
+        "userId",
+        "anonymousId",
+        "traits",
+        "groupId",
+        "previousId",
+    ] {
+        if let Some(v) = msg.get(key).filter(|v| !v.is_null()) {
+            extra.insert(key.into(), v.clone());
+        }
+    }
+    if !context.is_empty() {
+        extra.insert("context".into(), Value::Object(context));
+    }
+    p.insert("$segment".into(), Value::Object(extra));
+    Value::Object(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translate(v: Value, route_type: Option<&'static str>) -> Value {
+        let mut items = vec![v];
+        Segment.translate(
+            &mut items,
+            &Request {
+                route_type,
+                write_key: Some("wk"),
+            },
+        );
+        items.remove(0)
+    }
+
+    #[test]
+    fn maps_a_track_message() {
+        let e = translate(
+            json!({
+                "type": "track", "event": "加入购物车", "userId": "42", "anonymousId": "a-1",
+                "messageId": "node-next-1733050000000-abc", "timestamp": "2026-12-01T10:00:00.000Z",
+                "sentAt": "2026-12-01T10:00:05.000Z",
+                "properties": {"sku": "A1"},
+                "context": {"page": {"url": "https://shop.example/p/1", "referrer": "https://r.example/"},
+                            "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+                            "library": {"name": "analytics-node", "version": "3.1.0"}, "sessionId": "s-9"}
+            }),
+            None,
+        );
+        assert_eq!(e["event_name"], "加入购物车");
+        assert_eq!(e["event_type"], "track");
+        assert_eq!(e["user_id"], "42");
+        assert_eq!(e["session_id"], "s-9");
+        assert_eq!(e["event_time"], "2026-12-01T10:00:00.000Z");
+        assert_eq!(e["page_url"], "https://shop.example/p/1");
+        assert_eq!(e["device_type"], "desktop");
+        assert_eq!(e["properties"]["sku"], "A1");
+        assert_eq!(e["properties"]["$segment"]["anonymousId"], "a-1");
+        assert_eq!(
+            e["properties"]["$segment"]["context"]["library"]["name"],
+            "analytics-node"
+        );
+        let id = e["event_id"].as_str().expect("id");
+        assert!(Uuid::parse_str(id).is_ok());
+        // The same messageId retried (another sentAt) gets the same id; another key does not.
+        assert_eq!(
+            event_id(Some("node-next-1733050000000-abc"), Some("wk")).map(|u| u.to_string()),
+            Some(id.to_string())
+        );
+        assert_ne!(
+            event_id(Some("node-next-1733050000000-abc"), Some("other")),
+            event_id(Some("node-next-1733050000000-abc"), Some("wk"))
+        );
+    }
+
+    #[test]
+    fn pages_are_page_views_and_the_route_gives_the_type() {
+        let e = translate(
+            json!({"name": "Home", "anonymousId": "a", "properties": {"url": "https://x/"}}),
+            Some("page"),
+        );
+        assert_eq!(e["event_name"], "page_view");
+        assert_eq!(e["page_url"], "https://x/");
+        assert_eq!(e["properties"]["$segment"]["name"], "Home");
+        let e = translate(
+            json!({"type": "identify", "userId": "usr_8f3a", "traits": {"plan": "pro"}}),
+            None,
+        );
+        assert_eq!(e["event_name"], "identify");
+        assert!(
+            e.get("user_id").is_none(),
+            "a non-numeric userId waits for the identity columns"
+        );
+        assert_eq!(e["properties"]["$segment"]["userId"], "usr_8f3a");
+        assert_eq!(e["properties"]["$segment"]["traits"]["plan"], "pro");
+    }
+
+    #[test]
+    fn seed_events_and_uuid_message_ids_are_kept() {
+        let seed = json!({"event_name": "x", "type": "track"});
+        assert_eq!(translate(seed.clone(), Some("track")), seed);
+        let u = "0190b6e4-0000-7000-8000-000000000001";
+        let e = translate(json!({"type": "track", "event": "e", "messageId": u}), None);
+        assert_eq!(e["event_id"], u);
+    }
+}

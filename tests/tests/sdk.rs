@@ -1,0 +1,173 @@
+//! Real client libraries against the real collector and database (issue #14): Segment's own
+//! Node library, `@segment/analytics-node` 3.1.0 (installed pinned by `deploy/install-sdks`),
+//! sends a fixed script — an anonymous page, an identify, identified pages and tracks, one
+//! message with its own non-UUID `messageId` — through `/v1/batch` with HTTP Basic auth.
+//! Every message lands exactly once with its fields mapped as documented; the script run
+//! again lands its fixed-id message only once; a wrong write key is a 401 the library
+//! reports; a permanent 400 is not retried.
+
+use std::process::Command;
+
+use e2e::{
+    check::wait_rows,
+    client,
+    db::TestDb,
+    proc::{CollectorOpts, CollectorProc},
+    repo_root,
+};
+use serde_json::Value;
+
+const KEY: &str = "wk-segment";
+
+/// The time of the script's fixed-id message: the same in every run of this process.
+fn fixed_time() -> &'static str {
+    static T: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    T.get_or_init(|| e2e::gen::rfc3339(time::OffsetDateTime::now_utc()))
+}
+
+/// Runs the library's script; the errors it reported.
+fn run_segment(c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
+    let dir = repo_root().join("tests/sdk/node");
+    let out = Command::new("node")
+        .arg(dir.join("segment.mjs"))
+        .arg(format!("http://{}", c.ingest))
+        .arg(key)
+        .arg(script)
+        .arg(fixed_time())
+        .current_dir(&dir)
+        .output()
+        .expect("node (run deploy/install-sdks first)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "segment.mjs {script}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("output: {stdout}"));
+    v["errors"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn requests(c: &CollectorProc, status: u16) -> f64 {
+    let metrics = client::get(c.admin, "/metrics").expect("metrics").body;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("collector_http_requests_total{"))
+        .filter(|l| l.contains("endpoint=\"batch\"") && l.contains(&format!("status=\"{status}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segment_node_library_events_land_once_with_their_fields_mapped() {
+    let db = TestDb::migrated("sdk_segment").await.expect("db");
+    let c = CollectorOpts::new("sdk-segment")
+        .database(&db.url)
+        .fast_forwarding()
+        .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
+        .start()
+        .expect("start");
+
+    let errors = run_segment(&c, KEY, "journey");
+    assert!(errors.is_empty(), "the library reported: {errors:?}");
+    assert_eq!(
+        wait_rows(&db, 5, std::time::Duration::from_secs(30)).await,
+        5
+    );
+    let client = db.client().await.expect("client");
+    let rows = client
+        .query(
+            "SELECT event_name, event_type, user_id, session_id, page_url, referrer,
+                    properties->'$segment'->>'anonymousId',
+                    properties->'$segment'->'context'->'library'->>'name',
+                    properties->>'sku', properties->'$segment'->'traits'->>'name'
+             FROM user_events ORDER BY event_time, event_name",
+            &[],
+        )
+        .await
+        .expect("rows");
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, kind) in [
+        ("page_view", "page"),
+        ("identify", "identify"),
+        ("加入购物车", "track"),
+        ("purchase", "track"),
+    ] {
+        assert!(
+            got.iter().any(|(n, k)| n == name && k == kind),
+            "{name} as {kind} in {got:?}"
+        );
+    }
+    assert_eq!(names.iter().filter(|n| **n == "page_view").count(), 2);
+    for r in &rows {
+        let name: String = r.get(0);
+        let library: Option<String> = r.get(7);
+        assert_eq!(
+            library.as_deref(),
+            Some("@segment/analytics-node"),
+            "{name}: context.library kept"
+        );
+        match name.as_str() {
+            "加入购物车" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), Some(42), "userId 42 → user_id");
+                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
+                assert_eq!(r.get::<_, Option<String>>(8).as_deref(), Some("A1"));
+            }
+            "identify" => {
+                assert_eq!(
+                    r.get::<_, Option<String>>(9).as_deref(),
+                    Some("张伟"),
+                    "traits kept"
+                );
+                assert_eq!(r.get::<_, Option<String>>(6).as_deref(), Some("anon-1"));
+            }
+            "page_view" => {
+                let url: Option<String> = r.get(4);
+                assert!(url.is_some_and(|u| u.starts_with("https://shop.example/")));
+            }
+            _ => {}
+        }
+    }
+
+    // The script again: four new messages, and the resent message (same messageId and
+    // time) deduplicated.
+    let errors = run_segment(&c, KEY, "journey");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        wait_rows(&db, 9, std::time::Duration::from_secs(30)).await,
+        9
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let purchases: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_events WHERE event_name = 'purchase'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(purchases, 1, "the retried messageId landed once");
+
+    // A wrong key: a 401 the library reports.
+    let errors = run_segment(&c, "not-the-key", "journey");
+    assert!(!errors.is_empty(), "a wrong write key is reported");
+    assert!(requests(&c, 401) >= 1.0);
+
+    // A permanent 400 (an event name over the limit) is answered once and not retried.
+    let before = requests(&c, 400);
+    let errors = run_segment(&c, KEY, "invalid");
+    assert!(!errors.is_empty(), "the refusal is reported");
+    assert_eq!(requests(&c, 400) - before, 1.0, "a 400 is not retried");
+}
