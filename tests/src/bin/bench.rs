@@ -949,12 +949,14 @@ async fn fanin(a: &Args) -> anyhow::Result<()> {
     println!("  busy cores: collectors + cluster + load generator CPU seconds per second of window (of {cores}); outage: logical buffer bytes/event (buffered_bytes/buffered_events at the largest buffer sampled) x acknowledged events/s x 3600, for the fleet and per collector; disk B/event: buffer_disk_bytes at that sample");
     match runs.iter().find(|r| r.database_limited()) {
         Some(r) => println!(
-            "  the database is the limit from {} collectors on: {:.0} events/s acknowledged, {:.0} rows/s landed, buffers +{} events in {:.1} s; more collectors add buffer, not rows: a bigger database (rows/s per db core above) is what raises landed rows/s",
+            "  the database is the limit from {} collector{} on: {:.0} events/s acknowledged, {:.0} rows/s landed, buffers +{} events in {:.1} s; more collectors add buffer, not rows: a bigger database (rows/s per db core above) is what raises landed rows/s. The cluster used {:.2} of the {cores} cores meanwhile: if that is well under one core per forwarding connection, database CPU is not what limits landed rows (commit latency, WAL and disk, or forwarders starved of CPU by ingest on shared cores), and more database cores alone would not help",
             r.n,
+            if r.n == 1 { "" } else { "s" },
             r.acked_per_sec(),
             r.landed_per_sec(),
             r.growth_events(),
-            r.window_secs
+            r.window_secs,
+            r.cpu_cluster / r.window_secs
         ),
         None => println!(
             "  the database kept up at every fleet size (landed within 5% of acknowledged, buffers flat): acknowledged events/s is bounded by the collectors (and here by the {cores} shared cores), so more collectors (ev/s per coll core above) is what raises it"
