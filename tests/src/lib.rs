@@ -19,6 +19,7 @@ pub mod analytics;
 pub mod check;
 pub mod client;
 pub mod db;
+pub mod fleet;
 pub mod gen;
 pub mod load;
 pub mod proc;
