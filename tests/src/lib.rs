@@ -11,7 +11,8 @@
 //!   comparison);
 //! - [`gen`]: seed-shaped event generation;
 //! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server);
-//! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote.
+//! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote;
+//! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench).
 //!
 //! Nothing here mocks the database.
 

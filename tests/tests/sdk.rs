@@ -1,6 +1,7 @@
 //! Real client libraries against the real collector and database (issue #14): Segment's own
-//! Node library, `@segment/analytics-node` 3.1.0 (installed pinned by `deploy/install-sdks`),
-//! sends a fixed script — an anonymous page, an identify, identified pages and tracks, one
+//! Node library, `@segment/analytics-node` 3.1.0, and RudderStack's,
+//! `@rudderstack/rudder-sdk-node` 3.0.13 (gzipped JSON labelled as form data), installed
+//! pinned by `deploy/install-sdks`, each send a fixed script — an anonymous page, an identify, identified pages and tracks, one
 //! message with its own non-UUID `messageId` — through `/v1/batch` with HTTP Basic auth.
 //! Every message lands exactly once with its fields mapped as documented; the script run
 //! again lands its fixed-id message only once; a wrong write key is a 401 the library
@@ -25,11 +26,11 @@ fn fixed_time() -> &'static str {
     T.get_or_init(|| e2e::gen::rfc3339(time::OffsetDateTime::now_utc()))
 }
 
-/// Runs the library's script; the errors it reported.
-fn run_segment(c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
+/// Runs a library's script (`tests/sdk/node/<lib>.mjs`); the errors it reported.
+fn run_library(lib: &str, c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
     let dir = repo_root().join("tests/sdk/node");
     let out = Command::new("node")
-        .arg(dir.join("segment.mjs"))
+        .arg(dir.join(format!("{lib}.mjs")))
         .arg(format!("http://{}", c.ingest))
         .arg(key)
         .arg(script)
@@ -40,7 +41,7 @@ fn run_segment(c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "segment.mjs {script}: {}\n{stdout}",
+        "{lib}.mjs {script}: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     let line = stdout.lines().last().unwrap_or_default();
@@ -63,8 +64,20 @@ fn requests(c: &CollectorProc, status: u16) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn segment_node_library_events_land_once_with_their_fields_mapped() {
-    let db = TestDb::migrated("sdk_segment").await.expect("db");
-    let c = CollectorOpts::new("sdk-segment")
+    library_journey("segment", "@segment/analytics-node").await;
+}
+
+/// RudderStack's library sends gzipped JSON labelled `application/x-www-form-urlencoded`.
+#[tokio::test(flavor = "multi_thread")]
+async fn rudderstack_node_library_events_land_once_with_their_fields_mapped() {
+    library_journey("rudder", "analytics-node").await;
+}
+
+/// The fixed script of `lib`, whose messages name `library` in `context.library.name`.
+async fn library_journey(lib: &str, library_name: &str) {
+    let db = TestDb::migrated(&format!("sdk_{lib}")).await.expect("db");
+    let run_segment = |c: &CollectorProc, key: &str, script: &str| run_library(lib, c, key, script);
+    let c = CollectorOpts::new(&format!("sdk-{lib}"))
         .database(&db.url)
         .fast_forwarding()
         .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
@@ -116,7 +129,7 @@ async fn segment_node_library_events_land_once_with_their_fields_mapped() {
         let library: Option<String> = r.get(7);
         assert_eq!(
             library.as_deref(),
-            Some("@segment/analytics-node"),
+            Some(library_name),
             "{name}: context.library kept"
         );
         match name.as_str() {
