@@ -69,6 +69,10 @@ pub struct TuiArgs {
         default_value = "page_view,add_to_cart,checkout_start,purchase"
     )]
     pub steps: Vec<String>,
+    /// Connected to a standby whose replay lags more than this (e.g. 30s, 2m), every view
+    /// shows a banner: the numbers are older than shown.
+    #[arg(long, default_value = "30s", value_parser = parse_span)]
+    pub max_replica_lag: Duration,
     /// Benchmark (hidden; used by `bench`): run N refreshes of every analysis without a
     /// terminal, print one JSON line each and the peak resident memory, and exit.
     #[arg(long, hide = true, value_name = "N")]
@@ -145,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         admin_token: t.source.admin_token,
                         refresh: t.refresh,
                         steps: t.steps,
+                        max_replica_lag: t.max_replica_lag,
                     })
                     .await
                 }

@@ -189,6 +189,63 @@ pub struct DatabaseHealth {
     /// Uncompressed / compressed bytes of columnstore chunks, when any exist.
     pub compression_ratio: Option<f64>,
     pub jobs: Vec<Job>,
+    /// Streaming replication as this server sees it (absent in older JSON: a primary
+    /// without standbys).
+    #[serde(default)]
+    pub replication: Replication,
+}
+
+/// Where the connected server stands in streaming replication: read with every refresh
+/// (the banner needs it whatever the tab) and as part of the Database analysis.
+///
+/// On a primary only `in_recovery = false` is meaningful; the other fields are None.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReplicaStatus {
+    /// `pg_is_in_recovery()`: a standby (hot standby, read-only).
+    pub in_recovery: bool,
+    /// How far the data read here is behind the primary, in seconds: 0 when everything
+    /// received has been replayed, else `now() - pg_last_xact_replay_timestamp()`.
+    pub replay_lag_seconds: Option<f64>,
+    /// `now() - pg_last_xact_replay_timestamp()` whatever was received (grows while the
+    /// primary writes nothing).
+    pub last_replay_age_seconds: Option<f64>,
+    /// RFC 3339 time of the last replayed transaction's commit on the primary.
+    pub last_replay_at: Option<String>,
+    /// `pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())`: WAL received
+    /// but not yet replayed, in bytes.
+    pub receive_replay_gap_bytes: Option<i64>,
+}
+
+/// Replication in the Database analysis: this server's status and, on a primary, its
+/// standbys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Replication {
+    #[serde(flatten)]
+    pub status: ReplicaStatus,
+    /// `pg_stat_replication`, by application name then address (a primary's standbys).
+    pub standbys: Vec<StandbyLag>,
+}
+
+/// One standby streaming from the primary (`pg_stat_replication`).
+///
+/// Without `pg_monitor` (or `pg_read_all_stats`, or superuser) the server hides every
+/// column but the walsender's pid and the application name: then `visible` is false and
+/// the other fields are None.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandbyLag {
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    /// `startup`, `catchup`, `streaming`, `backup`, `stopping`.
+    pub state: Option<String>,
+    /// `async`, `potential`, `sync`, `quorum`.
+    pub sync_state: Option<String>,
+    pub write_lag_seconds: Option<f64>,
+    pub flush_lag_seconds: Option<f64>,
+    pub replay_lag_seconds: Option<f64>,
+    /// `pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)`.
+    pub replay_lag_bytes: Option<i64>,
+    /// The role may read the lag columns.
+    pub visible: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

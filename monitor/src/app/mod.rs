@@ -25,7 +25,10 @@ use std::{collections::BTreeMap, collections::VecDeque, time::Duration};
 
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::analysis::{Analysis, Snapshot};
+use crate::{
+    analysis::{Analysis, Snapshot},
+    model::ReplicaStatus,
+};
 
 pub use fleet::{CollectorLine, PollSlot};
 pub use msg::{Cmd, FetchOutcome, Fetched, Msg};
@@ -43,6 +46,8 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub const SLOW_AFTER: Duration = Duration::from_secs(3);
 /// Sections not on screen are refreshed at most this often.
 pub const BACKGROUND_REFRESH: Duration = Duration::from_secs(30);
+/// A standby whose data is further behind than this gets a banner (`--max-replica-lag`).
+pub const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(30);
 /// Samples of direct polls kept per collector for the detail view.
 pub const POLL_HISTORY: usize = 600;
 
@@ -57,6 +62,8 @@ pub struct Config {
     pub range: TimeRange,
     /// The tabs shown, in order (normally every analysis of the registry).
     pub tabs: Vec<Analysis>,
+    /// On a standby, a replay lag above this is shown in the banner.
+    pub max_replica_lag: Duration,
 }
 
 /// The database side, as the banner tells it.
@@ -119,6 +126,9 @@ pub struct App {
     pub(crate) force_poll: bool,
     /// The selected row of each view (index by [`Analysis::index`]).
     pub selected: [usize; Analysis::ALL.len()],
+    /// The server's replication status as of the last refresh (None: not read yet).
+    pub replica: Option<ReplicaStatus>,
+    pub max_replica_lag: Duration,
 }
 
 pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -173,7 +183,22 @@ impl App {
             next_poll: None,
             force_poll: false,
             selected: [0; Analysis::ALL.len()],
+            replica: None,
+            max_replica_lag: config.max_replica_lag,
         }
+    }
+
+    /// Connected to a standby (as of the last refresh).
+    pub fn on_standby(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.in_recovery)
+    }
+
+    /// The standby's replay lag in seconds when it exceeds `max_replica_lag`: the numbers
+    /// on screen are older than their time says.
+    pub fn replica_lagging(&self) -> Option<f64> {
+        let r = self.replica.as_ref().filter(|r| r.in_recovery)?;
+        r.replay_lag_seconds
+            .filter(|lag| *lag > self.max_replica_lag.as_secs_f64())
     }
 
     pub fn has_database(&self) -> bool {

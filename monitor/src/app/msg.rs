@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::TimeRange;
 use crate::{
     analysis::{Analysis, Snapshot},
-    model::{CollectorHealth, Range},
+    model::{CollectorHealth, Range, ReplicaStatus},
 };
 
 /// One refresh's result: the analyses that answered, the errors of those that did not,
@@ -23,6 +23,8 @@ pub struct Fetched {
     pub timings: Vec<(Analysis, Duration)>,
     /// Wall time of the whole refresh.
     pub total: Duration,
+    /// The server's replication status, read at the start of every refresh.
+    pub replica: Option<ReplicaStatus>,
 }
 
 /// A finished fetch, as the worker reports it.

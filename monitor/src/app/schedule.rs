@@ -59,8 +59,12 @@ impl App {
             snapshot,
             errors,
             timings,
+            replica,
             ..
         } = fetched;
+        if let Some(r) = replica {
+            self.replica = Some(r);
+        }
         // An analysis that failed keeps its previous data (its error is shown).
         for report in snapshot.into_reports() {
             self.section_errors.remove(&report.analysis());

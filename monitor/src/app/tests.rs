@@ -22,6 +22,7 @@ fn app() -> App {
             has_database: true,
             range: TimeRange::H1,
             tabs: Analysis::ALL.to_vec(),
+            max_replica_lag: crate::app::DEFAULT_MAX_REPLICA_LAG,
         },
         T0,
     )
@@ -44,6 +45,7 @@ fn ok_fetch(range: TimeRange) -> Vec<Msg> {
             (Analysis::Funnel, Duration::from_millis(20)),
         ],
         total: Duration::from_millis(120),
+        replica: None,
     };
     let done = Fetched {
         total: Duration::from_millis(120),
@@ -366,6 +368,7 @@ fn no_database_means_polls_only() {
             has_database: false,
             range: TimeRange::H1,
             tabs: Analysis::ALL.to_vec(),
+            max_replica_lag: crate::app::DEFAULT_MAX_REPLICA_LAG,
         },
         T0,
     );
@@ -373,4 +376,45 @@ fn no_database_means_polls_only() {
     assert_eq!(cmds, vec![Cmd::Poll]);
     assert_eq!(a.db, DbStatus::NotConfigured);
     assert!(update(&mut a, key(KeyCode::Char('r'))).is_empty());
+}
+
+fn replica(in_recovery: bool, lag: Option<f64>) -> Msg {
+    Msg::Fetched(Box::new(FetchOutcome {
+        range: TimeRange::H1,
+        result: Ok(Fetched {
+            replica: Some(crate::model::ReplicaStatus {
+                in_recovery,
+                replay_lag_seconds: lag,
+                ..Default::default()
+            }),
+            ..Fetched::default()
+        }),
+        done: false,
+    }))
+}
+
+#[test]
+fn replica_lag_past_the_threshold_is_flagged() {
+    let mut a = app();
+    update(&mut a, Msg::Tick(T0));
+    assert!(!a.on_standby());
+    assert_eq!(a.replica_lagging(), None);
+    // A standby within the threshold: known as a standby, no lag flagged.
+    update(&mut a, replica(true, Some(12.0)));
+    assert!(a.on_standby());
+    assert_eq!(a.replica_lagging(), None);
+    // Past it (default 30 s).
+    update(&mut a, replica(true, Some(130.0)));
+    assert_eq!(a.replica_lagging(), Some(130.0));
+    // A part without a status (a section's answer) keeps the last one.
+    update(&mut a, ok_fetch(TimeRange::H1).remove(0));
+    assert_eq!(a.replica_lagging(), Some(130.0));
+    // Promoted: a primary has no replay lag.
+    update(&mut a, replica(false, None));
+    assert!(!a.on_standby());
+    assert_eq!(a.replica_lagging(), None);
+    // The threshold is the configured one.
+    a.max_replica_lag = Duration::from_secs(5);
+    update(&mut a, replica(true, Some(6.0)));
+    assert_eq!(a.replica_lagging(), Some(6.0));
 }

@@ -4,7 +4,9 @@
 //! `job_errors`, `continuous_aggregates`; the seed's `continuous_aggregate_stats` no longer
 //! exists).
 //!
-//! The range is not used: health is "now". Works for the read-only `edge_monitor` role.
+//! The range is not used: health is "now". Works for the read-only `edge_monitor` role and
+//! on a hot standby; the replication status and the standbys' lag come from
+//! [`super::replica`].
 //!
 //! Invariant: an object's kind says what it is on this server — a continuous aggregate
 //! (with the size of its materialization) on the Community edition, a plain view (no
@@ -90,6 +92,7 @@ pub async fn database(client: &Client, range: Range) -> Result<DatabaseHealth, Q
         &[],
     );
     let (edition, objects, chunks, jobs) = tokio::try_join!(edition, objects, chunks, jobs)?;
+    let replication = super::replica::replication(client).await?;
     let extension_version: String = edition.try_get::<_, Option<String>>(1)?.unwrap_or_default();
     let edition: String = edition.try_get::<_, Option<String>>(0)?.unwrap_or_default();
     // Columnstore statistics exist only where the columnstore does.
@@ -138,6 +141,7 @@ pub async fn database(client: &Client, range: Range) -> Result<DatabaseHealth, Q
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?,
+        replication,
     })
 }
 

@@ -3,7 +3,8 @@
 //!
 //! One module per analysis of the registry ([`crate::analysis`]): [`live`], [`funnel`],
 //! [`retention`], [`paths`], [`breakdown`], [`collectors`], [`database`], each implementing
-//! [`Query`] for its model type; [`run`] is the one entry point the dashboard and
+//! [`Query`] for its model type (and [`replica`], the replication status the Database
+//! analysis shows and the dashboard reads with every refresh); [`run`] is the one entry point the dashboard and
 //! `monitor query` use. Every query takes a connected [`Client`] and a [`Range`]
 //! (`[from, to)`, UTC; `to` is "now") and
 //! works the same on the Community edition (where the aggregates are continuous
@@ -19,7 +20,10 @@
 //!   the range's edges are read from raw events ([`split`]), so a result never depends on
 //!   how the range falls on bucket boundaries;
 //! - nothing reads `now()` on the server: the reference time is `range.to`, so a query is
-//!   reproducible (`MONITOR_AS_OF`, see [`as_of`]) and tests can pin it.
+//!   reproducible (`MONITOR_AS_OF`, see [`as_of`]) and tests can pin it; the one exception
+//!   is a standby's replay lag ([`replica`]), a difference of two server times;
+//! - nothing writes, creates (not even temporary tables) or sets anything: every analysis
+//!   runs on a hot standby and for the read-only `edge_monitor` role.
 
 pub mod breakdown;
 pub mod collectors;
@@ -28,6 +32,7 @@ pub mod funnel;
 pub mod live;
 pub mod pages;
 pub mod paths;
+pub mod replica;
 pub mod retention;
 
 use std::{future::Future, time::Duration};

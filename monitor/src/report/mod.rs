@@ -135,6 +135,67 @@ step  name             sessions  step_conversion  overall_conversion
     }
 
     #[test]
+    fn database_prints_replication() {
+        use crate::model::{DatabaseHealth, ReplicaStatus, Replication, StandbyLag};
+        let hidden = StandbyLag {
+            application_name: "walreceiver".into(),
+            client_addr: None,
+            state: None,
+            sync_state: None,
+            write_lag_seconds: None,
+            flush_lag_seconds: None,
+            replay_lag_seconds: None,
+            replay_lag_bytes: None,
+            visible: false,
+        };
+        let primary = Report::Database(DatabaseHealth {
+            replication: Replication {
+                status: ReplicaStatus::default(),
+                standbys: vec![hidden],
+            },
+            ..DatabaseHealth::default()
+        });
+        let table = render(&primary, Format::Table).unwrap();
+        assert!(
+            table.contains("role                      primary"),
+            "{table}"
+        );
+        assert!(table.contains("not visible to this role"), "{table}");
+        let csv = render(&primary, Format::Csv).unwrap();
+        assert!(csv.contains("standbys,walreceiver,,,,,,,,false"), "{csv}");
+
+        let standby = Report::Database(DatabaseHealth {
+            replication: Replication {
+                status: ReplicaStatus {
+                    in_recovery: true,
+                    replay_lag_seconds: Some(130.0),
+                    last_replay_age_seconds: Some(130.0),
+                    last_replay_at: Some("2025-03-01T11:57:50Z".into()),
+                    receive_replay_gap_bytes: Some(2048),
+                },
+                standbys: vec![],
+            },
+            ..DatabaseHealth::default()
+        });
+        let table = render(&standby, Format::Table).unwrap();
+        assert!(
+            table.contains("role                      standby"),
+            "{table}"
+        );
+        assert!(
+            table.contains("replay_lag_seconds        130.000s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("receive_replay_gap_bytes  2.0 KiB"),
+            "{table}"
+        );
+        let json = render(&standby, Format::Json).unwrap();
+        let back: DatabaseHealth = serde_json::from_str(&json).unwrap();
+        assert_eq!(Report::Database(back), standby);
+    }
+
+    #[test]
     fn human_bytes() {
         assert_eq!(tables::bytes(Some(512), Style::Human), "512 B");
         assert_eq!(

@@ -335,6 +335,65 @@ fn database_tables(v: &DatabaseHealth, style: Style) -> Vec<Table> {
                 .unwrap_or_default(),
         ],
     ];
+    let r = &v.replication.status;
+    summary.rows.extend([
+        vec![
+            "role".into(),
+            if r.in_recovery { "standby" } else { "primary" }.into(),
+        ],
+        vec![
+            "replay_lag_seconds".into(),
+            secs(r.replay_lag_seconds, style),
+        ],
+        vec![
+            "last_replay_age_seconds".into(),
+            secs(r.last_replay_age_seconds, style),
+        ],
+        vec![
+            "last_replay_at".into(),
+            r.last_replay_at.clone().unwrap_or_default(),
+        ],
+        vec![
+            "receive_replay_gap_bytes".into(),
+            bytes(r.receive_replay_gap_bytes, style),
+        ],
+    ]);
+    let mut standbys = Table::new(
+        "standbys",
+        &[
+            "application_name",
+            "client_addr",
+            "state",
+            "sync_state",
+            "write_lag_seconds",
+            "flush_lag_seconds",
+            "replay_lag_seconds",
+            "replay_lag_bytes",
+            "visible",
+        ],
+    );
+    standbys.rows = v
+        .replication
+        .standbys
+        .iter()
+        .map(|s| {
+            let state = match (&s.state, s.visible, style) {
+                (_, false, Style::Human) => "not visible to this role".to_string(),
+                (state, _, _) => state.clone().unwrap_or_default(),
+            };
+            vec![
+                s.application_name.clone(),
+                s.client_addr.clone().unwrap_or_default(),
+                state,
+                s.sync_state.clone().unwrap_or_default(),
+                secs(s.write_lag_seconds, style),
+                secs(s.flush_lag_seconds, style),
+                secs(s.replay_lag_seconds, style),
+                bytes(s.replay_lag_bytes, style),
+                s.visible.to_string(),
+            ]
+        })
+        .collect();
     let mut objects = Table::new("objects", &["name", "kind", "bytes"]);
     objects.rows = v
         .objects
@@ -370,5 +429,5 @@ fn database_tables(v: &DatabaseHealth, style: Style) -> Vec<Table> {
             ]
         })
         .collect();
-    vec![summary, objects, jobs]
+    vec![summary, standbys, objects, jobs]
 }

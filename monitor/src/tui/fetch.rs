@@ -5,6 +5,9 @@
 //! ([`crate::query::run`]); everything else in the app works on its result ([`Fetched`]),
 //! so the views and the update logic are tested from fixed data.
 //!
+//! Every request starts with the server's replication status
+//! ([`crate::query::replica::status`]), so a standby's lag is known with each refresh.
+//!
 //! Invariant: a fetch always ends — connecting and the queries each have a deadline — and
 //! ends either with data (some sections may have failed, each with its error) or with one
 //! error saying why the database could not be used; a lost or timed-out connection is
@@ -191,6 +194,17 @@ async fn serve(
             }
         }
     };
+    // The replication status first (one cheap statement), so the lag banner follows every
+    // refresh whatever the tab; failing, it is left out (the sections then say why).
+    if let Some(replica) = replica_status(&c).await {
+        let part = Fetched {
+            replica: Some(replica),
+            ..Fetched::default()
+        };
+        if !send(Ok(part), false) {
+            return false;
+        }
+    }
     for &section in &req.sections {
         let t = Instant::now();
         let task = {
@@ -238,6 +252,22 @@ async fn serve(
         }),
         true,
     )
+}
+
+/// The server's replication status, or None when it cannot be read within
+/// [`CONNECT_TIMEOUT`].
+async fn replica_status(client: &Client) -> Option<crate::model::ReplicaStatus> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, crate::query::replica::status(client)).await {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "replication status");
+            None
+        }
+        Err(_) => {
+            cancel(client).await;
+            None
+        }
+    }
 }
 
 fn panic_text(e: tokio::task::JoinError) -> String {

@@ -36,6 +36,8 @@ pub struct Options {
     pub admin_token: Option<String>,
     pub refresh: Duration,
     pub steps: Vec<String>,
+    /// On a standby, a replay lag above this gets a banner.
+    pub max_replica_lag: Duration,
 }
 
 /// How often the clock ticks (countdowns, ages, slow-query notices).
@@ -75,6 +77,7 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
             has_database: workers.fetcher.is_some(),
             range: TimeRange::H1,
             tabs: Analysis::ALL.to_vec(),
+            max_replica_lag: source.max_replica_lag,
         },
         OffsetDateTime::now_utc(),
     );

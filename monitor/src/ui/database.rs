@@ -1,8 +1,11 @@
-//! The Database view: TimescaleDB edition and version, table and aggregate sizes, chunks,
-//! the columnstore ratio, and background jobs with failing ones highlighted.
+//! The Database view: TimescaleDB edition and version, replication (a primary's standbys
+//! with their lag, or that this is a standby and how far behind it is), table and aggregate
+//! sizes, chunks, the columnstore ratio, and background jobs with failing ones highlighted.
 //!
 //! Invariant: a pure function of the state; a failing job is marked by its status word in
-//! red, and jobs with past failures by their failure count, so neither relies on colour.
+//! red, and jobs with past failures by their failure count, so neither relies on colour;
+//! the replication section appears only when there is replication (a standby, or a primary
+//! with standbys), and a standby whose lag the role may not read says so in words.
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -15,7 +18,7 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use crate::{
     analysis::Analysis,
     app::App,
-    model::{DatabaseHealth, Job},
+    model::{DatabaseHealth, Job, Replication},
 };
 
 use super::{draw_missing, fmt, section_block, theme};
@@ -32,8 +35,24 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
         return;
     };
     let wide = area.width >= 140;
-    let [info, rest] = Layout::vertical([Constraint::Length(4), Constraint::Min(0)]).areas(area);
+    let repl = &db.replication;
+    let repl_height = if repl.status.in_recovery && repl.standbys.is_empty() {
+        4
+    } else if !repl.standbys.is_empty() {
+        repl.standbys.len() as u16 + 3
+    } else {
+        0
+    };
+    let [info, replication, rest] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(repl_height.min(area.height / 3)),
+        Constraint::Min(0),
+    ])
+    .areas(area);
     draw_info(frame, info, app, db);
+    if repl_height > 0 {
+        draw_replication(frame, replication, app, repl, wide);
+    }
     let n = db.objects.len() as u16 + 3;
     let [objects, jobs] = Layout::vertical([
         Constraint::Length(n.min(rest.height / 2).max(4)),
@@ -85,6 +104,131 @@ fn draw_info(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth) {
         Paragraph::new(lines).block(section_block(app, Analysis::Database, "Database".into())),
         area,
     );
+}
+
+/// `2m 10s`, or `—` when unknown.
+fn lag(s: Option<f64>) -> String {
+    s.map_or("—".into(), fmt::secs)
+}
+
+fn lag_bytes(b: Option<i64>) -> String {
+    b.map_or("—".into(), |b| fmt::bytes(b.max(0)))
+}
+
+fn draw_replication(frame: &mut Frame, area: Rect, app: &App, r: &Replication, wide: bool) {
+    let s = &r.status;
+    if s.in_recovery && r.standbys.is_empty() {
+        let replayed = match s.last_replay_at.as_deref() {
+            Some(t) => format!(
+                "{} UTC ({})",
+                crate::app::parse_time(t).map_or(t.to_string(), fmt::hms),
+                when(app, t)
+            ),
+            None => "none since start".into(),
+        };
+        let lines = vec![
+            Line::from(vec![
+                Span::styled("Hot standby", theme::warn()),
+                Span::styled(" (read-only)", theme::dim()),
+                Span::styled("  Replay lag ", theme::dim()),
+                Span::styled(lag(s.replay_lag_seconds), theme::bold()),
+                Span::styled("  Not replayed ", theme::dim()),
+                Span::styled(lag_bytes(s.receive_replay_gap_bytes), theme::bold()),
+            ]),
+            Line::from(vec![
+                Span::styled("Last replayed transaction ", theme::dim()),
+                Span::styled(replayed, theme::bold()),
+            ]),
+        ];
+        frame.render_widget(
+            Paragraph::new(lines).block(section_block(
+                app,
+                Analysis::Database,
+                "Replication · standby".into(),
+            )),
+            area,
+        );
+        return;
+    }
+    let role = if s.in_recovery { "standby" } else { "primary" };
+    let title = format!(
+        "Replication · {role}, {} standby{}",
+        r.standbys.len(),
+        if r.standbys.len() == 1 { "" } else { "s" }
+    );
+    let rows = r.standbys.iter().map(|st| {
+        let name = if st.application_name.is_empty() {
+            "(unnamed)".to_string()
+        } else {
+            st.application_name.clone()
+        };
+        let mut cells = vec![Cell::from(name).style(theme::bold())];
+        if !st.visible {
+            cells.push(Cell::from("hidden").style(theme::dim()));
+            if wide {
+                cells.extend([Cell::from(""), Cell::from(""), Cell::from("")]);
+            }
+            cells.extend([Cell::from(""), Cell::from("")]);
+            let note = if wide {
+                "not visible to this role (needs pg_monitor)"
+            } else {
+                "not visible to this role"
+            };
+            cells.push(Cell::from(note).style(theme::warn()));
+            return Row::new(cells);
+        }
+        let state = st.state.clone().unwrap_or_default();
+        let streaming = state == "streaming";
+        cells.push(Cell::from(state).style(if streaming {
+            theme::good()
+        } else {
+            theme::warn()
+        }));
+        if wide {
+            cells.extend([
+                Cell::from(st.sync_state.clone().unwrap_or_default()),
+                Cell::from(format!("{:>9}", lag(st.write_lag_seconds))),
+                Cell::from(format!("{:>9}", lag(st.flush_lag_seconds))),
+            ]);
+        }
+        cells.extend([
+            Cell::from(format!("{:>9}", lag(st.replay_lag_seconds))),
+            Cell::from(format!("{:>10}", lag_bytes(st.replay_lag_bytes))),
+            Cell::from(st.client_addr.clone().unwrap_or_else(|| "local".into())),
+        ]);
+        Row::new(cells)
+    });
+    let mut widths = vec![
+        Constraint::Length(if wide { 24 } else { 16 }),
+        Constraint::Length(9),
+    ];
+    let mut header = vec![Cell::from("Standby"), Cell::from("State")];
+    if wide {
+        widths.extend([
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+        ]);
+        header.extend([
+            Cell::from("Sync"),
+            Cell::from(format!("{:>9}", "Write lag")),
+            Cell::from(format!("{:>9}", "Flush lag")),
+        ]);
+    }
+    widths.extend([
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Min(10),
+    ]);
+    header.extend([
+        Cell::from(format!("{:>9}", "Replay")),
+        Cell::from(format!("{:>10}", "Behind")),
+        Cell::from("Address"),
+    ]);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme::header()))
+        .block(section_block(app, Analysis::Database, title));
+    frame.render_widget(table, area);
 }
 
 fn draw_objects(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth) {

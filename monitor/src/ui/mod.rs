@@ -134,6 +134,10 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
         format!(" · every {}", fmt::secs(app.refresh.as_secs_f64())),
         theme::dim(),
     ));
+    if app.on_standby() {
+        spans.push(Span::styled(" · ", theme::dim()));
+        spans.push(Span::styled("standby", theme::warn()));
+    }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
     let right = "? help  q quit";
     let width = right.chars().count() as u16;
@@ -171,7 +175,8 @@ fn tab_labels(tabs: &[Analysis], selected: usize, wide: bool, width: usize) -> V
 }
 
 /// The one-line (wrapped to two) notice under the status line: the database's trouble
-/// first, then a slow refresh, then failed queries.
+/// first, then a standby lagging past `--max-replica-lag`, then a slow refresh, then failed
+/// queries.
 pub fn banner(app: &App) -> Option<(Style, String)> {
     let data_note = app
         .data_at
@@ -198,6 +203,9 @@ pub fn banner(app: &App) -> Option<(Style, String)> {
             ))
         }
         DbStatus::Connecting | DbStatus::Ok => {
+            if let Some(lag) = app.replica_lagging() {
+                return Some((theme::warn(), replica_banner(app, lag)));
+            }
             let slow = if app.db == DbStatus::Connecting {
                 app.fetch_running_for()
                     .filter(|d| *d >= SLOW_AFTER)
@@ -228,6 +236,22 @@ pub fn banner(app: &App) -> Option<(Style, String)> {
             ))
         }
     }
+}
+
+/// "replica lags 2m 10s: numbers are older than shown", with the time of the last
+/// replayed transaction when known.
+fn replica_banner(app: &App, lag: f64) -> String {
+    let replayed = app
+        .replica
+        .as_ref()
+        .and_then(|r| r.last_replay_at.as_deref())
+        .and_then(crate::app::parse_time)
+        .map(|t| format!(" · standby replayed up to {} UTC", fmt::hms(t)))
+        .unwrap_or_default();
+    format!(
+        "replica lags {}: numbers are older than shown{replayed}",
+        fmt::secs(lag)
+    )
 }
 
 /// The range a section's data on screen is for: the selected one, or the one before it

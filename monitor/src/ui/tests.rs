@@ -351,6 +351,7 @@ fn database() -> DatabaseHealth {
                 None,
             ),
         ],
+        replication: Replication::default(),
     }
 }
 
@@ -390,6 +391,7 @@ fn fixture() -> App {
             has_database: true,
             range: TimeRange::H1,
             tabs: seven_tabs(),
+            max_replica_lag: crate::app::DEFAULT_MAX_REPLICA_LAG,
         },
         NOW,
     );
@@ -553,6 +555,7 @@ fn first_start_and_polls_only() {
             has_database: true,
             range: TimeRange::H1,
             tabs: seven_tabs(),
+            max_replica_lag: crate::app::DEFAULT_MAX_REPLICA_LAG,
         },
         NOW,
     );
@@ -566,6 +569,7 @@ fn first_start_and_polls_only() {
             has_database: false,
             range: TimeRange::H24,
             tabs: seven_tabs(),
+            max_replica_lag: crate::app::DEFAULT_MAX_REPLICA_LAG,
         },
         NOW,
     );
@@ -647,4 +651,74 @@ fn any_size_draws() {
             }
         }
     }
+}
+
+fn standby(name: &str, addr: &str, replay: Option<f64>, bytes: Option<i64>) -> StandbyLag {
+    StandbyLag {
+        application_name: name.into(),
+        client_addr: Some(addr.into()),
+        state: Some("streaming".into()),
+        sync_state: Some("async".into()),
+        write_lag_seconds: replay.map(|r| r / 4.0),
+        flush_lag_seconds: replay.map(|r| r / 2.0),
+        replay_lag_seconds: replay,
+        replay_lag_bytes: bytes,
+        visible: true,
+    }
+}
+
+#[test]
+fn database_on_a_primary_with_standbys() {
+    let mut app = fixture();
+    app.view = Analysis::Database;
+    app.replica = Some(ReplicaStatus::default());
+    let mut db = database();
+    db.replication.standbys = vec![
+        standby("replica-東京", "10.0.0.21", Some(0.0042), Some(0)),
+        standby("replica-eu", "10.0.0.22", Some(12.5), Some(48 << 20)),
+        StandbyLag {
+            application_name: "walreceiver".into(),
+            client_addr: None,
+            state: None,
+            sync_state: None,
+            write_lag_seconds: None,
+            flush_lag_seconds: None,
+            replay_lag_seconds: None,
+            replay_lag_bytes: None,
+            visible: false,
+        },
+    ];
+    app.data.database = Some(db);
+    snap("database_primary_standbys", &app);
+}
+
+#[test]
+fn database_on_a_lagging_standby_with_the_banner() {
+    let mut app = fixture();
+    app.view = Analysis::Database;
+    let status = ReplicaStatus {
+        in_recovery: true,
+        replay_lag_seconds: Some(130.0),
+        last_replay_age_seconds: Some(130.0),
+        last_replay_at: Some(rfc(NOW - time::Duration::seconds(130))),
+        receive_replay_gap_bytes: Some(14 << 20),
+    };
+    app.replica = Some(status.clone());
+    let mut db = database();
+    db.replication.status = status;
+    app.data.database = Some(db);
+    snap("database_standby_lag", &app);
+    // Every view shows the banner; within the threshold none does.
+    for view in app.tabs.clone() {
+        app.view = view;
+        let text = render(&app, (80, 24)).backend().to_string();
+        assert!(
+            text.contains("replica lags 2m 10s: numbers are older than shown"),
+            "{view:?}: {text}"
+        );
+    }
+    app.max_replica_lag = Duration::from_secs(600);
+    let text = render(&app, (80, 24)).backend().to_string();
+    assert!(!text.contains("replica lags"), "{text}");
+    assert!(text.contains("standby"), "{text}");
 }
