@@ -36,7 +36,8 @@ pub fn parse_items(
     parse_body(body, single, limits).map(|(items, _)| items)
 }
 
-/// [`parse_items`], and the body's `writeKey` (Segment-style clients may send it there).
+/// [`parse_items`], and the key the body carries: `writeKey` (Segment-style clients), else
+/// `api_key` or `token` (PostHog's).
 pub fn parse_body(
     body: &[u8],
     single: bool,
@@ -49,9 +50,10 @@ pub fn parse_body(
             format!("body is not valid JSON: {e}"),
         )
     })?;
-    let write_key = parsed
-        .get("writeKey")
-        .and_then(Value::as_str)
+    // Segment's `writeKey`, PostHog's `api_key` or `token`: the first present.
+    let write_key = ["writeKey", "api_key", "token"]
+        .iter()
+        .find_map(|k| parsed.get(*k).and_then(Value::as_str))
         .map(str::to_string);
     let items: Vec<Value> = match (single, parsed) {
         (true, v @ Value::Object(_)) => vec![v],

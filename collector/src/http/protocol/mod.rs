@@ -10,6 +10,7 @@
 //! drops a message (one it cannot translate is left as it is, and validation refuses it
 //! with a 4xx naming its index and field).
 
+pub mod posthog;
 pub mod seed;
 pub mod segment;
 
@@ -79,7 +80,9 @@ const fn route(
 /// Every POST route that takes events.
 pub static ROUTES: &[Route] = &[
     route("/track", "track", Shape::One, &seed::Seed, None),
-    route("/batch", "batch", Shape::Many, &seed::Seed, None),
+    // PostHog's batch route too (what posthog-node posts to); seed-shaped events (with an
+    // `event_name`) are left untouched.
+    route("/batch", "batch", Shape::Many, &posthog::PostHog, None),
     route("/v1/validate", "validate", Shape::Many, &seed::Seed, None),
     // Segment's HTTP Tracking API (also RudderStack's and Jitsu's). Seed-shaped events
     // sent to /v1/track and /v1/batch keep working: only messages with a `type` and no
@@ -128,6 +131,10 @@ pub static ROUTES: &[Route] = &[
     ),
     route("/v1/batch", "batch", Shape::Many, &segment::Segment, None),
     route("/v1/import", "batch", Shape::Many, &segment::Segment, None),
+    // PostHog's capture API: an array of events or `{"batch": [...]}`.
+    route("/e", "batch", Shape::Many, &posthog::PostHog, None),
+    route("/capture", "batch", Shape::Many, &posthog::PostHog, None),
+    route("/i/v0/e", "batch", Shape::Many, &posthog::PostHog, None),
 ];
 
 /// The route for `path` (a trailing slash tolerated).

@@ -1,0 +1,283 @@
+//! PostHog's capture API: events with an `event` and a `distinct_id`, posted as a batch
+//! (`{"api_key": …, "batch": [...]}`, what `posthog-node` sends, gzipped, to `/batch/`) or
+//! as an array to `/e/`, `/capture/` or `/i/v0/e/`. The project key is the body's
+//! `api_key` or `token` (or any of the header forms of [`crate::http::auth`]).
+//!
+//! Mapping into the seed's event shape (see the README's PostHog table):
+//!
+//! | PostHog | event |
+//! | --- | --- |
+//! | `event`: `$pageview` → `page_view`, `$identify` → `identify`, any other name as it is | `event_name` |
+//! | `page` for `$pageview`, `identify` for `$identify`, `track` otherwise | `event_type` |
+//! | `uuid`: a UUID as it is, otherwise UUIDv5(key + uuid) | `event_id` |
+//! | `timestamp` | `event_time` |
+//! | `distinct_id` (top level, else `properties.distinct_id`) when it is an integer | `user_id` |
+//! | `properties.$session_id` | `session_id` |
+//! | `properties.$current_url`, `properties.$referrer` | `page_url`, `referrer` |
+//! | `properties.$raw_user_agent`, else `$user_agent` (preferred over the request's header) | `browser`, `os`, `device_type` |
+//! | `properties` (less the fields above and `token`), plus `$posthog`: `distinct_id`, `$anon_distinct_id`, `$set`, `$set_once`, the message's other fields | `properties` |
+//!
+//! Invariant: the event id depends only on the key and `uuid`, so a resent event gets the
+//! same id and is deduplicated by the database's unique key; the project key is never
+//! stored; seed-shaped messages (with an `event_name`) are left untouched, so `/batch` keeps
+//! taking the seed's events.
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{Protocol, Request};
+use crate::event;
+
+pub struct PostHog;
+
+/// The namespace of event ids made from a PostHog `uuid` that is not a UUID (a fixed,
+/// random UUID).
+const UUID_NAMESPACE: Uuid = Uuid::from_u128(0x9b1e_47c2_3d5a_4f08_b6e3_0c7a_52d9_e1f4);
+
+/// Message fields that become columns or are dropped (the key).
+const CONSUMED: &[&str] = &[
+    "event",
+    "uuid",
+    "timestamp",
+    "distinct_id",
+    "properties",
+    "api_key",
+    "token",
+];
+
+impl Protocol for PostHog {
+    fn name(&self) -> &'static str {
+        "posthog"
+    }
+    fn any_content_type(&self) -> bool {
+        true
+    }
+    fn key_in_body(&self) -> bool {
+        true
+    }
+    fn translate(&self, messages: &mut [Value], request: &Request<'_>) {
+        for m in messages.iter_mut() {
+            let Value::Object(msg) = m else { continue };
+            if msg.contains_key("event_name") || !msg.contains_key("event") {
+                continue;
+            }
+            *m = Value::Object(to_event(msg, request.write_key));
+        }
+    }
+}
+
+/// The event id of a message: its `uuid` when that is a UUID, else a UUIDv5 of the key and
+/// the `uuid`; `None` (a new id) when it has none.
+pub fn event_id(uuid: Option<&str>, key: Option<&str>) -> Option<Uuid> {
+    let id = uuid.filter(|s| !s.is_empty())?;
+    if let Ok(u) = Uuid::parse_str(id) {
+        return Some(u);
+    }
+    let name = format!("{}\u{0}{id}", key.unwrap_or(""));
+    Some(Uuid::new_v5(&UUID_NAMESPACE, name.as_bytes()))
+}
+
+/// An integer user id: a JSON integer or a string of digits (what fits in int64).
+fn integer_id(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_i64(),
+        Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 19,
+        _ => false,
+    }
+}
+
+fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
+    let mut props = match msg.get("properties") {
+        Some(Value::Object(o)) => o.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(other) => {
+            let mut o = Map::new();
+            o.insert("value".into(), other.clone());
+            o
+        }
+    };
+    // The project key is a credential, never stored.
+    props.remove("token");
+    let mut out = Map::new();
+    let (name, kind) = match msg.get("event") {
+        Some(Value::String(e)) if e == "$pageview" => (json!("page_view"), "page"),
+        Some(Value::String(e)) if e == "$identify" => (json!("identify"), "identify"),
+        Some(other) => (other.clone(), "track"),
+        None => (Value::Null, "track"),
+    };
+    out.insert("event_name".into(), name);
+    out.insert("event_type".into(), json!(kind));
+    if let Some(id) = event_id(msg.get("uuid").and_then(Value::as_str), key) {
+        out.insert("event_id".into(), json!(id.to_string()));
+    } else if let Some(v) = msg.get("uuid").filter(|v| !v.is_string() && !v.is_null()) {
+        // A uuid of the wrong type: validation names the field.
+        out.insert("event_id".into(), v.clone());
+    }
+    if let Some(t) = msg.get("timestamp").filter(|v| !v.is_null()) {
+        out.insert("event_time".into(), t.clone());
+    }
+    let distinct_id = msg
+        .get("distinct_id")
+        .filter(|v| !v.is_null())
+        .cloned()
+        .or_else(|| props.remove("distinct_id"));
+    if let Some(u) = distinct_id.as_ref().filter(|v| integer_id(v)) {
+        out.insert("user_id".into(), u.clone());
+    }
+    for (field, prop) in [
+        ("session_id", "$session_id"),
+        ("page_url", "$current_url"),
+        ("referrer", "$referrer"),
+    ] {
+        if let Some(Value::String(v)) = props.get(prop) {
+            out.insert(field.into(), json!(v));
+            props.remove(prop);
+        }
+    }
+    let ua = ["$raw_user_agent", "$user_agent"]
+        .iter()
+        .find_map(|k| props.get(*k).and_then(Value::as_str))
+        .and_then(event::parse_user_agent);
+    if let Some(ua) = ua {
+        if let Some(b) = ua.browser {
+            out.insert("browser".into(), json!(b));
+        }
+        if let Some(o) = ua.os {
+            out.insert("os".into(), json!(o));
+        }
+        out.insert("device_type".into(), json!(ua.device_type));
+    }
+    let mut extra = Map::new();
+    if let Some(d) = distinct_id {
+        extra.insert("distinct_id".into(), d);
+    }
+    for k in ["$anon_distinct_id", "$set", "$set_once"] {
+        if let Some(v) = props.remove(k).filter(|v| !v.is_null()) {
+            extra.insert(k.into(), v);
+        }
+    }
+    // The message's other fields (a top-level `$set`, `type`, `offset`, …); the properties'
+    // `$set` wins over a top-level one.
+    for (k, v) in msg {
+        if !CONSUMED.contains(&k.as_str()) && !v.is_null() {
+            extra.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    props.insert("$posthog".into(), Value::Object(extra));
+    out.insert("properties".into(), Value::Object(props));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translate(v: Value) -> Value {
+        let mut items = vec![v];
+        PostHog.translate(
+            &mut items,
+            &Request {
+                route_type: None,
+                write_key: Some("phc_k"),
+            },
+        );
+        items.remove(0)
+    }
+
+    #[test]
+    fn maps_a_pageview_as_posthog_node_sends_it() {
+        let e = translate(json!({
+            "event": "$pageview", "distinct_id": "42", "uuid": "01a2314d-d5e2-7847-8341-1913ae89a51a",
+            "timestamp": "2026-12-01T11:11:54.337Z",
+            "properties": {
+                "$current_url": "https://shop.example/", "$referrer": "https://search.example/",
+                "$session_id": "s-1", "$lib": "posthog-node", "token": "phc_k",
+                "$raw_user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+            }
+        }));
+        assert_eq!(e["event_name"], "page_view");
+        assert_eq!(e["event_type"], "page");
+        assert_eq!(e["event_id"], "01a2314d-d5e2-7847-8341-1913ae89a51a");
+        assert_eq!(e["event_time"], "2026-12-01T11:11:54.337Z");
+        assert_eq!(e["user_id"], "42");
+        assert_eq!(e["session_id"], "s-1");
+        assert_eq!(e["page_url"], "https://shop.example/");
+        assert_eq!(e["referrer"], "https://search.example/");
+        assert_eq!(e["device_type"], "mobile");
+        assert_eq!(e["properties"]["$lib"], "posthog-node");
+        assert_eq!(e["properties"]["$posthog"]["distinct_id"], "42");
+        assert!(
+            e["properties"].get("token").is_none(),
+            "the key is not kept"
+        );
+        assert!(
+            e["properties"].get("$current_url").is_none(),
+            "kept in a column"
+        );
+    }
+
+    #[test]
+    fn identify_keeps_the_identity_under_posthog() {
+        let e = translate(json!({
+            "event": "$identify", "distinct_id": "usr_8f3a",
+            "properties": {"$set": {"plan": "pro"}, "$set_once": {}, "$anon_distinct_id": "anon-1"},
+            "$set": {"top": 1}
+        }));
+        assert_eq!(e["event_name"], "identify");
+        assert_eq!(e["event_type"], "identify");
+        assert!(
+            e.get("user_id").is_none(),
+            "a non-numeric distinct_id waits for the identity columns"
+        );
+        let ph = &e["properties"]["$posthog"];
+        assert_eq!(ph["distinct_id"], "usr_8f3a");
+        assert_eq!(ph["$anon_distinct_id"], "anon-1");
+        assert_eq!(ph["$set"]["plan"], "pro");
+        let e = translate(json!({"event": "$identify", "distinct_id": "1", "$set": {"top": 1}}));
+        assert_eq!(e["properties"]["$posthog"]["$set"]["top"], 1);
+        assert!(e.get("event_id").is_none(), "no uuid: a new id");
+        // A distinct_id in the properties, as posthog-js may send it.
+        let e = translate(json!({"event": "$autocapture", "properties": {"distinct_id": 7}}));
+        assert_eq!(e["event_name"], "$autocapture");
+        assert_eq!(e["event_type"], "track");
+        assert_eq!(e["user_id"], 7);
+    }
+
+    #[test]
+    fn a_custom_event_with_a_non_uuid_id_gets_a_stable_id() {
+        let e = translate(json!({
+            "event": "加入购物车", "distinct_id": 42, "uuid": "order-1001",
+            "properties": {"sku": "A1"}
+        }));
+        assert_eq!(e["event_name"], "加入购物车");
+        assert_eq!(e["user_id"], 42);
+        assert_eq!(e["properties"]["sku"], "A1");
+        let id = e["event_id"].as_str().expect("id");
+        assert_eq!(
+            event_id(Some("order-1001"), Some("phc_k")).map(|u| u.to_string()),
+            Some(id.to_string())
+        );
+        assert_ne!(
+            event_id(Some("order-1001"), Some("other")),
+            event_id(Some("order-1001"), Some("phc_k"))
+        );
+    }
+
+    #[test]
+    fn posthog_routes_and_the_seed_batch_route_share_the_protocol() {
+        for path in ["/batch", "/batch/", "/e/", "/capture/", "/i/v0/e/"] {
+            let route = super::super::find(path).expect(path);
+            assert_eq!(route.protocol.name(), "posthog", "{path}");
+            assert_eq!(route.endpoint, "batch", "{path}");
+            assert_eq!(route.shape, super::super::Shape::Many, "{path}");
+        }
+    }
+
+    #[test]
+    fn seed_events_and_messages_without_an_event_are_kept() {
+        let seed = json!({"event_name": "x", "event": "y"});
+        assert_eq!(translate(seed.clone()), seed);
+        let other = json!({"distinct_id": "1"});
+        assert_eq!(translate(other.clone()), other);
+    }
+}

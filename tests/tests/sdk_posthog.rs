@@ -1,0 +1,250 @@
+//! PostHog's own Node library, `posthog-node` 5.70.0 (installed pinned by
+//! `deploy/install-sdks`), against the real collector and database (issue #14): it posts
+//! gzipped `{"api_key": …, "batch": [...]}` to `/batch/`. A fixed script — a `$pageview`
+//! with a URL, referrer, session and user agent, an identify, a capture with a Chinese name
+//! and properties, one capture with its own `uuid` — lands every message exactly once with
+//! its fields mapped as documented; the script run again lands its fixed-uuid message only
+//! once; a wrong project key is a 401 the library reports; a permanent 400 is not retried;
+//! PostHog bodies posted by hand to `/e/`, `/capture/` and `/i/v0/e/` land too.
+
+use std::process::Command;
+
+use e2e::{
+    check::wait_rows,
+    client,
+    db::TestDb,
+    proc::{CollectorOpts, CollectorProc},
+    repo_root,
+};
+use serde_json::{json, Value};
+
+const KEY: &str = "phc_edge_posthog";
+const FIXED_UUID: &str = "0190b6e4-0000-7000-8000-00000000c0de";
+
+/// The time of the script's fixed-uuid message: the same in every run of this process.
+fn fixed_time() -> &'static str {
+    static T: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    T.get_or_init(|| e2e::gen::rfc3339(time::OffsetDateTime::now_utc()))
+}
+
+/// Runs `tests/sdk/node/posthog.mjs`; the errors the library reported.
+fn run_posthog(c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
+    let dir = repo_root().join("tests/sdk/node");
+    let out = Command::new("node")
+        .arg(dir.join("posthog.mjs"))
+        .arg(format!("http://{}", c.ingest))
+        .arg(key)
+        .arg(script)
+        .arg(fixed_time())
+        .current_dir(&dir)
+        .output()
+        .expect("node (run deploy/install-sdks first)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "posthog.mjs {script}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("output: {stdout}"));
+    v["errors"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn requests(c: &CollectorProc, status: u16) -> f64 {
+    let metrics = client::get(c.admin, "/metrics").expect("metrics").body;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("collector_http_requests_total{"))
+        .filter(|l| l.contains("endpoint=\"batch\"") && l.contains(&format!("status=\"{status}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn posthog_node_library_events_land_once_with_their_fields_mapped() {
+    let db = TestDb::migrated("sdk_posthog").await.expect("db");
+    let c = CollectorOpts::new("sdk-posthog")
+        .database(&db.url)
+        .fast_forwarding()
+        .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
+        .start()
+        .expect("start");
+
+    let errors = run_posthog(&c, KEY, "journey");
+    assert!(errors.is_empty(), "the library reported: {errors:?}");
+    assert_eq!(
+        wait_rows(&db, 4, std::time::Duration::from_secs(30)).await,
+        4
+    );
+    let client = db.client().await.expect("client");
+    let rows = client
+        .query(
+            "SELECT event_name, event_type, user_id, session_id, page_url, referrer, device_type,
+                    properties->'$posthog'->>'distinct_id',
+                    properties->'$posthog'->>'$anon_distinct_id',
+                    properties->'$posthog'->'$set'->>'name',
+                    properties->>'sku', properties->>'$lib', event_id::text,
+                    properties::text LIKE '%' || $1 || '%'
+             FROM user_events ORDER BY event_time, event_name",
+            &[&KEY],
+        )
+        .await
+        .expect("rows");
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (name, kind) in [
+        ("page_view", "page"),
+        ("identify", "identify"),
+        ("加入购物车", "track"),
+        ("purchase", "track"),
+    ] {
+        assert_eq!(
+            got.iter().filter(|(n, k)| n == name && k == kind).count(),
+            1,
+            "{name} as {kind} once in {got:?}"
+        );
+    }
+    for r in &rows {
+        let name: String = r.get(0);
+        assert_eq!(
+            r.get::<_, Option<String>>(11).as_deref(),
+            Some("posthog-node"),
+            "{name}: $lib kept"
+        );
+        assert_eq!(
+            r.get::<_, Option<bool>>(13),
+            Some(false),
+            "{name}: no key stored"
+        );
+        match name.as_str() {
+            "page_view" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), None, "anon-1 is not a user id");
+                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
+                assert_eq!(
+                    r.get::<_, Option<String>>(4).as_deref(),
+                    Some("https://shop.example/")
+                );
+                assert_eq!(
+                    r.get::<_, Option<String>>(5).as_deref(),
+                    Some("https://search.example/")
+                );
+                assert_eq!(
+                    r.get::<_, Option<String>>(6).as_deref(),
+                    Some("mobile"),
+                    "$raw_user_agent parsed"
+                );
+                assert_eq!(r.get::<_, Option<String>>(7).as_deref(), Some("anon-1"));
+            }
+            "identify" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), Some(42), "distinct_id 42");
+                assert_eq!(r.get::<_, Option<String>>(8).as_deref(), Some("anon-1"));
+                assert_eq!(
+                    r.get::<_, Option<String>>(9).as_deref(),
+                    Some("张伟"),
+                    "$set kept"
+                );
+            }
+            "加入购物车" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), Some(42));
+                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
+                assert_eq!(r.get::<_, Option<String>>(10).as_deref(), Some("A1"));
+            }
+            "purchase" => {
+                assert_eq!(r.get::<_, Option<String>>(12).as_deref(), Some(FIXED_UUID));
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+
+    // The script again: three new messages, and the resent one (same uuid and time)
+    // deduplicated.
+    let errors = run_posthog(&c, KEY, "journey");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        wait_rows(&db, 7, std::time::Duration::from_secs(30)).await,
+        7
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let purchases: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_events WHERE event_name = 'purchase'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(purchases, 1, "the resent uuid landed once");
+
+    // A wrong key: a 401 the library reports.
+    let errors = run_posthog(&c, "not-the-key", "journey");
+    assert!(!errors.is_empty(), "a wrong project key is reported");
+    assert!(requests(&c, 401) >= 1.0);
+
+    // A permanent 400 (an event name over the limit) is answered once and not retried.
+    let before = requests(&c, 400);
+    let errors = run_posthog(&c, KEY, "invalid");
+    assert!(!errors.is_empty(), "the refusal is reported");
+    assert_eq!(requests(&c, 400) - before, 1.0, "a 400 is not retried");
+
+    // PostHog's other capture routes, by hand: the key in the body (`api_key`, `token`) or
+    // a header.
+    for (i, (path, body, headers)) in [
+        (
+            "/e/",
+            json!({"api_key": KEY, "batch": [{"event": "$autocapture", "distinct_id": "7"}]}),
+            vec![],
+        ),
+        (
+            "/capture/",
+            json!({"token": KEY, "batch": [{"event": "signup", "distinct_id": 8}]}),
+            vec![],
+        ),
+        (
+            "/i/v0/e/",
+            json!([{"event": "$pageleave", "distinct_id": "9", "properties": {"token": KEY}}]),
+            vec![("X-Write-Key", KEY)],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let r = client::post(c.ingest, path, body.to_string().as_bytes(), &headers).expect(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_eq!(
+            wait_rows(&db, 8 + i as i64, std::time::Duration::from_secs(30)).await,
+            8 + i as i64
+        );
+    }
+    let users: Vec<Option<i64>> = client
+        .query(
+            "SELECT user_id FROM user_events
+             WHERE event_name IN ('$autocapture', 'signup', '$pageleave') ORDER BY user_id",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(users, vec![Some(7), Some(8), Some(9)]);
+    let r = client::post(
+        c.ingest,
+        "/e/",
+        json!({"api_key": "wrong", "batch": [{"event": "x", "distinct_id": "1"}]})
+            .to_string()
+            .as_bytes(),
+        &[],
+    )
+    .expect("post");
+    assert_eq!(r.status, 401, "a wrong api_key in the body");
+}
