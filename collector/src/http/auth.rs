@@ -3,7 +3,8 @@
 //! A key comes in the `X-Write-Key` header, as `Authorization: Bearer <key>`, as HTTP Basic
 //! credentials with the key as the user name (Segment's and RudderStack's libraries), as
 //! `?write_key=` (for `navigator.sendBeacon`, which cannot set headers; percent-decoded, as
-//! the tracker sends it with `encodeURIComponent`), or as `writeKey` in a Segment body.
+//! the tracker sends it with `encodeURIComponent`), or in the body: Segment's `writeKey`,
+//! PostHog's `api_key` or `token`.
 //!
 //! Invariant: keys are compared in constant time (`subtle`), against every configured key,
 //! and never logged.
@@ -29,7 +30,7 @@ impl Ingest {
             None => Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "a write key is required (X-Write-Key, Authorization: Bearer or Basic, ?write_key=, or writeKey in the body)",
+                "a write key is required (X-Write-Key, Authorization: Bearer or Basic, ?write_key=, or writeKey / api_key / token in the body)",
             )),
         }
     }

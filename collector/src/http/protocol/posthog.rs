@@ -49,9 +49,8 @@ impl Protocol for PostHog {
     fn name(&self) -> &'static str {
         "posthog"
     }
-    fn any_content_type(&self) -> bool {
-        true
-    }
+    // posthog-node labels its JSON correctly; the seed's `/batch`, which this protocol also
+    // serves, keeps refusing other media types with 415 as documented.
     fn key_in_body(&self) -> bool {
         true
     }
