@@ -23,9 +23,9 @@ use std::{
 use e2e::{
     check::{assert_exactly_once, ids, wait_rows},
     client::{self, post_json},
-    db::{PrivateCluster, TestDb},
+    db::{with_database, PrivateCluster, TestDb},
     gen,
-    proc::{CollectorOpts, CollectorProc},
+    proc::{collector, CollectorOpts, CollectorProc},
     relay::{url_addr, url_via, Relay},
     replication::{crash, Standby},
 };
@@ -100,6 +100,14 @@ async fn failover_to_a_promoted_standby_loses_nothing_and_ingest_never_stops() {
         .expect("db");
     db.migrate().await.expect("migrate");
     let standby = Standby::of(&primary, "failover").expect("standby");
+    // A hot standby refuses writes: `collector migrate` says so plainly.
+    let on_standby = format!("--database-url={}", with_database(&standby.url, &db.name));
+    let (code, _, err) = collector(&["migrate", &on_standby], &[]).expect("migrate");
+    assert_ne!(code, 0, "migrate on a standby fails");
+    assert!(
+        err.contains("read-only") && err.contains("primary"),
+        "{err}"
+    );
     let url = format!(
         "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
         primary.port, standby.port, db.name

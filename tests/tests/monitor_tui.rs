@@ -19,6 +19,7 @@ use e2e::{
     db::{eventually, free_port, TestDb},
     gen,
     proc::{self, CollectorOpts},
+    relay::{url_addr, url_via, Relay},
 };
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use serde_json::{json, Value};
@@ -483,6 +484,29 @@ async fn unresponsive_database_never_freezes_the_ui() -> anyhow::Result<()> {
     tui.keys("q")?;
     assert_eq!(tui.wait_exit(Duration::from_secs(10))?, 0);
     drop(silent);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_database_path_shows_as_unreachable_not_slow_forever() -> anyhow::Result<()> {
+    // Connected and answering, then the path freezes: sockets open and silent, as a
+    // partition looks from the client.
+    let db = TestDb::migrated("monitor_tui_frozen").await?;
+    let relay = Relay::start(url_addr(&db.url)?)?;
+    let url = url_via(&db.url, relay.addr);
+    let mut tui = Tui::start(&["--database-url", &url, "--refresh", "1s"], 80, 24)?;
+    tui.wait_text("updated", WAIT)?;
+    relay.freeze();
+    let frozen = Instant::now();
+    // The next refresh's first statement gets no answer within 5 s: unreachable, and the
+    // refresh after that reconnects (and waits on its connect deadline) instead of waiting
+    // out every section's 30 s.
+    tui.wait_text("database unreachable", Duration::from_secs(20))?;
+    eprintln!("unreachable shown {:?} after the freeze", frozen.elapsed());
+    tui.keys("q")?;
+    assert_eq!(tui.wait_exit(Duration::from_secs(10))?, 0);
+    drop(tui);
+    db.drop_db().await?;
     Ok(())
 }
 

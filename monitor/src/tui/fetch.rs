@@ -196,13 +196,21 @@ async fn serve(
     };
     // The replication status first (one cheap statement), so the lag banner follows every
     // refresh whatever the tab; failing, it is left out (the sections then say why).
-    if let Some(replica) = replica_status(&c).await {
-        let part = Fetched {
-            replica: Some(replica),
-            ..Fetched::default()
-        };
-        if !send(Ok(part), false) {
-            return false;
+    match replica_status(&c).await {
+        Ok(Some(replica)) => {
+            let part = Fetched {
+                replica: Some(replica),
+                ..Fetched::default()
+            };
+            if !send(Ok(part), false) {
+                return false;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            // The next refresh reconnects (each host of the URL, under the connect deadline).
+            *client = None;
+            return send(Err(e), true);
         }
     }
     for &section in &req.sections {
@@ -254,18 +262,23 @@ async fn serve(
     )
 }
 
-/// The server's replication status, or None when it cannot be read within
-/// [`CONNECT_TIMEOUT`].
-async fn replica_status(client: &Client) -> Option<crate::model::ReplicaStatus> {
+/// The server's replication status: `Ok(None)` when it cannot be read (a role that may not
+/// see it), `Err` when the server gave no answer within [`CONNECT_TIMEOUT`] — a frozen path
+/// or a hung server, which the caller reports as unreachable instead of waiting on every
+/// section's deadline.
+async fn replica_status(client: &Client) -> Result<Option<crate::model::ReplicaStatus>, String> {
     match tokio::time::timeout(CONNECT_TIMEOUT, crate::query::replica::status(client)).await {
-        Ok(Ok(status)) => Some(status),
+        Ok(Ok(status)) => Ok(Some(status)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "replication status");
-            None
+            Ok(None)
         }
         Err(_) => {
             cancel(client).await;
-            None
+            Err(format!(
+                "no answer within {}s (connection dropped)",
+                CONNECT_TIMEOUT.as_secs()
+            ))
         }
     }
 }
