@@ -12,7 +12,9 @@
 //! - [`gen`]: seed-shaped event generation;
 //! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server);
 //! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote;
-//! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench).
+//! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench);
+//! - [`tui`]: the real monitor in a pseudo-terminal, its screen emulated;
+//! - [`sdk`]: real client libraries' scripts run against a collector.
 //!
 //! Nothing here mocks the database.
 
@@ -26,6 +28,8 @@ pub mod load;
 pub mod proc;
 pub mod relay;
 pub mod replication;
+pub mod sdk;
+pub mod tui;
 
 use std::path::PathBuf;
 

@@ -6,11 +6,7 @@
 //!
 //! Nothing here mocks the database.
 
-use std::{
-    io::{Read, Write},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use collector::database::copy;
@@ -20,196 +16,10 @@ use e2e::{
     gen,
     proc::{self, CollectorOpts},
     relay::{url_addr, url_via, Relay},
+    tui::Tui,
 };
-use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
-
-/// The real `monitor` in a pseudo-terminal, its output fed to a terminal emulator.
-struct Tui {
-    child: Box<dyn Child + Send + Sync>,
-    master: Option<Box<dyn MasterPty + Send>>,
-    writer: Option<Box<dyn Write + Send>>,
-    /// The emulated screen and every byte the program wrote.
-    screen: Arc<Mutex<(vt100::Parser, Vec<u8>)>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Tui {
-    fn start(args: &[&str], cols: u16, rows: u16) -> anyhow::Result<Tui> {
-        let pair = native_pty_system().openpty(PtySize {
-            rows,
-            cols,
-            pixel_width: 0,
-            pixel_height: 0,
-        })?;
-        let mut cmd = CommandBuilder::new(proc::bin("monitor")?);
-        cmd.args(args);
-        cmd.env("TERM", "xterm-256color");
-        cmd.env_remove("DATABASE_URL");
-        cmd.env_remove("COLLECTOR_ADMIN_TOKEN");
-        let child = pair.slave.spawn_command(cmd)?;
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader()?;
-        let writer = pair.master.take_writer()?;
-        let screen = Arc::new(Mutex::new((vt100::Parser::new(rows, cols, 0), Vec::new())));
-        let sink = screen.clone();
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => return, // EOF, or EIO once the program is gone
-                    Ok(n) => {
-                        if let Ok(mut s) = sink.lock() {
-                            s.0.process(&buf[..n]);
-                            s.1.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                }
-            }
-        });
-        Ok(Tui {
-            child,
-            master: Some(pair.master),
-            writer: Some(writer),
-            screen,
-            reader: Some(reader),
-        })
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.process_id()
-    }
-
-    fn contents(&self) -> String {
-        self.screen
-            .lock()
-            .map(|s| s.0.screen().contents())
-            .unwrap_or_default()
-    }
-
-    fn keys(&mut self, keys: &str) -> anyhow::Result<()> {
-        let w = self.writer.as_mut().context("terminal hung up")?;
-        w.write_all(keys.as_bytes())?;
-        w.flush()?;
-        Ok(())
-    }
-
-    /// What a closed terminal window or a dropped SSH session sends the program.
-    fn hang_up(&mut self) {
-        if let Some(pid) = self.pid() {
-            // SAFETY: kill(2) on the child we spawned; no memory is touched.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGHUP);
-            }
-        }
-    }
-
-    /// Waits until a screen line holds every token (whole words), returns that line.
-    fn wait_line(&self, tokens: &[&str], timeout: Duration) -> anyhow::Result<String> {
-        let start = Instant::now();
-        loop {
-            let screen = self.contents();
-            if let Some(line) = find_line(&screen, tokens) {
-                return Ok(line);
-            }
-            if start.elapsed() > timeout {
-                bail!("no line with {tokens:?} within {timeout:?}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_text(&self, text: &str, timeout: Duration) -> anyhow::Result<()> {
-        let start = Instant::now();
-        loop {
-            let screen = self.contents();
-            if screen.contains(text) {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                bail!("no {text:?} within {timeout:?}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Resizes the terminal (the program gets SIGWINCH) and the emulated screen.
-    fn resize(&mut self, cols: u16, rows: u16) -> anyhow::Result<()> {
-        if let Ok(mut s) = self.screen.lock() {
-            s.0.screen_mut().set_size(rows, cols);
-        }
-        self.master
-            .as_ref()
-            .context("terminal hung up")?
-            .resize(PtySize {
-                rows,
-                cols,
-                pixel_width: 0,
-                pixel_height: 0,
-            })?;
-        Ok(())
-    }
-
-    /// Peak resident memory (VmHWM) of the running program, in KiB.
-    fn peak_rss_kib(&self) -> Option<u64> {
-        proc::peak_rss_kib(self.pid()?)
-    }
-
-    /// Waits for the exit; returns the exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<u32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if let Some(r) = self.reader.take() {
-                    let _ = r.join();
-                }
-                return Ok(status.exit_code());
-            }
-            if start.elapsed() > timeout {
-                let _ = self.child.kill();
-                bail!(
-                    "monitor did not exit within {timeout:?}; screen:\n{}",
-                    self.contents()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The terminal's line discipline is back in cooked mode with echo (raw mode left).
-    fn cooked(&self) -> Option<bool> {
-        let fd = self.master.as_ref()?.as_raw_fd()?;
-        // SAFETY: tcgetattr only writes the termios struct we own; fd is the pty's master.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
-            return None;
-        }
-        Some(t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0)
-    }
-}
-
-impl Drop for Tui {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn find_line(screen: &str, tokens: &[&str]) -> Option<String> {
-    screen
-        .lines()
-        .find(|line| {
-            let words: Vec<&str> = line
-                .split(|c: char| c.is_whitespace() || "│┌┐└┘─".contains(c))
-                .filter(|w| !w.is_empty())
-                .collect();
-            tokens.iter().all(|t| words.contains(t))
-        })
-        .map(str::to_string)
-}
 
 /// 40 sessions of one user each, 10 minutes ago: every session views a page, the first 20
 /// add to cart, the first 10 start checkout, the first 5 buy. 75 events; even sessions on
@@ -360,14 +170,7 @@ async fn dashboard_shows_the_loaded_numbers_and_restores_the_terminal() -> anyho
     tui.keys("q")?;
     let code = tui.wait_exit(Duration::from_secs(10))?;
     assert_eq!(code, 0, "exit code");
-    let (alt, cursor_hidden, raw) = {
-        let s = tui.screen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        (
-            s.0.screen().alternate_screen(),
-            s.0.screen().hide_cursor(),
-            s.1.clone(),
-        )
-    };
+    let (alt, cursor_hidden, raw) = tui.terminal_state();
     assert!(!alt, "still on the alternate screen");
     assert!(!cursor_hidden, "cursor still hidden");
     let text = String::from_utf8_lossy(&raw);

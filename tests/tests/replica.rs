@@ -9,12 +9,7 @@
 //! Invariant: nothing is mocked: the real `monitor` binary (as a process, and in a
 //! pseudo-terminal for the dashboard) against real PostgreSQL servers.
 
-use std::{
-    io::{Read, Write},
-    process::Command,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
 use anyhow::{bail, Context};
 use collector::database::copy;
@@ -22,94 +17,21 @@ use e2e::{
     db::{connect, eventually, with_database, PrivateCluster, TestDb},
     proc,
     replication::{crash, Standby},
+    tui::Tui,
 };
-use portable_pty::{native_pty_system, Child, CommandBuilder, PtySize};
 use serde_json::Value;
 use tokio_postgres::Client;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The dashboard in a pseudo-terminal (the minimum of `monitor_tui.rs`'s helper).
-struct Tui {
-    child: Box<dyn Child + Send + Sync>,
-    _master: Box<dyn portable_pty::MasterPty + Send>,
-    _writer: Box<dyn Write + Send>,
-    screen: Arc<Mutex<vt100::Parser>>,
+/// Waits until `check` holds for the dashboard's screen.
+fn wait(tui: &Tui, what: &str, check: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    tui.wait_until(what, WAIT, check)
 }
 
-impl Tui {
-    fn start(args: &[&str]) -> anyhow::Result<Tui> {
-        let (rows, cols) = (48, 160);
-        let pair = native_pty_system().openpty(PtySize {
-            rows,
-            cols,
-            pixel_width: 0,
-            pixel_height: 0,
-        })?;
-        let mut cmd = CommandBuilder::new(proc::bin("monitor")?);
-        cmd.args(args);
-        cmd.env("TERM", "xterm-256color");
-        cmd.env_remove("DATABASE_URL");
-        let child = pair.slave.spawn_command(cmd)?;
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader()?;
-        let writer = pair.master.take_writer()?;
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    return;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.process(&buf[..n]);
-                }
-            }
-        });
-        Ok(Tui {
-            child,
-            _master: pair.master,
-            _writer: writer,
-            screen,
-        })
-    }
-
-    fn contents(&self) -> String {
-        self.screen
-            .lock()
-            .map(|s| s.screen().contents())
-            .unwrap_or_default()
-    }
-
-    /// Waits until `check` holds for the screen.
-    fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> anyhow::Result<String> {
-        let start = Instant::now();
-        loop {
-            let screen = self.contents();
-            if check(&screen) {
-                return Ok(screen);
-            }
-            if start.elapsed() > WAIT {
-                bail!("{what}: not within {WAIT:?}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The status line (the screen's second line).
-    fn status_line(screen: &str) -> &str {
-        screen.lines().nth(1).unwrap_or("")
-    }
-}
-
-impl Drop for Tui {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The status line (the screen's second line).
+fn status_line(screen: &str) -> &str {
+    screen.lines().nth(1).unwrap_or("")
 }
 
 /// `monitor query <what> --since 30d` as a process; its stdout.
@@ -347,18 +269,22 @@ async fn every_analysis_on_a_standby_gives_the_primarys_numbers_and_shows_replic
     primary
         .batch_execute("CREATE TABLE e2e_lag AS SELECT 1 AS x")
         .await?;
-    let tui = Tui::start(&[
-        "--database-url",
-        &oncall_standby,
-        "--refresh",
-        "1s",
-        "--max-replica-lag",
-        "1s",
-    ])?;
-    let screen = tui.wait("the lag banner", |s| {
+    let tui = Tui::start(
+        &[
+            "--database-url",
+            &oncall_standby,
+            "--refresh",
+            "1s",
+            "--max-replica-lag",
+            "1s",
+        ],
+        160,
+        48,
+    )?;
+    let screen = wait(&tui, "the lag banner", |s| {
         s.contains("replica lags") && s.contains("numbers are older than shown")
     })?;
-    assert!(Tui::status_line(&screen).contains("standby"), "{screen}");
+    assert!(status_line(&screen).contains("standby"), "{screen}");
     let lagging = query_json(&surl, "database", &as_of)?;
     assert!(
         lagging["replication"]["replay_lag_seconds"]
@@ -379,7 +305,7 @@ async fn every_analysis_on_a_standby_gives_the_primarys_numbers_and_shows_replic
         .batch_execute("SELECT pg_wal_replay_resume()")
         .await?;
     caught_up(&primary, &standby).await?;
-    tui.wait("the banner gone", |s| !s.contains("replica lags"))?;
+    wait(&tui, "the banner gone", |s| !s.contains("replica lags"))?;
     drop(tui);
     Ok(())
 }
@@ -397,9 +323,9 @@ async fn the_monitor_on_a_standby_keeps_answering_through_its_promotion() -> any
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let before = query_json(&surl, "breakdown", &as_of)?;
 
-    let tui = Tui::start(&["--database-url", &surl, "--refresh", "1s"])?;
-    tui.wait("the standby in the status line", |s| {
-        Tui::status_line(s).contains("standby") && s.contains("updated")
+    let tui = Tui::start(&["--database-url", &surl, "--refresh", "1s"], 160, 48)?;
+    wait(&tui, "the standby in the status line", |s| {
+        status_line(s).contains("standby") && s.contains("updated")
     })?;
 
     crash(&s.primary)?;
@@ -407,18 +333,18 @@ async fn the_monitor_on_a_standby_keeps_answering_through_its_promotion() -> any
 
     // The same connection now reads a primary: the status line drops "standby", the
     // refreshes keep coming (the update time moves) and no banner says the database is gone.
-    let screen = tui.wait("a primary", |s| {
-        !Tui::status_line(s).contains("standby") && s.contains("updated")
+    let screen = wait(&tui, "a primary", |s| {
+        !status_line(s).contains("standby") && s.contains("updated")
     })?;
     let updated = |s: &str| {
-        Tui::status_line(s)
+        status_line(s)
             .split_whitespace()
             .skip_while(|w| *w != "updated")
             .nth(1)
             .map(str::to_string)
     };
     let first = updated(&screen).context("no update time")?;
-    let screen = tui.wait("a later refresh", |s| {
+    let screen = wait(&tui, "a later refresh", |s| {
         updated(s).is_some_and(|t| t != first)
     })?;
     assert!(!screen.contains("unreachable"), "{screen}");

@@ -7,60 +7,14 @@
 //! again lands its fixed-id message only once; a wrong write key is a 401 the library
 //! reports; a permanent 400 is not retried.
 
-use std::process::Command;
-
 use e2e::{
     check::wait_rows,
-    client,
     db::TestDb,
     proc::{CollectorOpts, CollectorProc},
-    repo_root,
+    sdk::{requests, run_library},
 };
-use serde_json::Value;
 
 const KEY: &str = "wk-segment";
-
-/// The time of the script's fixed-id message: the same in every run of this process.
-fn fixed_time() -> &'static str {
-    static T: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    T.get_or_init(|| e2e::gen::rfc3339(time::OffsetDateTime::now_utc()))
-}
-
-/// Runs a library's script (`tests/sdk/node/<lib>.mjs`); the errors it reported.
-fn run_library(lib: &str, c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
-    let dir = repo_root().join("tests/sdk/node");
-    let out = Command::new("node")
-        .arg(dir.join(format!("{lib}.mjs")))
-        .arg(format!("http://{}", c.ingest))
-        .arg(key)
-        .arg(script)
-        .arg(fixed_time())
-        .current_dir(&dir)
-        .output()
-        .expect("node (run deploy/install-sdks first)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{lib}.mjs {script}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("output: {stdout}"));
-    v["errors"]
-        .as_array()
-        .map(|a| a.iter().map(|e| e.to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn requests(c: &CollectorProc, status: u16) -> f64 {
-    let metrics = client::get(c.admin, "/metrics").expect("metrics").body;
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("collector_http_requests_total{"))
-        .filter(|l| l.contains("endpoint=\"batch\"") && l.contains(&format!("status=\"{status}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn segment_node_library_events_land_once_with_their_fields_mapped() {

@@ -7,60 +7,21 @@
 //! once; a wrong project key is a 401 the library reports; a permanent 400 is not retried;
 //! PostHog bodies posted by hand to `/e/`, `/capture/` and `/i/v0/e/` land too.
 
-use std::process::Command;
-
 use e2e::{
     check::wait_rows,
     client,
     db::TestDb,
     proc::{CollectorOpts, CollectorProc},
-    repo_root,
+    sdk::{requests, run_library},
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 const KEY: &str = "phc_edge_posthog";
 const FIXED_UUID: &str = "0190b6e4-0000-7000-8000-00000000c0de";
 
-/// The time of the script's fixed-uuid message: the same in every run of this process.
-fn fixed_time() -> &'static str {
-    static T: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    T.get_or_init(|| e2e::gen::rfc3339(time::OffsetDateTime::now_utc()))
-}
-
 /// Runs `tests/sdk/node/posthog.mjs`; the errors the library reported.
 fn run_posthog(c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
-    let dir = repo_root().join("tests/sdk/node");
-    let out = Command::new("node")
-        .arg(dir.join("posthog.mjs"))
-        .arg(format!("http://{}", c.ingest))
-        .arg(key)
-        .arg(script)
-        .arg(fixed_time())
-        .current_dir(&dir)
-        .output()
-        .expect("node (run deploy/install-sdks first)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "posthog.mjs {script}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("output: {stdout}"));
-    v["errors"]
-        .as_array()
-        .map(|a| a.iter().map(|e| e.to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn requests(c: &CollectorProc, status: u16) -> f64 {
-    let metrics = client::get(c.admin, "/metrics").expect("metrics").body;
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("collector_http_requests_total{"))
-        .filter(|l| l.contains("endpoint=\"batch\"") && l.contains(&format!("status=\"{status}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    run_library("posthog", c, key, script)
 }
 
 #[tokio::test(flavor = "multi_thread")]
