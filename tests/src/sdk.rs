@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{client, proc::CollectorProc, repo_root};
+use crate::{check::wait_rows, client, db::TestDb, proc::CollectorProc, repo_root};
 
 /// The time of a script's fixed-id message: the same in every run of this process.
 pub fn fixed_time() -> &'static str {
@@ -52,4 +52,47 @@ pub fn requests(c: &CollectorProc, status: u16) -> f64 {
         .filter(|l| l.contains("endpoint=\"batch\"") && l.contains(&format!("status=\"{status}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// What every library must show after its first run of the `journey` script: run again,
+/// the resent message (same id and time) lands once, so `user_events` ends with
+/// `rows_after` rows and one `purchase`; a wrong key is reported by the library and answered
+/// 401; the `invalid` script's permanent 400 is sent exactly once (not retried).
+pub async fn assert_resend_wrong_key_and_400(
+    lib: &str,
+    db: &TestDb,
+    c: &CollectorProc,
+    key: &str,
+    rows_after: i64,
+) {
+    let errors = run_library(lib, c, key, "journey");
+    assert!(errors.is_empty(), "{lib}: {errors:?}");
+    assert_eq!(
+        wait_rows(db, rows_after, std::time::Duration::from_secs(30)).await,
+        rows_after
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let client = db.client().await.expect("client");
+    let purchases: i64 = client
+        .query_one(
+            "SELECT count(*) FROM user_events WHERE event_name = 'purchase'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(purchases, 1, "{lib}: the resent message landed once");
+
+    let errors = run_library(lib, c, "not-the-key", "journey");
+    assert!(!errors.is_empty(), "{lib}: a wrong key is reported");
+    assert!(requests(c, 401) >= 1.0, "{lib}: answered 401");
+
+    let before = requests(c, 400);
+    let errors = run_library(lib, c, key, "invalid");
+    assert!(!errors.is_empty(), "{lib}: the refusal is reported");
+    assert_eq!(
+        requests(c, 400) - before,
+        1.0,
+        "{lib}: a 400 is not retried"
+    );
 }

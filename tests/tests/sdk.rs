@@ -11,7 +11,7 @@ use e2e::{
     check::wait_rows,
     db::TestDb,
     proc::{CollectorOpts, CollectorProc},
-    sdk::{requests, run_library},
+    sdk::{assert_resend_wrong_key_and_400, run_library},
 };
 
 const KEY: &str = "wk-segment";
@@ -108,33 +108,7 @@ async fn library_journey(lib: &str, library_name: &str) {
         }
     }
 
-    // The script again: four new messages, and the resent message (same messageId and
-    // time) deduplicated.
-    let errors = run_segment(&c, KEY, "journey");
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(
-        wait_rows(&db, 9, std::time::Duration::from_secs(30)).await,
-        9
-    );
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let purchases: i64 = client
-        .query_one(
-            "SELECT count(*) FROM user_events WHERE event_name = 'purchase'",
-            &[],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(purchases, 1, "the retried messageId landed once");
-
-    // A wrong key: a 401 the library reports.
-    let errors = run_segment(&c, "not-the-key", "journey");
-    assert!(!errors.is_empty(), "a wrong write key is reported");
-    assert!(requests(&c, 401) >= 1.0);
-
-    // A permanent 400 (an event name over the limit) is answered once and not retried.
-    let before = requests(&c, 400);
-    let errors = run_segment(&c, KEY, "invalid");
-    assert!(!errors.is_empty(), "the refusal is reported");
-    assert_eq!(requests(&c, 400) - before, 1.0, "a 400 is not retried");
+    // The script again: four new messages and the resent one deduplicated; a wrong key;
+    // a permanent 400.
+    assert_resend_wrong_key_and_400(lib, &db, &c, KEY, 9).await;
 }

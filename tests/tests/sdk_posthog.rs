@@ -12,7 +12,7 @@ use e2e::{
     client,
     db::TestDb,
     proc::{CollectorOpts, CollectorProc},
-    sdk::{requests, run_library},
+    sdk::{assert_resend_wrong_key_and_400, run_library},
 };
 use serde_json::json;
 
@@ -127,35 +127,9 @@ async fn posthog_node_library_events_land_once_with_their_fields_mapped() {
         }
     }
 
-    // The script again: three new messages, and the resent one (same uuid and time)
-    // deduplicated.
-    let errors = run_posthog(&c, KEY, "journey");
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(
-        wait_rows(&db, 7, std::time::Duration::from_secs(30)).await,
-        7
-    );
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let purchases: i64 = client
-        .query_one(
-            "SELECT count(*) FROM user_events WHERE event_name = 'purchase'",
-            &[],
-        )
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(purchases, 1, "the resent uuid landed once");
-
-    // A wrong key: a 401 the library reports.
-    let errors = run_posthog(&c, "not-the-key", "journey");
-    assert!(!errors.is_empty(), "a wrong project key is reported");
-    assert!(requests(&c, 401) >= 1.0);
-
-    // A permanent 400 (an event name over the limit) is answered once and not retried.
-    let before = requests(&c, 400);
-    let errors = run_posthog(&c, KEY, "invalid");
-    assert!(!errors.is_empty(), "the refusal is reported");
-    assert_eq!(requests(&c, 400) - before, 1.0, "a 400 is not retried");
+    // The script again: three new messages and the resent one deduplicated; a wrong key;
+    // a permanent 400.
+    assert_resend_wrong_key_and_400("posthog", &db, &c, KEY, 7).await;
 
     // PostHog's other capture routes, by hand: the key in the body (`api_key`, `token`) or
     // a header.
