@@ -2,9 +2,10 @@
 //! (spreadsheets).
 //!
 //! Invariant: both forms hold the same cells; text aligns numeric columns right and the
-//! others left, CSV quotes per RFC 4180 and names the section in the first column.
+//! others left by *display width* (a CJK character or an emoji takes two terminal columns, a
+//! combining mark none), CSV quotes per RFC 4180 and names the section in the first column.
 
-use std::fmt::Write as _;
+use unicode_width::UnicodeWidthStr;
 
 /// One section of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +27,7 @@ impl Table {
     /// Aligned columns under a title: numeric columns right-aligned, the others (and the
     /// first) left-aligned.
     pub fn text(&self) -> String {
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.width()).collect();
         let mut numeric = vec![true; widths.len()];
         if let Some(first) = numeric.first_mut() {
             *first = false;
@@ -34,7 +35,7 @@ impl Table {
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate() {
                 if let Some(w) = widths.get_mut(i) {
-                    *w = (*w).max(cell.chars().count());
+                    *w = (*w).max(cell.width());
                 }
                 if let Some(n) = numeric.get_mut(i) {
                     *n &= cell.is_empty() || looks_numeric(cell);
@@ -47,10 +48,13 @@ impl Table {
                 if i > 0 {
                     s.push_str("  ");
                 }
+                let pad = " ".repeat(w.saturating_sub(cell.width()));
                 if numeric[i] {
-                    let _ = write!(s, "{cell:>w$}");
+                    s.push_str(&pad);
+                    s.push_str(cell);
                 } else {
-                    let _ = write!(s, "{cell:<w$}");
+                    s.push_str(cell);
+                    s.push_str(&pad);
                 }
             }
             s.trim_end().to_string()
@@ -106,5 +110,37 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_by_display_width_with_cjk_emoji_and_combining_marks() {
+        let mut t = Table::new("breakdown", &["event", "events", "users"]);
+        for (name, n, u) in [
+            ("page_view", "1200", "300"),
+            ("加入购物车", "85", "40"),
+            ("購入完了🎉", "7", "7"),
+            ("cafe\u{301}", "3", "2"),
+        ] {
+            t.rows.push(vec![name.into(), n.into(), u.into()]);
+        }
+        let text = t.text();
+        let lines: Vec<&str> = text.lines().skip(1).collect();
+        // Every line (header, rule, rows) ends its last column at the same display width.
+        let ends: Vec<usize> = lines.iter().map(|l| l.width()).collect();
+        assert!(ends.windows(2).all(|w| w[0] == w[1]), "{ends:?}\n{text}");
+        // And the numeric column ends at the same place on every row.
+        for l in &lines[2..] {
+            let upto_events = l.rsplit_once("  ").map(|(a, _)| a.trim_end().width());
+            assert_eq!(
+                upto_events,
+                Some("page_view".width().max("加入购物车".width()) + 2 + 6),
+                "{l}\n{text}"
+            );
+        }
     }
 }
