@@ -136,42 +136,43 @@ impl Ingest {
         let origin = req.headers().get(header::ORIGIN).cloned();
         let path = req.uri().path().to_string();
         let route = protocol::find(&path);
-        let endpoint = match path.as_str() {
-            _ if route.is_some() => route.map_or("other", |r| r.endpoint),
-            "/health" => "health",
-            "/ready" => "ready",
-            "/tracker.js" => "tracker",
-            _ => "other",
+        let endpoint = match (route, path.as_str()) {
+            (Some(r), _) => r.endpoint,
+            (None, "/health") => "health",
+            (None, "/ready") => "ready",
+            (None, "/tracker.js") => "tracker",
+            (None, _) => "other",
         };
-        let mut resp = match (req.method(), endpoint) {
-            (&Method::OPTIONS, _) => cors::preflight(),
-            (&Method::GET, "health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-            (&Method::GET, "ready") => self.ready(),
-            (&Method::GET, "tracker") => Response::builder()
-                .header(
-                    header::CONTENT_TYPE,
-                    "application/javascript; charset=utf-8",
-                )
-                .header(header::CACHE_CONTROL, "public, max-age=300")
-                .body(Full::new(Bytes::from_static(TRACKER_JS.as_bytes())))
-                .unwrap_or_default(),
-            (&Method::POST, _) if route.is_some() => match route {
-                Some(route) => match self.ingest(peer, req, route).await {
-                    Ok(body) => json_response(StatusCode::OK, &body),
-                    Err(r) => self.refuse(r),
-                },
-                None => self.refuse(Refusal::new(StatusCode::NOT_FOUND, "not_found", "no route")),
-            },
-            (_, "other") => self.refuse(Refusal::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no route for {path}"),
-            )),
-            _ => self.refuse(Refusal::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method",
-                "method not allowed on this path",
-            )),
+        let ingest_route = route.filter(|_| req.method() == Method::POST);
+        let mut resp = if let Some(route) = ingest_route {
+            match self.ingest(peer, req, route).await {
+                Ok(body) => json_response(StatusCode::OK, &body),
+                Err(r) => self.refuse(r),
+            }
+        } else {
+            match (req.method(), endpoint) {
+                (&Method::OPTIONS, _) => cors::preflight(),
+                (&Method::GET, "health") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+                (&Method::GET, "ready") => self.ready(),
+                (&Method::GET, "tracker") => Response::builder()
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/javascript; charset=utf-8",
+                    )
+                    .header(header::CACHE_CONTROL, "public, max-age=300")
+                    .body(Full::new(Bytes::from_static(TRACKER_JS.as_bytes())))
+                    .unwrap_or_default(),
+                (_, "other") => self.refuse(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no route for {path}"),
+                )),
+                _ => self.refuse(Refusal::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method",
+                    "method not allowed on this path",
+                )),
+            }
         };
         self.cors(origin.as_ref(), resp.headers_mut());
         self.metrics.count_request(endpoint, resp.status().as_u16());

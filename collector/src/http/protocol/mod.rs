@@ -15,6 +15,7 @@ pub mod seed;
 pub mod segment;
 
 use serde_json::Value;
+use uuid::Uuid;
 
 /// How many messages a route's body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +137,28 @@ pub static ROUTES: &[Route] = &[
     route("/capture", "batch", Shape::Many, &posthog::PostHog, None),
     route("/i/v0/e", "batch", Shape::Many, &posthog::PostHog, None),
 ];
+
+/// A protocol's message id as an event id: a UUID as it is, otherwise a UUIDv5 (in the
+/// protocol's `namespace`) of the key and the id, so a resent message keeps its id;
+/// `None` (a new id) when there is none.
+pub fn stable_event_id(namespace: &Uuid, id: Option<&str>, key: Option<&str>) -> Option<Uuid> {
+    let id = id.filter(|s| !s.is_empty())?;
+    if let Ok(u) = Uuid::parse_str(id) {
+        return Some(u);
+    }
+    let name = format!("{}\u{0}{id}", key.unwrap_or(""));
+    Some(Uuid::new_v5(namespace, name.as_bytes()))
+}
+
+/// Whether a client's user id can be the seed's numeric `user_id`: a JSON integer, or a
+/// string of digits that fits in int64.
+pub fn integer_id(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_i64(),
+        Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 19,
+        _ => false,
+    }
+}
 
 /// The route for `path` (a trailing slash tolerated).
 pub fn find(path: &str) -> Option<&'static Route> {

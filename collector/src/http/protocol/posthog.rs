@@ -25,7 +25,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{Protocol, Request};
+use super::{integer_id, Protocol, Request};
 use crate::event;
 
 pub struct PostHog;
@@ -68,21 +68,7 @@ impl Protocol for PostHog {
 /// The event id of a message: its `uuid` when that is a UUID, else a UUIDv5 of the key and
 /// the `uuid`; `None` (a new id) when it has none.
 pub fn event_id(uuid: Option<&str>, key: Option<&str>) -> Option<Uuid> {
-    let id = uuid.filter(|s| !s.is_empty())?;
-    if let Ok(u) = Uuid::parse_str(id) {
-        return Some(u);
-    }
-    let name = format!("{}\u{0}{id}", key.unwrap_or(""));
-    Some(Uuid::new_v5(&UUID_NAMESPACE, name.as_bytes()))
-}
-
-/// An integer user id: a JSON integer or a string of digits (what fits in int64).
-fn integer_id(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.is_i64(),
-        Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 19,
-        _ => false,
-    }
+    super::stable_event_id(&UUID_NAMESPACE, uuid, key)
 }
 
 fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {

@@ -23,7 +23,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{Protocol, Request};
+use super::{integer_id, Protocol, Request};
 use crate::event;
 
 pub struct Segment;
@@ -62,12 +62,7 @@ impl Protocol for Segment {
 /// The event id of a message: its `messageId` when that is a UUID, else a UUIDv5 of the
 /// write key and the `messageId`; `None` (a new id) when it has none.
 pub fn event_id(message_id: Option<&str>, write_key: Option<&str>) -> Option<Uuid> {
-    let id = message_id.filter(|s| !s.is_empty())?;
-    if let Ok(u) = Uuid::parse_str(id) {
-        return Some(u);
-    }
-    let name = format!("{}\u{0}{id}", write_key.unwrap_or(""));
-    Some(Uuid::new_v5(&MESSAGE_ID_NAMESPACE, name.as_bytes()))
+    super::stable_event_id(&MESSAGE_ID_NAMESPACE, message_id, write_key)
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -104,11 +99,7 @@ fn to_event(msg: &Map<String, Value>, kind: &str, write_key: Option<&str>) -> Ma
     {
         out.insert("event_time".into(), t.clone());
     }
-    let user_id = msg.get("userId").filter(|v| match v {
-        Value::Number(n) => n.is_i64(),
-        Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 19,
-        _ => false,
-    });
+    let user_id = msg.get("userId").filter(|v| integer_id(v));
     if let Some(u) = user_id {
         out.insert("user_id".into(), u.clone());
     }
