@@ -8,7 +8,7 @@
 //!
 //! Invariant: a configuration that loads is usable: limits are positive and addresses parse.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
@@ -43,8 +43,12 @@ pub struct Config {
     pub collector_id: String,
     /// Region label shown in heartbeats and the monitor.
     pub region: String,
-    /// Accepted write keys; empty means no key is required.
+    /// Accepted write keys without a source name; with `sources` empty too, no key is
+    /// required.
     pub write_keys: Vec<String>,
+    /// Named write keys, source name → key: one collector serving several apps. The name
+    /// (never the key) is stored with each event in `user_events.source`.
+    pub sources: BTreeMap<String, String>,
     /// Allowed CORS origins; `*` allows any.
     pub cors_origins: Vec<String>,
     pub limits: Limits,
@@ -81,7 +85,8 @@ pub struct Limits {
     pub max_properties_bytes: usize,
     /// Maximum nesting depth of `properties`.
     pub max_properties_depth: usize,
-    /// How far in the past an event_time may be.
+    /// How far in the past an event_time may be (default 2 years: offline queues,
+    /// historical imports and long outages' backlogs land).
     pub max_event_age_secs: u64,
     /// How far in the future an event_time may be (clock skew).
     pub max_event_future_secs: u64,
@@ -155,6 +160,7 @@ impl Default for Config {
             collector_id: default_collector_id(),
             region: "local".into(),
             write_keys: Vec::new(),
+            sources: BTreeMap::new(),
             cors_origins: vec!["*".into()],
             limits: Limits::default(),
             buffer: BufferConfig::default(),
@@ -175,7 +181,7 @@ impl Default for Limits {
             max_url_bytes: 2048,
             max_properties_bytes: 16 << 10,
             max_properties_depth: 8,
-            max_event_age_secs: 7 * 24 * 3600,
+            max_event_age_secs: 730 * 24 * 3600,
             max_event_future_secs: 3600,
             rate_limit_per_ip: 0,
             max_connections: 4096,

@@ -18,6 +18,8 @@ use crate::config::Limits;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub event_id: Uuid,
+    /// The seed's numeric user id: filled when the client's user id is an int64 (or its
+    /// canonical decimal text), so the seed's SQL keeps working.
     pub user_id: Option<i64>,
     pub session_id: Option<String>,
     pub event_type: Option<String>,
@@ -32,6 +34,15 @@ pub struct Event {
     pub city: Option<String>,
     pub event_time_us: i64,
     pub properties: Option<String>,
+    /// The user id exactly as the client sent it (an integer as its decimal text).
+    pub app_user_id: Option<String>,
+    /// The client's anonymous (device or visitor) id.
+    pub anonymous_id: Option<String>,
+    /// The name of the write key the request was accepted with; set by the collector,
+    /// never taken from the client.
+    pub source: Option<String>,
+    /// An identify's traits, a JSON object as text.
+    pub traits: Option<String>,
 }
 
 /// Why one event was refused: which event of the request, which field, and what is wrong.
@@ -45,10 +56,12 @@ pub struct FieldError {
 /// The allowed values of `device_type` (the column's CHECK constraint).
 pub const DEVICE_TYPES: [&str; 4] = ["desktop", "mobile", "tablet", "other"];
 
-/// Request context needed to complete an event: receive time and the client's User-Agent.
+/// Request context needed to complete an event: receive time, the client's User-Agent and
+/// the source its write key names.
 pub struct Context<'a> {
     pub now: OffsetDateTime,
     pub user_agent: Option<&'a str>,
+    pub source: Option<&'a str>,
 }
 
 /// Validates one JSON value as an event. `index` is its position in the request.
@@ -69,7 +82,10 @@ pub fn validate(
     let s = |field: &str, max: usize| optional_string(obj, field, max).map_err(|m| err(field, m));
 
     let event_id = event_id_of(obj).map_err(|m| err("event_id", m))?;
-    let user_id = user_id_of(obj).map_err(|m| err("user_id", m))?;
+    let app_user_id = user_id_of(obj, limits.max_string_bytes).map_err(|m| err("user_id", m))?;
+    let user_id = app_user_id.as_deref().and_then(numeric_id);
+    let anonymous_id = s("anonymous_id", limits.max_string_bytes)?.filter(|a| !a.is_empty());
+    let traits = object_of(obj, "traits", limits).map_err(|m| err("traits", m))?;
     let event_name = s("event_name", limits.max_string_bytes)?
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
@@ -90,7 +106,7 @@ pub fn validate(
     let country_code = country_of(s("country_code", limits.max_string_bytes)?)
         .map_err(|m| err("country_code", m))?;
     let event_time = event_time_of(obj, limits, ctx).map_err(|m| err("event_time", m))?;
-    let properties = properties_of(obj, limits).map_err(|m| err("properties", m))?;
+    let properties = object_of(obj, "properties", limits).map_err(|m| err("properties", m))?;
 
     let mut browser = s("browser", limits.max_string_bytes)?;
     let mut os = s("os", limits.max_string_bytes)?;
@@ -120,6 +136,12 @@ pub fn validate(
         city: s("city", limits.max_string_bytes)?,
         event_time_us: micros(event_time),
         properties,
+        app_user_id,
+        anonymous_id,
+        source: ctx
+            .source
+            .map(|s| truncate(s.to_string(), limits.max_string_bytes)),
+        traits,
     })
 }
 
@@ -134,20 +156,26 @@ fn event_id_of(obj: &Map<String, Value>) -> Result<Uuid, String> {
     }
 }
 
-/// `user_id`: an int64, or a string of its digits.
-fn user_id_of(obj: &Map<String, Value>) -> Result<Option<i64>, String> {
+/// `user_id`: a string (kept exactly as sent, within the string bound, no NUL) or an
+/// integer (kept as its decimal text); an empty string is no user id.
+fn user_id_of(obj: &Map<String, Value>, max: usize) -> Result<Option<String>, String> {
     match obj.get("user_id") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| "must be an integer within int64".into()),
-        Some(Value::String(text)) => text
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| "must be an integer (or a string of digits) within int64".to_string()),
-        Some(other) => Err(format!("must be an integer, got {}", kind(other))),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(Value::Number(_)) => Err("must be a string or an integer, got a fraction".into()),
+        Some(Value::String(text)) if text.is_empty() => Ok(None),
+        Some(Value::String(text)) => checked_string(text, max).map(Some),
+        Some(other) => Err(format!(
+            "must be a string or an integer, got {}",
+            kind(other)
+        )),
     }
+}
+
+/// The seed's numeric `user_id` of a user id: its value when the text is an int64 in
+/// canonical decimal form (`"42"`, not `"042"` or `"+42"`).
+pub fn numeric_id(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|n| n.to_string() == text)
 }
 
 /// `country_code`: two ASCII letters, upper-cased.
@@ -191,9 +219,13 @@ fn event_time_of(
     Ok(event_time)
 }
 
-/// `properties`: a JSON object within the depth and size limits, as JSON text.
-fn properties_of(obj: &Map<String, Value>, limits: &Limits) -> Result<Option<String>, String> {
-    match obj.get("properties") {
+/// `properties` or `traits`: a JSON object within the depth and size limits, as JSON text.
+fn object_of(
+    obj: &Map<String, Value>,
+    field: &str,
+    limits: &Limits,
+) -> Result<Option<String>, String> {
+    match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Object(_)) => {
             check_json(v, 1, limits.max_properties_depth)?;
@@ -230,16 +262,19 @@ fn optional_string(
 ) -> Result<Option<String>, String> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            if s.len() > max {
-                Err(format!("is {} bytes, more than the {max} allowed", s.len()))
-            } else if s.contains('\0') {
-                Err("must not contain a NUL character".into())
-            } else {
-                Ok(Some(s.clone()))
-            }
-        }
+        Some(Value::String(s)) => checked_string(s, max).map(Some),
         Some(other) => Err(format!("must be a string, got {}", kind(other))),
+    }
+}
+
+/// A string within `max` bytes and without NUL (PostgreSQL TEXT refuses it).
+fn checked_string(s: &str, max: usize) -> Result<String, String> {
+    if s.len() > max {
+        Err(format!("is {} bytes, more than the {max} allowed", s.len()))
+    } else if s.contains('\0') {
+        Err("must not contain a NUL character".into())
+    } else {
+        Ok(s.to_string())
     }
 }
 
@@ -335,6 +370,7 @@ mod tests {
         Context {
             now: OffsetDateTime::now_utc(),
             user_agent: None,
+            source: None,
         }
     }
 
@@ -355,6 +391,36 @@ mod tests {
     }
 
     #[test]
+    fn keeps_user_ids_as_sent_and_fills_the_numeric_one() {
+        let ids = |v: Value| {
+            let e = check(v).expect("valid");
+            (e.app_user_id, e.user_id, e.anonymous_id)
+        };
+        assert_eq!(
+            ids(json!({"event_name":"x","user_id":42})),
+            (Some("42".into()), Some(42), None)
+        );
+        assert_eq!(
+            ids(json!({"event_name":"x","user_id":"usr_8f3a2c","anonymous_id":"a-1"})),
+            (Some("usr_8f3a2c".into()), None, Some("a-1".into()))
+        );
+        assert_eq!(
+            ids(json!({"event_name":"x","user_id":"042"})),
+            (Some("042".into()), None, None)
+        );
+        assert_eq!(
+            ids(json!({"event_name":"x","user_id":"","anonymous_id":""})),
+            (None, None, None)
+        );
+        let e = check(
+            json!({"event_name":"identify","user_id":"u@example.com","traits":{"plan":"pro"}}),
+        )
+        .expect("valid");
+        assert_eq!(e.traits.as_deref(), Some(r#"{"plan":"pro"}"#));
+        assert_eq!(e.app_user_id.as_deref(), Some("u@example.com"));
+    }
+
+    #[test]
     fn names_index_and_field() {
         let cases = [
             (json!({"user_id":1}), "event_name"),
@@ -366,8 +432,20 @@ mod tests {
                 json!({"event_name":"x","country_code":"FRA"}),
                 "country_code",
             ),
-            (json!({"event_name":"x","user_id":"12a"}), "user_id"),
+            (json!({"event_name":"x","user_id":"a\u{0}b"}), "user_id"),
+            (
+                json!({"event_name":"x","user_id":"u".repeat(300)}),
+                "user_id",
+            ),
             (json!({"event_name":"x","user_id":1.5}), "user_id"),
+            (json!({"event_name":"x","user_id":true}), "user_id"),
+            (json!({"event_name":"x","anonymous_id":7}), "anonymous_id"),
+            (
+                json!({"event_name":"x","anonymous_id":"a\u{0}"}),
+                "anonymous_id",
+            ),
+            (json!({"event_name":"x","traits":[1]}), "traits"),
+            (json!({"event_name":"x","traits":"plan=pro"}), "traits"),
             (json!({"event_name":"x","event_id":"nope"}), "event_id"),
             (
                 json!({"event_name":"x","event_time":"yesterday"}),
@@ -416,6 +494,7 @@ mod tests {
         let c = Context {
             now: OffsetDateTime::now_utc(),
             user_agent: Some(ua),
+            source: None,
         };
         let e = validate(&json!({"event_name":"x"}), 0, &Limits::default(), &c).expect("valid");
         assert_eq!(e.device_type.as_deref(), Some("mobile"));

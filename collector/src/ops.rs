@@ -79,9 +79,21 @@ pub fn event_json(e: &Event, received_at_us: i64, collector_id: &str) -> Value {
         .as_deref()
         .and_then(|p| serde_json::from_str::<Value>(p).ok())
         .unwrap_or(Value::Null);
+    let traits = e
+        .traits
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Value>(p).ok())
+        .unwrap_or(Value::Null);
+    let user_id = e
+        .app_user_id
+        .clone()
+        .or_else(|| e.user_id.map(|u| u.to_string()));
     json!({
         "event_id": e.event_id.to_string(),
-        "user_id": e.user_id,
+        "user_id": user_id,
+        "anonymous_id": e.anonymous_id,
+        "traits": traits,
+        "source": e.source,
         "session_id": e.session_id,
         "event_type": e.event_type,
         "event_name": e.event_name,
@@ -196,6 +208,7 @@ pub fn import(cfg: &Config, path: &Path) -> anyhow::Result<i32> {
     let ctx = event::Context {
         now,
         user_agent: None,
+        source: None,
     };
     let bar = ProgressBar::new_spinner();
     let (mut imported, mut refused) = (0u64, 0u64);
@@ -262,8 +275,15 @@ fn import_line(
     if value.get("event_id").and_then(Value::as_str).is_none() {
         return Err("event_id is required on import (it makes import idempotent)".into());
     }
-    let e = event::validate(&value, line_no, limits, ctx)
+    let mut e = event::validate(&value, line_no, limits, ctx)
         .map_err(|e| format!("field '{}' {}", e.field, e.message))?;
+    // An export's source was set by the collector that accepted the event: kept as it is
+    // (an operator's file, not a client's claim), within the string bound.
+    e.source = value
+        .get("source")
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= limits.max_string_bytes && !s.contains('\0'))
+        .map(str::to_string);
     let at = value
         .get("received_at")
         .and_then(Value::as_str)

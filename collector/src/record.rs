@@ -5,7 +5,12 @@
 //!
 //! Invariant: a record written by any released version decodes, or is reported as damaged;
 //! decoding arbitrary bytes never panics. Adding a field means a new format version byte
-//! (bincode 1.3 cannot skip unknown fields, FACTS.md), never changing version 1's body.
+//! (bincode 1.3 cannot skip unknown fields, FACTS.md), never changing an old version's body.
+//!
+//! Versions: 1 = the seed's fields; 2 (current) adds the identity fields
+//! (`app_user_id`, `anonymous_id`, `source`, `traits`). A version-1 record (buffered by an
+//! older collector before an upgrade) decodes into today's [`Event`] with them empty, except
+//! `app_user_id`, which is its numeric user id as text, as a version-2 record would hold.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -13,7 +18,9 @@ use thiserror::Error;
 use crate::event::Event;
 
 /// The format written by this version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The oldest format still read.
+const OLDEST: u8 = 1;
 const HEADER: usize = 1 + 4 + 8;
 /// Refuse to allocate for bodies claiming absurd sizes (a damaged length prefix).
 const MAX_RECORD_BYTES: u64 = 256 << 20;
@@ -60,14 +67,11 @@ impl Record {
 
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         let h = header(bytes)?;
-        let (collector_id, events): (String, Vec<Event>) = {
-            use bincode::Options;
-            bincode::DefaultOptions::new()
-                .with_fixint_encoding()
-                .allow_trailing_bytes()
-                .with_limit(MAX_RECORD_BYTES)
-                .deserialize(&bytes[HEADER..])
-                .map_err(|e| RecordError::Body(e.to_string()))?
+        let (collector_id, events): (String, Vec<Event>) = if h.version == 1 {
+            let (id, old): (String, Vec<EventV1>) = body(bytes)?;
+            (id, old.into_iter().map(Event::from).collect())
+        } else {
+            body(bytes)?
         };
         if events.len() != h.events as usize {
             return Err(RecordError::CountMismatch {
@@ -83,13 +87,70 @@ impl Record {
     }
 }
 
+/// The bincode body after the header, bounded.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RecordError> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(MAX_RECORD_BYTES)
+        .deserialize(&bytes[HEADER..])
+        .map_err(|e| RecordError::Body(e.to_string()))
+}
+
+/// An event as format version 1 stored it (field order matters to bincode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EventV1 {
+    event_id: uuid::Uuid,
+    user_id: Option<i64>,
+    session_id: Option<String>,
+    event_type: Option<String>,
+    event_name: String,
+    page_url: Option<String>,
+    referrer: Option<String>,
+    device_type: Option<String>,
+    browser: Option<String>,
+    os: Option<String>,
+    country_code: Option<String>,
+    region: Option<String>,
+    city: Option<String>,
+    event_time_us: i64,
+    properties: Option<String>,
+}
+
+impl From<EventV1> for Event {
+    fn from(e: EventV1) -> Event {
+        Event {
+            event_id: e.event_id,
+            user_id: e.user_id,
+            session_id: e.session_id,
+            event_type: e.event_type,
+            event_name: e.event_name,
+            page_url: e.page_url,
+            referrer: e.referrer,
+            device_type: e.device_type,
+            browser: e.browser,
+            os: e.os,
+            country_code: e.country_code,
+            region: e.region,
+            city: e.city,
+            event_time_us: e.event_time_us,
+            properties: e.properties,
+            app_user_id: e.user_id.map(|u| u.to_string()),
+            anonymous_id: None,
+            source: None,
+            traits: None,
+        }
+    }
+}
+
 /// Reads only the fixed header.
 pub fn header(bytes: &[u8]) -> Result<Header, RecordError> {
     if bytes.len() < HEADER {
         return Err(RecordError::Truncated(bytes.len()));
     }
     let version = bytes[0];
-    if version != VERSION {
+    if !(OLDEST..=VERSION).contains(&version) {
         return Err(RecordError::UnknownVersion(version));
     }
     let mut count = [0u8; 4];
@@ -117,9 +178,10 @@ mod tests {
             ".{0,20}",
             any::<i64>(),
             any::<Option<String>>(),
+            any::<Option<String>>(),
         )
             .prop_map(
-                |(id, user_id, session_id, event_name, t, properties)| Event {
+                |(id, user_id, session_id, event_name, t, properties, anonymous_id)| Event {
                     event_id: Uuid::from_u128(id),
                     user_id,
                     session_id,
@@ -135,6 +197,10 @@ mod tests {
                     city: None,
                     event_time_us: t,
                     properties,
+                    app_user_id: user_id.map(|u| u.to_string()),
+                    anonymous_id,
+                    source: Some("shop".into()),
+                    traits: Some(r#"{"plan":"pro"}"#.into()),
                 },
             )
     }
@@ -146,6 +212,30 @@ mod tests {
             let bytes = r.encode().expect("encode");
             prop_assert_eq!(header(&bytes).expect("header").events as usize, r.events.len());
             prop_assert_eq!(Record::decode(&bytes).expect("decode"), r);
+        }
+
+        #[test]
+        fn version_1_records_still_decode(events in prop::collection::vec(arb_event(), 0..8), at in any::<i64>()) {
+            let old: Vec<EventV1> = events.iter().map(|e| EventV1 {
+                event_id: e.event_id, user_id: e.user_id, session_id: e.session_id.clone(),
+                event_type: e.event_type.clone(), event_name: e.event_name.clone(),
+                page_url: None, referrer: None, device_type: e.device_type.clone(), browser: None,
+                os: None, country_code: e.country_code.clone(), region: None, city: None,
+                event_time_us: e.event_time_us, properties: e.properties.clone(),
+            }).collect();
+            let body = bincode::serialize(&("c".to_string(), &old)).expect("encode");
+            let mut bytes = vec![1u8];
+            bytes.extend_from_slice(&(old.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&at.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let r = Record::decode(&bytes).expect("decode");
+            prop_assert_eq!(r.events.len(), events.len());
+            for (got, e) in r.events.iter().zip(&events) {
+                prop_assert_eq!(got.event_id, e.event_id);
+                prop_assert_eq!(&got.app_user_id, &e.user_id.map(|u| u.to_string()));
+                prop_assert_eq!(&got.anonymous_id, &None);
+                prop_assert_eq!(&got.properties, &e.properties);
+            }
         }
 
         #[test]

@@ -66,6 +66,7 @@ fn ctx(user_agent: Option<&str>) -> Context<'_> {
     Context {
         now: NOW,
         user_agent,
+        source: None,
     }
 }
 

@@ -311,6 +311,7 @@ fn adversarial_event(rng: &mut StdRng, now: OffsetDateTime, l: &Limits, i: usize
         2 => json!(rng.gen::<i64>().to_string()),
         3 => Value::Null,
         4 => json!(0),
+        5 => json!(adversarial_string(rng, l.max_string_bytes, true)),
         _ => json!(rng.gen::<i64>()),
     };
     let letters: String = (0..2)
@@ -339,6 +340,8 @@ fn adversarial_event(rng: &mut StdRng, now: OffsetDateTime, l: &Limits, i: usize
         "city": maybe(rng, 0.6, |r| adversarial_string(r, s, false)),
         "event_time": event_time(rng, now, l),
         "properties": properties(rng, l),
+        "anonymous_id": maybe(rng, 0.5, |r| adversarial_string(r, s, false)),
+        "traits": if rng.gen_bool(0.2) { properties(rng, l) } else { Value::Null },
     })
 }
 
@@ -380,6 +383,7 @@ async fn every_accepted_event_copies_and_reads_back_equal() {
     let ctx = Context {
         now,
         user_agent: None,
+        source: Some("shop-源"),
     };
 
     // Generate and validate; the generator aims at valid events, so refusals are rare.
@@ -475,7 +479,8 @@ async fn every_accepted_event_copies_and_reads_back_equal() {
         .query(
             "SELECT event_id, user_id, session_id, event_type, event_name, page_url, referrer,
                     device_type, browser, os, country_code, region, city, event_time,
-                    properties::text AS properties, received_at, collector_id
+                    properties::text AS properties, received_at, collector_id,
+                    app_user_id, anonymous_id, source, traits::text AS traits
              FROM user_events",
             &[],
         )
@@ -511,7 +516,22 @@ async fn every_accepted_event_copies_and_reads_back_equal() {
             event_time_us: key.1,
             // Compared as JSON values below (JSONB reorders keys and normalises numbers).
             properties: e.properties.clone(),
+            app_user_id: row.get("app_user_id"),
+            anonymous_id: row.get("anonymous_id"),
+            source: row.get("source"),
+            traits: e.traits.clone(),
         };
+        let traits: Option<Value> = row
+            .get::<_, Option<String>>("traits")
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let sent_traits: Option<Value> = e
+            .traits
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok());
+        match (&traits, &sent_traits) {
+            (Some(a), Some(b)) => assert!(json_eq(a, b), "traits of {}:\n{a}\n{b}", e.event_id),
+            _ => assert_eq!(traits, sent_traits, "traits of {}", e.event_id),
+        }
         assert_eq!(&got, *e, "a column changed on its way through the database");
         // JSONB comes back as text: serde_json cannot read some of PostgreSQL's spellings
         // (f64::MAX printed as a 309-digit integer is "out of range" for it), so a value it

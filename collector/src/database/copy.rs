@@ -20,7 +20,8 @@ use crate::event::Event;
 
 /// Columns of `user_events` the collector writes, in COPY order.
 const COLUMNS: &str = "event_id, user_id, session_id, event_type, event_name, page_url, referrer, \
-    device_type, browser, os, country_code, region, city, event_time, properties, received_at, collector_id";
+    device_type, browser, os, country_code, region, city, event_time, properties, received_at, collector_id, \
+    app_user_id, anonymous_id, source, traits";
 
 /// Creates the staging table on this connection (once per connection).
 pub async fn prepare(client: &Client) -> Result<(), tokio_postgres::Error> {
@@ -30,7 +31,8 @@ pub async fn prepare(client: &Client) -> Result<(), tokio_postgres::Error> {
                 event_id UUID, user_id INT8, session_id TEXT, event_type TEXT, event_name TEXT,
                 page_url TEXT, referrer TEXT, device_type TEXT, browser TEXT, os TEXT,
                 country_code TEXT, region TEXT, city TEXT, event_time TIMESTAMPTZ,
-                properties JSONB, received_at TIMESTAMPTZ, collector_id TEXT
+                properties JSONB, received_at TIMESTAMPTZ, collector_id TEXT,
+                app_user_id TEXT, anonymous_id TEXT, source TEXT, traits JSONB
             ) ON COMMIT DELETE ROWS",
         )
         .await
@@ -72,12 +74,17 @@ pub async fn write_batch(
         Type::JSONB,
         Type::TIMESTAMPTZ,
         Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     for r in rows {
         let e = r.event;
         let properties = e.properties.as_deref().map(RawJsonb);
+        let traits = e.traits.as_deref().map(RawJsonb);
         writer
             .as_mut()
             .write(&[
@@ -98,6 +105,10 @@ pub async fn write_batch(
                 &properties,
                 &PgTimestamp(r.received_at_us),
                 &r.collector_id,
+                &e.app_user_id,
+                &e.anonymous_id,
+                &e.source,
+                &traits,
             ])
             .await?;
     }

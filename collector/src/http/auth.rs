@@ -6,6 +6,9 @@
 //! the tracker sends it with `encodeURIComponent`), or in the body: Segment's `writeKey`,
 //! PostHog's `api_key` or `token`.
 //!
+//! A key configured under `[sources]` names the source of the events it sends; a key in
+//! `write_keys` has no source name.
+//!
 //! Invariant: keys are compared in constant time (`subtle`), against every configured key,
 //! and never logged.
 
@@ -15,18 +18,23 @@ use subtle::ConstantTimeEq;
 use super::{Ingest, Refusal};
 
 impl Ingest {
-    /// Accepts the request when no key is configured or `key` is a configured one.
-    pub(super) fn check_key(&self, key: Option<&str>) -> Result<(), Refusal> {
-        if self.config.write_keys.is_empty() {
-            return Ok(());
+    /// Accepts the request when no key is configured or `key` is a configured one; the
+    /// source the key names, if any.
+    pub(super) fn check_key(&self, key: Option<&str>) -> Result<Option<String>, Refusal> {
+        let (keys, sources) = (&self.config.write_keys, &self.config.sources);
+        if keys.is_empty() && sources.is_empty() {
+            return Ok(None);
         }
         match key {
-            Some(k) if key_matches(&self.config.write_keys, k) => Ok(()),
-            Some(_) => Err(Refusal::new(
+            Some(k) => match source_of(sources, k) {
+                Some(name) => Ok(Some(name)),
+                None if key_matches(keys, k) => Ok(None),
+                None => Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "unknown write key",
-            )),
+                    "unknown write key",
+                )),
+            },
             None => Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -73,6 +81,21 @@ pub fn query_write_key(query: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The name of the source whose key is `given`. Every key is compared, each in constant
+/// time.
+pub fn source_of(
+    sources: &std::collections::BTreeMap<String, String>,
+    given: &str,
+) -> Option<String> {
+    let mut found = None;
+    for (name, k) in sources {
+        if bool::from(k.as_bytes().ct_eq(given.as_bytes())) && found.is_none() {
+            found = Some(name.clone());
+        }
+    }
+    found
+}
+
 /// Whether `given` is one of `keys`. Every key is compared, each in constant time.
 pub fn key_matches(keys: &[String], given: &str) -> bool {
     keys.iter()
@@ -109,6 +132,19 @@ mod tests {
         assert_eq!(request_key(&h, &uri).as_deref(), Some("tok"));
         let uri: Uri = "/v1/batch?write_key=a%2Bb".parse().expect("uri");
         assert_eq!(request_key(&HeaderMap::new(), &uri).as_deref(), Some("a+b"));
+    }
+
+    #[test]
+    fn names_the_source_of_a_key() {
+        let sources: std::collections::BTreeMap<String, String> = [
+            ("shop".to_string(), "wk-shop".to_string()),
+            ("blog".to_string(), "wk-blog".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(source_of(&sources, "wk-blog").as_deref(), Some("blog"));
+        assert_eq!(source_of(&sources, "wk-shop").as_deref(), Some("shop"));
+        assert_eq!(source_of(&sources, "wk-sho"), None);
     }
 
     #[test]

@@ -260,8 +260,9 @@ impl Ingest {
         let key = auth::request_key(&parts.headers, &parts.uri);
         // A protocol that may carry the key in its body is checked once the body is read.
         let key_in_body = key.is_none() && route.protocol.key_in_body();
+        let mut source = None;
         if !key_in_body {
-            self.check_key(key.as_deref())?;
+            source = self.check_key(key.as_deref())?;
         }
         // Released when this function returns, after the events are buffered.
         let mut held = self.budget.start();
@@ -275,13 +276,17 @@ impl Ingest {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let ctx = Context { now, user_agent };
         let limits = &self.config.limits;
         let (mut items, body_key) =
             parse::parse_body(&body, route.shape == protocol::Shape::One, limits)?;
         if key_in_body {
-            self.check_key(body_key.as_deref())?;
+            source = self.check_key(body_key.as_deref())?;
         }
+        let ctx = Context {
+            now,
+            user_agent,
+            source: source.as_deref(),
+        };
         route.protocol.translate(
             &mut items,
             &protocol::Request {

@@ -238,6 +238,7 @@ fn prefill(buffer_dir: &std::path::Path, csv: &std::path::Path, n: usize) -> any
     let ctx = event::Context {
         now,
         user_agent: None,
+        source: None,
     };
     let stream = gen::session_stream(&mut rng, n, now - time::Duration::days(6), now, 200);
     let mut stream = stream.into_iter();

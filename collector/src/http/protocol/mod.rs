@@ -150,16 +150,6 @@ pub fn stable_event_id(namespace: &Uuid, id: Option<&str>, key: Option<&str>) ->
     Some(Uuid::new_v5(namespace, name.as_bytes()))
 }
 
-/// Whether a client's user id can be the seed's numeric `user_id`: a JSON integer, or a
-/// string of digits that fits in int64.
-pub fn integer_id(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => n.is_i64(),
-        Value::String(s) => !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.len() < 19,
-        _ => false,
-    }
-}
-
 /// The route for `path` (a trailing slash tolerated).
 pub fn find(path: &str) -> Option<&'static Route> {
     let path = match path.strip_suffix('/') {

@@ -11,7 +11,9 @@
 //! | `page` for `$pageview`, `identify` for `$identify`, `track` otherwise | `event_type` |
 //! | `uuid`: a UUID as it is, otherwise UUIDv5(key + uuid) | `event_id` |
 //! | `timestamp` | `event_time` |
-//! | `distinct_id` (top level, else `properties.distinct_id`) when it is an integer | `user_id` |
+//! | `distinct_id` (top level, else `properties.distinct_id`), unless `properties.$is_identified` is `false` | `user_id` |
+//! | `properties.$anon_distinct_id` (an `$identify`), else `$device_id`; `distinct_id` when not identified | `anonymous_id` |
+//! | `$set` (in the properties, else top level) | `traits` |
 //! | `properties.$session_id` | `session_id` |
 //! | `properties.$current_url`, `properties.$referrer` | `page_url`, `referrer` |
 //! | `properties.$raw_user_agent`, else `$user_agent` (preferred over the request's header) | `browser`, `os`, `device_type` |
@@ -25,7 +27,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{integer_id, Protocol, Request};
+use super::{Protocol, Request};
 use crate::event;
 
 pub struct PostHog;
@@ -106,8 +108,36 @@ fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
         .filter(|v| !v.is_null())
         .cloned()
         .or_else(|| props.remove("distinct_id"));
-    if let Some(u) = distinct_id.as_ref().filter(|v| integer_id(v)) {
-        out.insert("user_id".into(), u.clone());
+    // posthog-js marks events of a visitor who has not identified with `$is_identified:
+    // false`: their distinct_id is an anonymous id.
+    let anonymous = props.get("$is_identified") == Some(&Value::Bool(false));
+    let text = |v: &Value| {
+        if v.is_number() {
+            json!(v.to_string())
+        } else {
+            v.clone()
+        }
+    };
+    if let Some(d) = distinct_id.as_ref() {
+        let field = if anonymous { "anonymous_id" } else { "user_id" };
+        out.insert(field.into(), text(d));
+    }
+    if !anonymous {
+        let anon = ["$anon_distinct_id", "$device_id"].iter().find_map(|k| {
+            props
+                .get(*k)
+                .filter(|v| !v.is_null() && Some(*v) != distinct_id.as_ref())
+        });
+        if let Some(a) = anon {
+            out.insert("anonymous_id".into(), text(a));
+        }
+    }
+    if let Some(t) = props
+        .get("$set")
+        .or_else(|| msg.get("$set"))
+        .filter(|v| !v.is_null())
+    {
+        out.insert("traits".into(), t.clone());
     }
     for (field, prop) in [
         ("session_id", "$session_id"),
@@ -210,10 +240,9 @@ mod tests {
         }));
         assert_eq!(e["event_name"], "identify");
         assert_eq!(e["event_type"], "identify");
-        assert!(
-            e.get("user_id").is_none(),
-            "a non-numeric distinct_id waits for the identity columns"
-        );
+        assert_eq!(e["user_id"], "usr_8f3a");
+        assert_eq!(e["anonymous_id"], "anon-1");
+        assert_eq!(e["traits"]["plan"], "pro");
         let ph = &e["properties"]["$posthog"];
         assert_eq!(ph["distinct_id"], "usr_8f3a");
         assert_eq!(ph["$anon_distinct_id"], "anon-1");
@@ -225,7 +254,14 @@ mod tests {
         let e = translate(json!({"event": "$autocapture", "properties": {"distinct_id": 7}}));
         assert_eq!(e["event_name"], "$autocapture");
         assert_eq!(e["event_type"], "track");
-        assert_eq!(e["user_id"], 7);
+        assert_eq!(e["user_id"], "7");
+        // A visitor posthog-js has not identified: the distinct_id is anonymous.
+        let e = translate(json!({"event": "$pageview", "distinct_id": "0190-anon",
+            "properties": {"$is_identified": false, "$device_id": "0190-anon"}}));
+        assert_eq!(
+            (e.get("user_id"), e["anonymous_id"].as_str()),
+            (None, Some("0190-anon"))
+        );
     }
 
     #[test]
@@ -235,7 +271,7 @@ mod tests {
             "properties": {"sku": "A1"}
         }));
         assert_eq!(e["event_name"], "加入购物车");
-        assert_eq!(e["user_id"], 42);
+        assert_eq!(e["user_id"], "42");
         assert_eq!(e["properties"]["sku"], "A1");
         let id = e["event_id"].as_str().expect("id");
         assert_eq!(

@@ -10,7 +10,9 @@
 //! | `type` | `event_type` |
 //! | `messageId`: a UUID as it is, otherwise UUIDv5(write key + messageId) | `event_id` |
 //! | `timestamp`, else `originalTimestamp` (never `sentAt`: it changes on every retry) | `event_time` |
-//! | `userId` when it is an integer | `user_id` |
+//! | `userId` (any string or integer, as sent) | `user_id` |
+//! | `anonymousId`; for `alias`, `previousId` (so the alias links it to `userId`) | `anonymous_id` |
+//! | `identify`'s `traits`, else its `context.traits` | `traits` |
 //! | `context.sessionId`, `properties.session_id` / `sessionId` | `session_id` |
 //! | `context.page.url` / `referrer`, else `properties.url` / `referrer` | `page_url`, `referrer` |
 //! | `context.userAgent` (preferred over the request's header) | `browser`, `os`, `device_type` |
@@ -23,7 +25,7 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{integer_id, Protocol, Request};
+use super::{Protocol, Request};
 use crate::event;
 
 pub struct Segment;
@@ -99,9 +101,29 @@ fn to_event(msg: &Map<String, Value>, kind: &str, write_key: Option<&str>) -> Ma
     {
         out.insert("event_time".into(), t.clone());
     }
-    let user_id = msg.get("userId").filter(|v| integer_id(v));
-    if let Some(u) = user_id {
+    if let Some(u) = msg.get("userId").filter(|v| !v.is_null()) {
         out.insert("user_id".into(), u.clone());
+    }
+    let anonymous = match kind {
+        "alias" => msg.get("previousId"),
+        _ => msg.get("anonymousId"),
+    };
+    if let Some(a) = anonymous.filter(|v| !v.is_null()) {
+        // An integer anonymous id (some clients) as its text; other types are refused.
+        let a = if a.is_number() {
+            json!(a.to_string())
+        } else {
+            a.clone()
+        };
+        out.insert("anonymous_id".into(), a);
+    }
+    if kind == "identify" {
+        let traits = msg
+            .get("traits")
+            .or_else(|| whole.get("context").and_then(|c| c.get("traits")));
+        if let Some(t) = traits.filter(|v| !v.is_null()) {
+            out.insert("traits".into(), t.clone());
+        }
     }
     let session = str_at(&whole, &["context", "sessionId"])
         .or_else(|| str_at(&props, &["session_id"]))
@@ -209,6 +231,7 @@ mod tests {
         assert_eq!(e["event_name"], "加入购物车");
         assert_eq!(e["event_type"], "track");
         assert_eq!(e["user_id"], "42");
+        assert_eq!(e["anonymous_id"], "a-1");
         assert_eq!(e["session_id"], "s-9");
         assert_eq!(e["event_time"], "2026-12-01T10:00:00.000Z");
         assert_eq!(e["page_url"], "https://shop.example/p/1");
@@ -246,12 +269,17 @@ mod tests {
             None,
         );
         assert_eq!(e["event_name"], "identify");
-        assert!(
-            e.get("user_id").is_none(),
-            "a non-numeric userId waits for the identity columns"
+        assert_eq!(e["user_id"], "usr_8f3a");
+        assert_eq!(e["traits"]["plan"], "pro");
+        let e = translate(
+            json!({"type": "alias", "userId": "usr_8f3a", "previousId": "anon-7"}),
+            None,
         );
-        assert_eq!(e["properties"]["$segment"]["userId"], "usr_8f3a");
-        assert_eq!(e["properties"]["$segment"]["traits"]["plan"], "pro");
+        assert_eq!(
+            (e["user_id"].as_str(), e["anonymous_id"].as_str()),
+            (Some("usr_8f3a"), Some("anon-7"))
+        );
+        assert_eq!(e["properties"]["$segment"]["previousId"], "anon-7");
     }
 
     #[test]
