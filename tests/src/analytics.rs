@@ -15,11 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
+
+mod generate;
 
 /// Whole UTC days of history before `t0`'s day.
 pub const DAYS: i64 = 10;
@@ -47,7 +48,12 @@ const COUNTRIES: [Option<&str>; 6] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub event_id: Uuid,
+    /// The seed's numeric id, when the client sent an integer.
     pub user_id: Option<i64>,
+    /// The user id as the client sent it (an integer as its text).
+    pub app_user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub traits: Option<Value>,
     pub session_id: Option<String>,
     pub event_type: String,
     pub event_name: String,
@@ -60,9 +66,16 @@ pub struct Event {
 impl Event {
     /// The event as the collector's `/v1/batch` takes it.
     pub fn to_json(&self) -> Value {
+        let user_id = match (self.user_id, &self.app_user_id) {
+            (Some(n), _) => json!(n),
+            (None, Some(text)) => json!(text),
+            (None, None) => Value::Null,
+        };
         json!({
             "event_id": self.event_id.to_string(),
-            "user_id": self.user_id,
+            "user_id": user_id,
+            "anonymous_id": self.anonymous_id,
+            "traits": self.traits,
             "session_id": self.session_id,
             "event_type": self.event_type,
             "event_name": self.event_name,
@@ -71,6 +84,16 @@ impl Event {
             "country_code": self.country_code,
             "event_time": crate::gen::rfc3339(self.event_time),
         })
+    }
+}
+
+impl Event {
+    /// The event as `user_events` columns (for loaders that stage rows with SQL).
+    pub fn to_columns(&self) -> Value {
+        let mut v = self.to_json();
+        v["user_id"] = json!(self.user_id);
+        v["app_user_id"] = json!(self.app_user_id);
+        v
     }
 }
 
@@ -93,186 +116,88 @@ pub fn day_start(t: OffsetDateTime) -> OffsetDateTime {
     t.date().midnight().assume_utc()
 }
 
-struct Gen {
-    rng: StdRng,
-    events: Vec<Event>,
-    sessions: u64,
-    limit: OffsetDateTime,
+/// The README's people, computed from the events alone: an event's actor is its user id
+/// (as sent), else its anonymous id; an anonymous id seen on an event together with a user
+/// id is linked to the user of the earliest such event (ties: the smallest user id); an
+/// event's person is the user its actor is linked to, else its actor.
+pub struct People {
+    links: HashMap<String, (OffsetDateTime, String)>,
 }
 
-impl Gen {
-    fn id(&mut self) -> Uuid {
-        uuid::Builder::from_random_bytes(self.rng.gen()).into_uuid()
+impl People {
+    pub fn of(&self, e: &Event) -> Option<String> {
+        let actor = actor(e)?;
+        Some(match self.links.get(&actor) {
+            Some((_, user)) => user.clone(),
+            None => actor,
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        user: Option<i64>,
-        session: Option<&str>,
-        name: &str,
-        at: OffsetDateTime,
-        device: Option<&str>,
-        country: Option<&str>,
-    ) {
-        if at >= self.limit {
-            return;
-        }
-        let page_url = if self.rng.gen_bool(0.1) {
-            None
-        } else {
-            Some(format!("/p/{}", self.rng.gen_range(0..30)))
-        };
-        let event_type = match name {
-            "page_view" => "view",
-            "add_to_cart" | "checkout_start" | "purchase" => "action",
-            _ => "engagement",
-        };
-        let event_id = self.id();
-        self.events.push(Event {
-            event_id,
-            user_id: user,
-            session_id: session.map(str::to_string),
-            event_type: event_type.to_string(),
-            event_name: name.to_string(),
-            page_url,
-            device_type: device.map(str::to_string),
-            country_code: country.map(str::to_string),
-            event_time: at,
-        });
+    /// anonymous id → user id.
+    pub fn links(&self) -> BTreeMap<String, String> {
+        self.links
+            .iter()
+            .map(|(a, (_, u))| (a.clone(), u.clone()))
+            .collect()
     }
+}
 
-    /// One session from `start`: browsing, then the funnel with drop-offs; sometimes a step
-    /// out of order or a purchase without a cart. Strictly increasing times.
-    fn session(
-        &mut self,
-        user: Option<i64>,
-        start: OffsetDateTime,
-        device: Option<&str>,
-        country: Option<&str>,
-    ) {
-        self.sessions += 1;
-        let sid = match user {
-            Some(_) => format!("s{}", self.sessions),
-            None => format!("anon{}", self.sessions),
-        };
-        let r = &mut self.rng;
-        let mut names: Vec<&str> = Vec::new();
-        if r.gen_bool(0.1) {
-            names.push("add_to_cart"); // before any page view: must not count as step 2 alone
-        }
-        for _ in 0..r.gen_range(1..=3) {
-            let search = r.gen_bool(0.3);
-            names.extend(
-                ["page_view", "search"]
-                    .into_iter()
-                    .take(1 + usize::from(search)),
-            );
-        }
-        if r.gen_bool(0.55) {
-            names.push("add_to_cart");
-            if r.gen_bool(0.3) {
-                names.push("page_view");
-            }
-            if r.gen_bool(0.6) {
-                if r.gen_bool(0.05) {
-                    names.push("purchase"); // before checkout: step 4 needs a later one
-                }
-                names.push("checkout_start");
-                if r.gen_bool(0.65) {
-                    names.push("purchase");
-                }
-            }
-        } else if r.gen_bool(0.1) {
-            names.push("purchase"); // without a cart
-        }
-        if r.gen_bool(0.2) {
-            names.push("click");
-        }
-        let mut t = start;
-        for name in names {
-            self.push(user, Some(&sid), name, t, device, country);
-            t += Duration::milliseconds(self.rng.gen_range(2_000..400_000));
-        }
-    }
+/// The user id as sent, else the anonymous id.
+pub fn actor(e: &Event) -> Option<String> {
+    e.app_user_id.clone().or_else(|| e.anonymous_id.clone())
 }
 
 impl Dataset {
-    pub fn generate(seed: u64, t0: OffsetDateTime) -> Dataset {
-        let today = day_start(t0);
-        let mut g = Gen {
-            rng: StdRng::seed_from_u64(seed),
-            events: Vec::new(),
-            sessions: 0,
-            limit: t0,
-        };
-        for user in 1..=USERS {
-            let first_back = g.rng.gen_range(1..=DAYS);
-            let device = DEVICES[g.rng.gen_range(0..DEVICES.len())];
-            let country = COUNTRIES[g.rng.gen_range(0..COUNTRIES.len())];
-            let mut p_return = 0.55;
-            for back in (1..=first_back).rev() {
-                if back != first_back && !g.rng.gen_bool(p_return) {
-                    continue;
-                }
-                p_return *= 0.85;
-                let day = today - Duration::days(back);
-                for _ in 0..g.rng.gen_range(1..=3) {
-                    // Some sessions start just before midnight and run into the next day.
-                    let start = if g.rng.gen_bool(0.08) {
-                        day + Duration::hours(23) + Duration::minutes(g.rng.gen_range(40..60))
-                    } else {
-                        day + Duration::milliseconds(g.rng.gen_range(0..86_400_000))
-                    };
-                    g.session(Some(user), start, device, country);
-                }
-                for _ in 0..g.rng.gen_range(0..=2) {
-                    let at = day + Duration::milliseconds(g.rng.gen_range(0..86_400_000));
-                    g.push(Some(user), None, "app_open", at, device, country);
+    pub fn people(&self) -> People {
+        let mut links: HashMap<String, (OffsetDateTime, String)> = HashMap::new();
+        for e in &self.events {
+            let (Some(anon), Some(user)) = (&e.anonymous_id, &e.app_user_id) else {
+                continue;
+            };
+            if anon == user {
+                continue;
+            }
+            let candidate = (e.event_time, user.clone());
+            match links.get(anon) {
+                Some(best) if *best <= candidate => {}
+                _ => {
+                    links.insert(anon.clone(), candidate);
                 }
             }
         }
-        // Anonymous sessions: in funnels and paths, not in users.
-        for _ in 0..60 {
-            let at = today - Duration::milliseconds(g.rng.gen_range(0..DAYS * 86_400_000));
-            let device = DEVICES[g.rng.gen_range(0..DEVICES.len())];
-            g.session(None, at, device, Some("FR"));
+        People { links }
+    }
+
+    /// First event time per actor (`actor_first_seen`).
+    pub fn actor_first_seen(&self) -> BTreeMap<String, OffsetDateTime> {
+        let mut m: BTreeMap<String, OffsetDateTime> = BTreeMap::new();
+        for e in &self.events {
+            if let Some(a) = actor(e) {
+                let t = m.entry(a).or_insert(e.event_time);
+                *t = (*t).min(e.event_time);
+            }
         }
-        // The last hour: returning users and new ones (first seen today).
-        for k in 0..50 {
-            let user = if k % 5 == 0 {
-                1000 + k
-            } else {
-                g.rng.gen_range(1..=USERS)
+        m
+    }
+
+    /// Per actor and trait key, the value of the latest identify (ties: larger JSON text).
+    pub fn traits(&self) -> BTreeMap<(String, String), Value> {
+        let mut m: BTreeMap<(String, String), (OffsetDateTime, String, Value)> = BTreeMap::new();
+        for e in &self.events {
+            let (Some(a), Some(Value::Object(t))) = (actor(e), &e.traits) else {
+                continue;
             };
-            let at = t0 - Duration::milliseconds(g.rng.gen_range(20_000..4_200_000));
-            g.session(Some(user), at, Some("mobile"), Some("US"));
+            for (k, v) in t {
+                let candidate = (e.event_time, v.to_string(), v.clone());
+                match m.get(&(a.clone(), k.clone())) {
+                    Some(best) if (best.0, &best.1) >= (candidate.0, &candidate.1) => {}
+                    _ => {
+                        m.insert((a.clone(), k.clone()), candidate);
+                    }
+                }
+            }
         }
-        for k in 0..7 {
-            let at = t0 - Duration::milliseconds(9_000 - k * 1_000);
-            g.push(Some(2000 + k), None, "heartbeat_ping", at, None, None);
-        }
-        // Exactly on the windows' starts (inclusive) and just outside 24 h.
-        let edges = [
-            (9001, Duration::hours(24)),
-            (9002, Duration::hours(1)),
-            (9003, Duration::minutes(5)),
-            (9004, Duration::seconds(10)),
-            (9005, Duration::hours(24) + Duration::milliseconds(1)),
-        ];
-        for (user, back) in edges {
-            g.push(
-                Some(user),
-                None,
-                "app_open",
-                t0 - back,
-                Some("desktop"),
-                Some("DE"),
-            );
-        }
-        let mut events = g.events;
-        events.sort_by_key(|e| e.event_time);
-        Dataset { t0, events }
+        m.into_iter().map(|(k, (_, _, v))| (k, v)).collect()
     }
 
     fn in_range(&self, from: OffsetDateTime, to: OffsetDateTime) -> impl Iterator<Item = &Event> {
@@ -302,9 +227,10 @@ impl Dataset {
             .collect();
         top.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.name.cmp(&b.name)));
         top.truncate(10);
+        let people = self.people();
         let users = |w: Duration| -> i64 {
             self.in_range(to - w, to)
-                .filter_map(|e| e.user_id)
+                .filter_map(|e| people.of(e))
                 .collect::<BTreeSet<_>>()
                 .len() as i64
         };
@@ -391,26 +317,29 @@ impl Dataset {
         }
     }
 
-    /// Day-N retention for cohorts whose first-seen day is in `[day(from), to)`.
+    /// Day-N retention, in people, for cohorts whose first-seen day is in `[day(from), to)`.
     pub fn retention(&self, from: OffsetDateTime, to: OffsetDateTime) -> Retention {
-        let first = self.first_seen();
-        let mut active: BTreeSet<(i64, Date)> = BTreeSet::new();
+        let people = self.people();
+        let mut first: BTreeMap<String, OffsetDateTime> = BTreeMap::new();
+        let mut active: BTreeSet<(String, Date)> = BTreeSet::new();
         for e in &self.events {
-            if let Some(u) = e.user_id {
-                active.insert((u, e.event_time.date()));
+            if let Some(p) = people.of(e) {
+                let t = first.entry(p.clone()).or_insert(e.event_time);
+                *t = (*t).min(e.event_time);
+                active.insert((p, e.event_time.date()));
             }
         }
         let from_day = day_start(from);
-        let mut cohorts: BTreeMap<Date, Vec<i64>> = BTreeMap::new();
-        for (&user, &seen) in &first {
+        let mut cohorts: BTreeMap<Date, Vec<String>> = BTreeMap::new();
+        for (person, &seen) in &first {
             if seen >= from_day && seen < to {
-                cohorts.entry(seen.date()).or_default().push(user);
+                cohorts.entry(seen.date()).or_default().push(person.clone());
             }
         }
         Retention {
             cohorts: cohorts
                 .into_iter()
-                .map(|(day, users)| {
+                .map(|(day, members)| {
                     let start = day.midnight().assume_utc();
                     let days = (0..=30)
                         .take_while(|n| start + Duration::days(*n) < to)
@@ -418,12 +347,15 @@ impl Dataset {
                     let retained = (0..days as i64)
                         .map(|n| {
                             let d = day + Duration::days(n);
-                            users.iter().filter(|u| active.contains(&(**u, d))).count() as i64
+                            members
+                                .iter()
+                                .filter(|p| active.contains(&((*p).clone(), d)))
+                                .count() as i64
                         })
                         .collect();
                     Cohort {
                         day: day.to_string(),
-                        users: users.len() as i64,
+                        users: members.len() as i64,
                         retained,
                     }
                 })
@@ -470,16 +402,17 @@ impl Dataset {
         out
     }
 
-    /// Events and distinct users per device type, country and event name over `[from, to)`.
+    /// Events and distinct people per device type, country and event name over `[from, to)`.
     pub fn breakdown(&self, from: OffsetDateTime, to: OffsetDateTime) -> Breakdown {
+        let people = self.people();
         let dim = |key: fn(&Event) -> Option<String>| -> Vec<BreakdownRow> {
-            let mut m: BTreeMap<String, (i64, BTreeSet<i64>)> = BTreeMap::new();
+            let mut m: BTreeMap<String, (i64, BTreeSet<String>)> = BTreeMap::new();
             for e in self.in_range(from, to) {
                 let k = key(e).unwrap_or_else(|| "(none)".to_string());
                 let entry = m.entry(k).or_default();
                 entry.0 += 1;
-                if let Some(u) = e.user_id {
-                    entry.1.insert(u);
+                if let Some(p) = people.of(e) {
+                    entry.1.insert(p);
                 }
             }
             let mut rows: Vec<BreakdownRow> = m
@@ -500,7 +433,7 @@ impl Dataset {
         }
     }
 
-    /// `user_attributes`: first_seen per identified user.
+    /// `user_attributes`: first_seen per numeric user (events sent with an integer id).
     pub fn first_seen(&self) -> BTreeMap<i64, OffsetDateTime> {
         let mut m: BTreeMap<i64, OffsetDateTime> = BTreeMap::new();
         for e in &self.events {
@@ -660,6 +593,24 @@ mod tests {
         assert!(a.events.iter().all(|e| e.event_time < t0));
         assert!(a.events.iter().any(|e| e.session_id.is_none()));
         assert!(a.events.iter().any(|e| e.user_id.is_none()));
+        assert!(
+            a.events.iter().any(|e| actor(e).is_none()),
+            "nobody's events"
+        );
+        let people = a.people();
+        assert!(people.links().len() >= 50, "{}", people.links().len());
+        assert!(a
+            .events
+            .iter()
+            .any(|e| e.event_time < t0 - Duration::days(29)));
+        // Sign-ups count once: a linked visitor's events belong to the user.
+        let visitor = a
+            .events
+            .iter()
+            .find(|e| e.anonymous_id.as_deref() == Some("v-0001") && e.app_user_id.is_none())
+            .expect("an anonymous event of a visitor who signs up");
+        assert_eq!(people.of(visitor).as_deref(), Some("usr_sig1"));
+        assert!(!a.traits().is_empty());
         let f = a.funnel(t0 - Duration::days(7), t0, &FUNNEL);
         let s: Vec<i64> = f.steps.iter().map(|s| s.sessions).collect();
         assert!(

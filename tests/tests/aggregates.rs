@@ -167,6 +167,7 @@ fn check_queries(url: &str, data: &Dataset, label: &str) {
     // steps in another order, and steps the aggregate does not track (raw only).
     for (since, steps) in [
         ("7d", FUNNEL.to_vec()),
+        ("31d", FUNNEL.to_vec()),
         ("90m", FUNNEL.to_vec()),
         ("30m", FUNNEL.to_vec()),
         ("3d", vec!["add_to_cart", "purchase"]),
@@ -183,24 +184,31 @@ fn check_queries(url: &str, data: &Dataset, label: &str) {
     }
 
     // Retention over every cohort, and over the last 3 days only.
-    for since in [30, 3] {
+    for since in [31, 3] {
         let got: analytics::Retention =
             monitor_json(url, t0, &["retention", "--since", &format!("{since}d")]);
         let want = data.retention(t0 - days(since), t0);
         assert_eq!(got, want, "{label}: retention {since}d");
     }
 
-    let got: analytics::Paths = monitor_json(url, t0, &["paths", "--since", "3d"]);
-    assert_paths(
-        &got,
-        &data.paths(t0 - days(3), t0, 20),
-        &format!("{label}: paths"),
-    );
+    // Short ranges and the whole history (the dataset reaches 30 days back).
+    for since in [3, 31] {
+        let got: analytics::Paths =
+            monitor_json(url, t0, &["paths", "--since", &format!("{since}d")]);
+        assert_paths(
+            &got,
+            &data.paths(t0 - days(since), t0, 20),
+            &format!("{label}: paths {since}d"),
+        );
+    }
+    for since in [2, 31] {
+        let got: analytics::Breakdown =
+            monitor_json(url, t0, &["breakdown", "--since", &format!("{since}d")]);
+        let want = data.breakdown(t0 - days(since), t0);
+        assert_eq!(got, want, "{label}: breakdown {since}d");
+    }
 
-    let got: analytics::Breakdown = monitor_json(url, t0, &["breakdown", "--since", "2d"]);
-    assert_eq!(got, data.breakdown(t0 - days(2), t0), "{label}: breakdown");
-
-    for since in [3, 30] {
+    for since in [3, 31] {
         let got: Value = monitor_json(url, t0, &["pages", "--since", &format!("{since}d")]);
         let got: Vec<(String, i64, i64)> = got["pages"]
             .as_array()
@@ -222,14 +230,15 @@ fn check_queries(url: &str, data: &Dataset, label: &str) {
 }
 
 /// Top pages, computed independently: page views in `[from, to)` with a URL, per URL the
-/// views and distinct users; by views descending, then URL (byte order); the first `limit`.
+/// views and distinct people; by views descending, then URL (byte order); the first `limit`.
 fn top_pages(
     data: &Dataset,
     from: OffsetDateTime,
     to: OffsetDateTime,
     limit: usize,
 ) -> Vec<(String, i64, i64)> {
-    let mut per: BTreeMap<&str, (i64, BTreeSet<i64>)> = BTreeMap::new();
+    let people = data.people();
+    let mut per: BTreeMap<&str, (i64, BTreeSet<String>)> = BTreeMap::new();
     for e in &data.events {
         let Some(url) = e.page_url.as_deref() else {
             continue;
@@ -239,7 +248,7 @@ fn top_pages(
         }
         let (views, users) = per.entry(url).or_default();
         *views += 1;
-        users.extend(e.user_id);
+        users.extend(people.of(e));
     }
     let mut rows: Vec<(String, i64, i64)> = per
         .into_iter()
@@ -485,6 +494,7 @@ async fn check_summaries(c: &Client, data: &Dataset) {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(got, data.first_seen(), "user_attributes");
+    check_identity(c, data).await;
     let got: BTreeMap<String, analytics::SessionSummary> = c
         .query(
             "SELECT session_id, user_id, started_at, ended_at, entry_page, device_type,
@@ -518,6 +528,54 @@ async fn check_summaries(c: &Client, data: &Dataset) {
     }
 }
 
+/// `actor_first_seen`, `identity_links`, `actor_daily` and `person_traits` against the
+/// events.
+async fn check_identity(c: &Client, data: &Dataset) {
+    let got: BTreeMap<String, OffsetDateTime> = c
+        .query("SELECT actor, first_seen FROM actor_first_seen", &[])
+        .await
+        .expect("actor_first_seen")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got, data.actor_first_seen(), "actor_first_seen");
+    let got: BTreeMap<String, String> = c
+        .query("SELECT anonymous_id, app_user_id FROM identity_links", &[])
+        .await
+        .expect("identity_links")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got, data.people().links(), "identity_links");
+    let got: BTreeMap<(String, String), Value> = c
+        .query("SELECT actor, key, value::TEXT FROM person_traits", &[])
+        .await
+        .expect("person_traits")
+        .iter()
+        .map(|r| {
+            let v: String = r.get(2);
+            (
+                (r.get(0), r.get(1)),
+                serde_json::from_str(&v).unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    assert_eq!(got, data.traits(), "person_traits");
+    let want: BTreeSet<(OffsetDateTime, String)> = data
+        .events
+        .iter()
+        .filter_map(|e| Some((analytics::day_start(e.event_time), analytics::actor(e)?)))
+        .collect();
+    let got: BTreeSet<(OffsetDateTime, String)> = c
+        .query("SELECT day, actor FROM actor_daily", &[])
+        .await
+        .expect("actor_daily")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(got, want, "actor_daily");
+}
+
 async fn edition(c: &Client) -> String {
     c.query_one("SELECT current_setting('timescaledb.license')", &[])
         .await
@@ -534,8 +592,7 @@ async fn analyses_match_an_independent_computation() {
         .database(&db.url)
         .env("COLLECTOR_FORWARD__LINGER_MS", "100")
         .env("COLLECTOR_FORWARD__BATCH_EVENTS", "1000")
-        // The dataset reaches 11 days back; the default limit is 7.
-        .env("COLLECTOR_LIMITS__MAX_EVENT_AGE_SECS", "3456000")
+        // The dataset reaches 30 days back: within the default limit (2 years).
         .env("COLLECTOR_HEARTBEAT_INTERVAL_SECS", "1")
         .start()
         .expect("collector");
@@ -684,7 +741,7 @@ async fn analyses_match_an_independent_computation() {
     }));
     let ro = e2e::db::connect(&ro_url).await.expect("read-only connect");
     let write = ro
-        .batch_execute("INSERT INTO user_attributes VALUES (1, now())")
+        .batch_execute("INSERT INTO actor_first_seen VALUES ('1', now())")
         .await;
     drop(ro);
     let _ = admin.batch_execute(&format!("DROP ROLE {role}")).await;
@@ -714,13 +771,14 @@ async fn summaries_are_idempotent_and_order_independent() {
     let apply = |events: Vec<Event>| {
         let c = &c;
         async move {
-            let rows: Vec<Value> = events.iter().map(Event::to_json).collect();
+            let rows: Vec<Value> = events.iter().map(Event::to_columns).collect();
             c.batch_execute("BEGIN").await.expect("begin");
             c.execute(
                 "INSERT INTO edge_staging (event_id, user_id, session_id, event_type, event_name,
-                                           page_url, device_type, country_code, event_time)
+                                           page_url, device_type, country_code, event_time,
+                                           app_user_id, anonymous_id, traits)
                  SELECT event_id, user_id, session_id, event_type, event_name, page_url,
-                        device_type, country_code, event_time
+                        device_type, country_code, event_time, app_user_id, anonymous_id, traits
                  FROM jsonb_populate_recordset(NULL::user_events, $1::TEXT::JSONB)",
                 &[&Value::Array(rows).to_string()],
             )

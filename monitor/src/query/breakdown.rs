@@ -1,8 +1,8 @@
-//! Events and users by device type, country and event name over a range.
+//! Events and people by device type, country and event name over a range.
 //!
 //! Definition: over events with event_time in `[from, to)`, for each value of the dimension
-//! (NULL shown as `(none)`): `events` = events with that value, `users` = distinct non-null
-//! user_id among them. Rows are sorted by events descending, then key; at most `LIMIT` per
+//! (NULL shown as `(none)`): `events` = events with that value, `users` = distinct people
+//! among them (the README's person: a linked visitor counts as their user). Rows are sorted by events descending, then key; at most `LIMIT` per
 //! dimension.
 //!
 //! Why raw events and not `user_behavior_multi_dimension` / `user_events_daily`: those hold
@@ -33,8 +33,8 @@ pub async fn breakdown(client: &Client, range: Range) -> Result<Breakdown, Query
                          WHEN GROUPING(country_code) = 0 THEN country_code::TEXT
                          ELSE event_name END AS key,
                     count(*)::INT8 AS events,
-                    count(DISTINCT user_id)::INT8 AS users
-             FROM user_events
+                    count(DISTINCT person)::INT8 AS users
+             FROM person_events
              WHERE event_time >= $1 AND event_time < $2
              GROUP BY GROUPING SETS ((device_type), (country_code), (event_name))",
             &[&range.from, &range.to],

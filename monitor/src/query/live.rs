@@ -8,9 +8,10 @@
 //!   from the `real_time_monitoring` aggregate, missing minutes filled with 0;
 //! - `top_events`: the 10 most frequent event names over the same 60 buckets (ties by name);
 //! - `events_per_second`: events with event_time in `[to - 10 s, to)`, divided by 10;
-//! - `active_users_*`: distinct non-null user_id with an event in `[to - w, to)` for
-//!   w = 5 min, 1 h, 24 h — counted over raw events as one distinct set per window (never a
-//!   sum of per-bucket counts);
+//! - `active_users_*`: distinct people (see the README: the user id when known, else the
+//!   anonymous id, a linked visitor counted as their user) with an event in `[to - w, to)`
+//!   for w = 5 min, 1 h, 24 h — counted over raw events (`person_events`) as one distinct
+//!   set per window (never a sum of per-bucket counts);
 //! - `lag_*`: percentiles of `created_at - received_at` over events with event_time in
 //!   `[to - 5 min, to)` and a received_at.
 //!
@@ -62,18 +63,18 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
          LIMIT $3",
         &top_params,
     );
-    // One distinct set per window: each user's last event in the 24 h window decides which
-    // shorter windows the user is active in.
+    // One distinct set per window: each person's last event in the 24 h window decides
+    // which shorter windows the person is active in.
     let users_params: [&(dyn ToSql + Sync); 4] = [&w24h, &w1h, &w5m, &to];
     let users = client.query_one(
         "SELECT count(*) FILTER (WHERE last_at >= $3)::INT8,
                 count(*) FILTER (WHERE last_at >= $2)::INT8,
                 count(*)::INT8
          FROM (
-             SELECT user_id, max(event_time) AS last_at
-             FROM user_events
-             WHERE event_time >= $1 AND event_time < $4 AND user_id IS NOT NULL
-             GROUP BY user_id
+             SELECT person, max(event_time) AS last_at
+             FROM person_events
+             WHERE event_time >= $1 AND event_time < $4 AND person IS NOT NULL
+             GROUP BY person
          ) u",
         &users_params,
     );

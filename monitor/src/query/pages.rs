@@ -1,13 +1,14 @@
-//! Top pages: the most viewed page URLs over the range, with distinct users.
+//! Top pages: the most viewed page URLs over the range, with distinct people.
 //!
 //! Definition: `page_view` events with event_time in `[from, to)` and a page_url, grouped by
-//! page_url; `views` counts the events, `users` the distinct non-null user_id among them.
+//! page_url; `views` counts the events, `users` the distinct people among them (the
+//! README's person: a linked visitor counts as their user).
 //! The [`TOP`] pages are listed by views descending, then by URL (byte order, whatever the
 //! database's collation, so ties are cut the same everywhere).
 //!
 //! Computed over the raw events of the range (no aggregate is keyed by page_url).
 //!
-//! Invariant: distinct users are counted per page over raw events, never summed.
+//! Invariant: distinct people are counted per page over raw events, never summed.
 
 use tokio_postgres::Client;
 
@@ -21,8 +22,8 @@ pub async fn pages(client: &Client, range: Range) -> Result<Pages, QueryError> {
     check_range(range)?;
     let rows = client
         .query(
-            "SELECT page_url, count(*)::INT8, count(DISTINCT user_id)::INT8
-             FROM user_events
+            "SELECT page_url, count(*)::INT8, count(DISTINCT person)::INT8
+             FROM person_events
              WHERE event_time >= $1 AND event_time < $2
                AND event_name = 'page_view' AND page_url IS NOT NULL
              GROUP BY page_url
