@@ -121,6 +121,9 @@ pub struct MigrateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Apply the pending migrations up to and including this version (e.g. 0009) only.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -321,7 +324,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let mut client = crate::database::connect(&url)
         .await
         .with_context(|| format!("migrate: {redacted}"))?;
-    let report = crate::database::migrate::run(&mut client).await?;
+    let report = crate::database::migrate::run_to(&mut client, args.to.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -165,3 +165,146 @@ fn the_documented_config_file_loads() {
         serde_json::to_value(&defaults.buffer).ok()
     );
 }
+
+/// A database as the previous release left it (migrations up to 0009) holding events and
+/// summaries upgrades in place: no event is lost, the old numeric users keep their first
+/// seen and activity days (now per actor, as text), `user_attributes` reads as before, and a
+/// collector then lands string and anonymous ids beside the old rows. `UPGRADE_EVENTS` sets
+/// the size (default 50,000); the migration's time is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrades_a_database_holding_events_in_place() {
+    use std::time::{Duration, Instant};
+
+    use e2e::{client::post_json, db::eventually, proc::CollectorOpts};
+    use serde_json::json;
+
+    let n: i64 = std::env::var("UPGRADE_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000);
+    let db = TestDb::empty("upgrade").await.expect("db");
+    let (code, out, err) = collector(&["migrate", "--database-url", &db.url, "--to", "0009"], &[])
+        .expect("run collector migrate --to");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("0010"), "stopped at 0009: {out}");
+    let c = db.client().await.expect("client");
+    // Loaded as release 0009's forwarder did: staged, inserted, then its per-batch upserts.
+    c.batch_execute(&format!(
+        "BEGIN;
+         CREATE TEMP TABLE edge_staging ON COMMIT DROP AS
+         SELECT gen_random_uuid() AS event_id, (i % 5000)::INT8 AS user_id,
+                's' || (i / 4) AS session_id, 'view'::TEXT AS event_type,
+                (ARRAY['page_view','add_to_cart','checkout_start','purchase'])[1 + i % 4] AS event_name,
+                '/p/' || (i % 30) AS page_url, 'desktop'::TEXT AS device_type,
+                'FR'::TEXT AS country_code,
+                date_trunc('second', now()) - (i % (20 * 86400)) * INTERVAL '1 second' AS event_time
+         FROM generate_series(1, {n}) i;
+         INSERT INTO user_events (event_id, user_id, session_id, event_type, event_name, page_url,
+                                  device_type, country_code, event_time)
+         SELECT event_id, user_id, session_id, event_type, event_name, page_url, device_type,
+                country_code, event_time FROM edge_staging;
+         SELECT edge_after_batch();
+         COMMIT;"
+    ))
+    .await
+    .expect("load as 0009");
+    let before: Vec<(i64, String)> = c
+        .query(
+            "SELECT user_id, first_seen::TEXT FROM user_attributes ORDER BY user_id",
+            &[],
+        )
+        .await
+        .expect("user_attributes before")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(before.len(), 5000);
+
+    let started = Instant::now();
+    let (code, out, err) = migrate(&db.url, false);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("0010_identity.sql"), "{out}");
+    eprintln!("migration 0010 on {n} events: {took:.2?}");
+
+    let count: i64 = c
+        .query_one("SELECT count(*) FROM user_events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, n, "no event lost");
+    let after: Vec<(i64, String)> = c
+        .query(
+            "SELECT user_id, first_seen::TEXT FROM user_attributes ORDER BY user_id",
+            &[],
+        )
+        .await
+        .expect("user_attributes after")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(after, before, "user_attributes reads as before");
+    let check: (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM actor_first_seen),
+                        (SELECT count(*) FROM (SELECT DISTINCT time_bucket(INTERVAL '1 day', event_time),
+                                                 user_id FROM user_events) d)
+                        - (SELECT count(*) FROM actor_daily)",
+                &[],
+            )
+            .await
+            .expect("identity tables");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(check, (5000, 0), "actors and their days from the old rows");
+    let people: i64 = c
+        .query_one("SELECT count(DISTINCT person) FROM person_events", &[])
+        .await
+        .expect("people")
+        .get(0);
+    assert_eq!(people, 5000, "an old row's person is its numeric user");
+
+    // New events beside the old ones: a string id, an anonymous visitor who signs up as a
+    // known numeric user (linking), and the old user's history intact.
+    let col = CollectorOpts::new("upgrade")
+        .database(&db.url)
+        .env("COLLECTOR_FORWARD__LINGER_MS", "50")
+        .start()
+        .expect("collector");
+    let batch = json!([
+        {"event_name": "page_view", "user_id": "usr_8f3a2c"},
+        {"event_name": "page_view", "anonymous_id": "a-1"},
+        {"event_name": "identify", "anonymous_id": "a-1", "user_id": 42, "traits": {"plan": "pro"}},
+    ]);
+    let r = post_json(col.ingest, "/v1/batch", &batch).expect("post");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            db.count_events()
+                .await
+                .map(|(rows, _)| rows == n + 3)
+                .unwrap_or(false)
+        })
+        .await,
+        "new events landed"
+    );
+    let people: i64 = c
+        .query_one("SELECT count(DISTINCT person) FROM person_events", &[])
+        .await
+        .expect("people")
+        .get(0);
+    assert_eq!(people, 5001, "the visitor is user 42; usr_8f3a2c is new");
+    let link: String = c
+        .query_one(
+            "SELECT app_user_id FROM identity_links WHERE anonymous_id = 'a-1'",
+            &[],
+        )
+        .await
+        .expect("link")
+        .get(0);
+    assert_eq!(link, "42");
+    drop(col);
+    drop(c);
+    db.drop_db().await.expect("drop");
+}

@@ -78,6 +78,12 @@ pub fn plan(edition: Edition) -> Result<Vec<Migration>, DbError> {
 
 /// Ensures the TimescaleDB extension exists, then applies every pending migration.
 pub async fn run(client: &mut Client) -> Result<Report, DbError> {
+    run_to(client, None).await
+}
+
+/// [`run`], stopping after version `last` (e.g. `0009`) when given: a staged upgrade, and
+/// how the tests build a database as an older release left it.
+pub async fn run_to(client: &mut Client, last: Option<&str>) -> Result<Report, DbError> {
     let read_only: String = client
         .query_one("SHOW transaction_read_only", &[])
         .await?
@@ -88,7 +94,7 @@ pub async fn run(client: &mut Client) -> Result<Report, DbError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await?;
-    let result = run_locked(client).await;
+    let result = run_locked(client, last).await;
     // The lock is session-scoped; release it even when a migration failed.
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
@@ -96,7 +102,7 @@ pub async fn run(client: &mut Client) -> Result<Report, DbError> {
     result
 }
 
-async fn run_locked(client: &mut Client) -> Result<Report, DbError> {
+async fn run_locked(client: &mut Client, last: Option<&str>) -> Result<Report, DbError> {
     let extension_version = ensure_extension(client).await?;
     let edition = edition(client).await?;
     client
@@ -122,6 +128,9 @@ async fn run_locked(client: &mut Client) -> Result<Report, DbError> {
         already_applied: 0,
     };
     for m in plan(edition)? {
+        if last.is_some_and(|l| m.version.as_str() > l) {
+            break;
+        }
         if done.contains(&m.version) {
             report.already_applied += 1;
             continue;
