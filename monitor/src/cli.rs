@@ -82,22 +82,42 @@ pub struct TuiArgs {
     pub bench_range: String,
 }
 
-/// `monitor query <name>`: the registry's names.
-impl ValueEnum for Analysis {
+/// What `monitor query` prints: an analysis of the registry, or one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Analysis(Analysis),
+    /// `monitor query user ID`.
+    User,
+}
+
+/// `monitor query <name>`: the registry's names, then `user`.
+impl ValueEnum for Kind {
     fn value_variants<'a>() -> &'a [Self] {
-        &Analysis::ALL
+        static KINDS: std::sync::OnceLock<Vec<Kind>> = std::sync::OnceLock::new();
+        KINDS.get_or_init(|| {
+            let mut v: Vec<Kind> = Analysis::ALL.iter().map(|a| Kind::Analysis(*a)).collect();
+            v.push(Kind::User);
+            v
+        })
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.name()))
+        Some(match self {
+            Kind::Analysis(a) => PossibleValue::new(a.name()),
+            Kind::User => PossibleValue::new("user")
+                .help("one person: ids, traits, first/last seen, recent events (needs ID)"),
+        })
     }
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct QueryArgs {
-    /// Which analysis.
+    /// Which analysis, or `user` followed by a user or anonymous id.
     #[arg(value_enum)]
-    pub what: Analysis,
+    pub what: Kind,
+    /// For `user`: the user id or anonymous id to look up.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
     /// Time range back from now: 15m, 1h, 24h, 7d, 30d…
     #[arg(long, default_value = "24h", value_parser = parse_span)]
     pub since: Duration,
@@ -169,12 +189,31 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
     let now = query::as_of(std::env::var(query::AS_OF_ENV).ok().as_deref())?;
     let range = query::range_ending(now, args.since);
     let client = query::connect(url).await?;
-    let params = Params {
-        range,
-        steps: &args.steps,
+    let text = match (args.what, args.id.as_deref()) {
+        (Kind::User, Some(id)) => match query::person::person(&client, id).await? {
+            Some(p) => report::render_person(&p, args.format)?,
+            None => {
+                eprintln!(
+                    "monitor: no event was ever sent with the id {id:?} (user or anonymous id)"
+                );
+                return Ok(1);
+            }
+        },
+        (Kind::User, None) => {
+            anyhow::bail!("`monitor query user` needs an ID: monitor query user usr_8f3a2c")
+        }
+        (Kind::Analysis(_), Some(id)) => {
+            anyhow::bail!("unexpected argument {id:?}: only `monitor query user` takes an ID")
+        }
+        (Kind::Analysis(what), None) => {
+            let params = Params {
+                range,
+                steps: &args.steps,
+            };
+            let report = query::run(&client, what, params).await?;
+            report::render(&report, args.format)?
+        }
     };
-    let report = query::run(&client, args.what, params).await?;
-    let text = report::render(&report, args.format)?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

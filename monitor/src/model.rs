@@ -281,6 +281,41 @@ pub struct PageRow {
     pub url: String,
     /// `page_view` events on the page.
     pub views: i64,
-    /// Distinct users among them (events without a user are not counted).
+    /// Distinct people among them (events without any id are not counted).
     pub users: i64,
+}
+
+/// One person (`monitor query user ID`): the README's person, their ids, merged traits and
+/// recent events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Person {
+    /// The id asked for.
+    pub asked: String,
+    /// The person's id: the user id an anonymous id is linked to, else the id asked for.
+    pub person: String,
+    /// Anonymous ids linked to the person, earliest link first.
+    pub anonymous_ids: Vec<String>,
+    /// Per trait key, the latest value set by an identify of any of the person's ids.
+    pub traits: Vec<(String, serde_json::Value)>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_seen: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    /// The most recent events, newest first (at most [`PERSON_EVENTS`]).
+    pub recent: Vec<PersonEvent>,
+}
+
+/// How many recent events [`Person`] lists.
+pub const PERSON_EVENTS: i64 = 50;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    pub event_name: String,
+    /// The id the event was sent with (the user id, or one of the anonymous ids).
+    pub actor: String,
+    pub session_id: Option<String>,
+    pub page_url: Option<String>,
+    pub source: Option<String>,
 }

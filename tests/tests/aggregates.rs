@@ -31,7 +31,7 @@ use e2e::{
     proc::{bin, CollectorOpts, CollectorProc},
 };
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{json, Value};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio_postgres::Client;
 
@@ -470,6 +470,71 @@ async fn check_aggregates(c: &Client, data: &Dataset, label: &str) {
     same_rows(&got, &want, &format!("{label}: user_daily_activity"));
 }
 
+/// `monitor query user ID` against the dataset: the person `id` resolves to, their
+/// anonymous ids, merged traits, first/last seen and newest events.
+fn check_person(url: &str, data: &Dataset, id: &str) {
+    let got: Value = monitor_json(url, data.t0, &["user", id]);
+    let people = data.people();
+    let person = people
+        .links()
+        .get(id)
+        .cloned()
+        .unwrap_or_else(|| id.to_string());
+    assert_eq!(got["person"], person.as_str(), "{got}");
+    let mut mine: Vec<&Event> = data
+        .events
+        .iter()
+        .filter(|e| people.of(e).as_deref() == Some(person.as_str()))
+        .collect();
+    assert!(!mine.is_empty(), "{id} has events");
+    mine.sort_by_key(|e| std::cmp::Reverse(e.event_time));
+    let first = mine.iter().map(|e| e.event_time).min().map(rfc3339);
+    let last = mine.first().map(|e| rfc3339(e.event_time));
+    let as_time = |v: &Value| {
+        v.as_str()
+            .and_then(|s| {
+                OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(rfc3339)
+    };
+    assert_eq!(as_time(&got["first_seen"]), first, "{id}: first_seen");
+    assert_eq!(as_time(&got["last_seen"]), last, "{id}: last_seen");
+    let recent = got["recent"].as_array().cloned().unwrap_or_default();
+    assert_eq!(recent.len(), mine.len().min(50), "{id}: recent");
+    assert_eq!(recent[0]["event_name"], mine[0].event_name.as_str());
+    let anon: BTreeSet<String> = people
+        .links()
+        .into_iter()
+        .filter(|(_, u)| *u == person)
+        .map(|(a, _)| a)
+        .collect();
+    let got_anon: BTreeSet<String> = got["anonymous_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(got_anon, anon, "{id}: anonymous ids");
+    // Traits: per key the latest over the person's ids.
+    let mut want: BTreeMap<String, (OffsetDateTime, String, Value)> = BTreeMap::new();
+    for e in &mine {
+        if let Some(Value::Object(t)) = &e.traits {
+            for (k, v) in t {
+                let cand = (e.event_time, v.to_string(), v.clone());
+                if want.get(k).is_none_or(|b| (b.0, &b.1) < (cand.0, &cand.1)) {
+                    want.insert(k.clone(), cand);
+                }
+            }
+        }
+    }
+    let want: Vec<Value> = want
+        .into_iter()
+        .map(|(k, (_, _, v))| json!([k, v]))
+        .collect();
+    assert_eq!(got["traits"], Value::Array(want), "{id}: traits");
+}
+
 /// Equal sets of rows; on failure, prints the first differences only.
 fn same_rows(got: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
     if got == want {
@@ -644,6 +709,10 @@ async fn analyses_match_an_independent_computation() {
         check_aggregates(&client, &data, "timescale, materialized").await;
         check_queries(&db.url, &data, "timescale, materialized");
     }
+
+    check_person(&db.url, &data, "v-0001");
+    check_person(&db.url, &data, "dev-0003");
+    check_person(&db.url, &data, "old_3");
 
     // The other formats print the same analysis.
     let csv = monitor(

@@ -32,6 +32,7 @@ pub mod funnel;
 pub mod live;
 pub mod pages;
 pub mod paths;
+pub mod person;
 pub mod replica;
 pub mod retention;
 

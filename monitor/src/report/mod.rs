@@ -7,9 +7,11 @@
 //!
 //! Invariant: the three formats print the same values; only the presentation differs.
 
+mod person;
 mod table;
 mod tables;
 
+pub use person::render_person;
 pub use table::Table;
 
 use crate::analysis::{with_report, Report};
