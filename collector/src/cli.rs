@@ -37,7 +37,8 @@ pub enum Command {
     #[command(subcommand)]
     Buffer(BufferCommand),
     /// Database retention: on the apache edition, drop raw chunks older than --retention
-    /// (run it daily, e.g. from cron); on the Community edition, report the policies.
+    /// (run it daily, e.g. from cron); on the Community edition, report the policies and
+    /// refresh the continuous aggregates for late events older than their refresh window.
     Maintain(MaintainArgs),
 }
 
@@ -313,6 +314,9 @@ async fn maintain(args: MaintainArgs) -> anyhow::Result<()> {
         }
         for p in &report.policies {
             println!("policy {p}");
+        }
+        for v in &report.refreshed {
+            println!("refreshed {v}");
         }
     }
     Ok(())
