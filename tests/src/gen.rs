@@ -17,13 +17,22 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// One realistic event with a fresh event_id, at `at`.
+/// One realistic event with a fresh event_id, at `at`: an integer user id, every fifth a
+/// string id, and one in ten also an anonymous id (with traits, as an identify sends them).
 pub fn event(rng: &mut impl Rng, at: OffsetDateTime) -> Value {
     let name = FUNNEL[rng.gen_range(0..FUNNEL.len())];
     let user: i64 = rng.gen_range(1..50_000);
+    let user_id = if user % 5 == 0 {
+        json!(format!("usr_{user:x}"))
+    } else {
+        json!(user)
+    };
+    let identify = rng.gen_bool(0.1);
     json!({
         "event_id": uuid::Uuid::new_v4().to_string(),
-        "user_id": user,
+        "user_id": user_id,
+        "anonymous_id": if identify { json!(format!("anon-{user}")) } else { Value::Null },
+        "traits": if identify { json!({"plan": "pro", "名前": "李雷"}) } else { Value::Null },
         "session_id": format!("s-{user}-{}", rng.gen_range(0..5)),
         "event_type": if name == "page_view" { "view" } else { "action" },
         "event_name": name,
@@ -50,7 +59,10 @@ pub fn batch(rng: &mut impl Rng, n: usize) -> Vec<Value> {
 /// session is one user's visit of a few events a few seconds apart, following the funnel
 /// with drop-offs, about `concurrent` sessions interleaved at any moment; users return
 /// across days. This is the shape a collector really forwards (sessions have temporal
-/// locality), used by the drain benchmark and the sample traffic.
+/// locality), used by the drain benchmark and the sample traffic. Identities as real apps
+/// send them: most users have integer ids, every fifth an opaque string id, and one session
+/// in eight is an anonymous visitor's (an `anonymous_id`, no user id) who signs up in one
+/// case out of four (the session's last event carries both ids).
 pub fn session_stream(
     rng: &mut impl Rng,
     n: usize,
@@ -70,6 +82,13 @@ pub fn session_stream(
         let t0 = start + time::Duration::seconds_f64(at + rng.gen_range(0.0..step.max(0.001)));
         let user: i64 = rng.gen_range(1..(sessions as i64 / 3).max(2));
         let session = format!("s-{user}-{s}");
+        let anonymous = rng.gen_bool(0.125);
+        let signs_up = anonymous && rng.gen_bool(0.25);
+        let user_value = if user % 5 == 0 {
+            json!(format!("usr_{:x}", user * 7919))
+        } else {
+            json!(user)
+        };
         let device = DEVICES[rng.gen_range(0..DEVICES.len())];
         let country = COUNTRIES[(user as usize) % COUNTRIES.len()];
         let mut t = t0;
@@ -82,14 +101,21 @@ pub fn session_stream(
                 break;
             }
         }
-        for name in names {
+        let last = names.len().saturating_sub(1);
+        for (k, name) in names.into_iter().enumerate() {
             if out.len() >= n {
                 break;
             }
+            let (user_id, anonymous_id) = match (anonymous, signs_up && k == last) {
+                (false, _) => (user_value.clone(), Value::Null),
+                (true, false) => (Value::Null, json!(format!("anon-{s}"))),
+                (true, true) => (user_value.clone(), json!(format!("anon-{s}"))),
+            };
             t += time::Duration::seconds(rng.gen_range(1..(concurrent as i64).clamp(2, 120)));
             out.push(json!({
                 "event_id": uuid::Uuid::new_v4().to_string(),
-                "user_id": user,
+                "user_id": user_id,
+                "anonymous_id": anonymous_id,
                 "session_id": session,
                 "event_type": if name == "page_view" { "view" } else { "action" },
                 "event_name": name,
