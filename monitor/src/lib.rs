@@ -11,7 +11,9 @@
 //! - [`poll`]: direct polling of collectors' admin endpoints;
 //! - [`analysis`]: the registry of analyses (names, keys, tabs, refresh policy) and the
 //!   result types every layer shares;
-//! - [`model`]: the typed results (the contract between queries and views).
+//! - [`model`]: the typed results (the contract between queries and views);
+//! - [`text`]: measuring, cutting and padding text by display width (a leaf every view and
+//!   printed table uses).
 //!
 //! Invariant: adding an analysis is its model type, its query module, its view module and
 //! its registry entry; nothing else lists the analyses.
@@ -23,5 +25,6 @@ pub mod model;
 pub(crate) mod poll;
 pub mod query;
 pub(crate) mod report;
+pub(crate) mod text;
 pub mod tui;
 pub(crate) mod ui;

@@ -19,6 +19,8 @@ pub mod theme;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_unicode;
 
 use ratatui::{
     layout::{Alignment, Constraint, Layout, Rect},
@@ -31,6 +33,7 @@ use ratatui::{
 use crate::{
     analysis::{with_model, Analysis},
     app::{App, DbStatus, SLOW_AFTER, STALE_AFTER},
+    text,
 };
 
 /// A tab's drawing, implemented by each view module for its analysis' model type.
@@ -58,7 +61,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     let banner = banner(app);
     let banner_height = banner.as_ref().map_or(0, |(_, text)| {
-        if text.chars().count() > area.width as usize {
+        if text::width(text) > area.width as usize {
             2
         } else {
             1
@@ -140,7 +143,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
     let right = "? help  q quit";
-    let width = right.chars().count() as u16;
+    let width = text::width(right) as u16;
     if area.width >= 60 + width {
         let r = Rect {
             x: area.x + area.width - width,
@@ -161,7 +164,7 @@ fn tab_labels(tabs: &[Analysis], selected: usize, wide: bool, width: usize) -> V
     // Wide: " label " and "│" between; narrow: "label" and " " between.
     let pad = if wide { 2 } else { 0 };
     let total = |l: &[String]| {
-        l.iter().map(|s| s.chars().count() + pad).sum::<usize>() + l.len().saturating_sub(1)
+        l.iter().map(|s| text::width(s) + pad).sum::<usize>() + l.len().saturating_sub(1)
     };
     for i in (0..tabs.len()).rev() {
         if total(&labels) <= width {
@@ -355,7 +358,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         .map(|(i, (k, what))| {
             let k = if i == 1 { tab_keys.as_str() } else { k };
             Line::from(vec![
-                Span::styled(format!(" {k:<16}"), theme::bold()),
+                Span::styled(format!(" {}", text::left(k, 16)), theme::bold()),
                 Span::raw(*what),
             ])
         })

@@ -28,7 +28,7 @@ fn seven_tabs() -> Vec<Analysis> {
     Analysis::ALL[..7].to_vec()
 }
 
-const NOW: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
+pub(super) const NOW: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
 fn rfc(t: OffsetDateTime) -> String {
@@ -36,7 +36,7 @@ fn rfc(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn health(
+pub(super) fn health(
     id: &str,
     region: &str,
     age_s: i64,
@@ -380,7 +380,7 @@ fn pages() -> Pages {
 }
 
 /// The dashboard a few seconds into a healthy run, with two direct polls (one failing).
-fn fixture() -> App {
+pub(super) fn fixture() -> App {
     let mut app = App::new(
         Config {
             refresh: Duration::from_secs(2),
@@ -422,7 +422,7 @@ fn fixture() -> App {
     app
 }
 
-fn render(app: &App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
+pub(super) fn render(app: &App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
     let mut terminal = match Terminal::new(TestBackend::new(w, h)) {
         Ok(t) => t,
         Err(e) => panic!("test backend: {e}"),
@@ -433,7 +433,7 @@ fn render(app: &App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
     terminal
 }
 
-fn snap(name: &str, app: &App) {
+pub(super) fn snap(name: &str, app: &App) {
     for size in SIZES {
         let terminal = render(app, size);
         insta::assert_snapshot!(
