@@ -8,6 +8,7 @@
 //! - [`app`]: the dashboard's state and its update logic (keys, refresh, errors), no I/O;
 //! - [`report`]: printing a report as a table, JSON or CSV (`monitor query`);
 //! - [`query`]: the SQL behind every analysis, against TimescaleDB (either edition);
+//! - [`tail`]: the collectors' live tail (filter, merging, `monitor tail`);
 //! - [`poll`]: direct polling of collectors' admin endpoints;
 //! - [`analysis`]: the registry of analyses (names, keys, tabs, refresh policy) and the
 //!   result types every layer shares;
@@ -25,6 +26,7 @@ pub mod model;
 pub(crate) mod poll;
 pub mod query;
 pub(crate) mod report;
+pub(crate) mod tail;
 pub(crate) mod text;
 pub mod tui;
 pub(crate) mod ui;

@@ -159,6 +159,20 @@ impl Workers {
                 self.poll_timeout,
                 self.to_ui.clone(),
             ),
+            Cmd::Tail { afters, limit } => {
+                let (addresses, token) = (self.collectors.clone(), self.admin_token.clone());
+                let (timeout, to_ui) = (self.poll_timeout, self.to_ui.clone());
+                let n = addresses.len();
+                tokio::spawn(async move {
+                    let polls = tokio::spawn(terminal::isolated(async move {
+                        poll::tail_all(&addresses, &afters, token.as_deref(), limit, timeout).await
+                    }));
+                    let results = polls.await.unwrap_or_else(|_| {
+                        vec![Err("internal error while reading the tail".to_string()); n]
+                    });
+                    let _ = to_ui.send(Msg::Tailed(results));
+                });
+            }
         }
     }
 }

@@ -15,10 +15,13 @@ mod overview;
 mod pages;
 mod paths;
 mod retention;
+mod tail;
 pub mod theme;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tail;
 #[cfg(test)]
 mod tests_unicode;
 
@@ -233,7 +236,7 @@ pub fn banner(app: &App) -> Option<(Style, String)> {
                 format!(
                     "{} of {} queries failed · {}: {error}",
                     app.section_errors.len(),
-                    app.tabs.len(),
+                    app.tabs.iter().filter(|t| t.is_query()).count(),
                     section.name()
                 ),
             ))
@@ -332,7 +335,7 @@ pub(crate) fn stretch(values: &[f64], width: usize) -> Vec<f64> {
 }
 
 /// Every key, one line each.
-pub const HELP: [(&str, &str); 11] = [
+pub const HELP: [(&str, &str); 12] = [
     ("Tab / Shift-Tab", "next / previous view"),
     ("1 … 7", "go to a view (numbered on the tab bar)"),
     ("← / →", "time range: 15m 1h 24h 7d 30d"),
@@ -341,7 +344,8 @@ pub const HELP: [(&str, &str); 11] = [
     ("Esc", "close the collector detail"),
     ("c", "Retention: rates ↔ user counts"),
     ("r", "refresh now (and retry a failing database now)"),
-    ("p", "pause / resume refreshing"),
+    ("/", "Tail: filter events (word, name=X user=N key=value)"),
+    ("p", "pause / resume refreshing (and the Tail)"),
     ("?", "this help (any key closes it)"),
     ("q / Ctrl-C", "quit"),
 ];

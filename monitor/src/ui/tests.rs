@@ -404,6 +404,7 @@ pub(super) fn fixture() -> App {
         collectors: Some(collectors()),
         database: Some(database()),
         pages: Some(pages()),
+        tail: app.data.tail.take(),
     };
     app.db = DbStatus::Ok;
     app.data_at = Some(NOW - Duration::from_secs(1));
