@@ -82,6 +82,9 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
         OffsetDateTime::now_utc(),
     );
 
+    ui::theme::set_color(ui::theme::color_from_env(
+        std::env::var("NO_COLOR").ok().as_deref(),
+    ));
     let mut guard = terminal::enter().context("cannot set up the terminal")?;
     let input = terminal::Input::spawn(tx.clone());
     let mut signals = Signals::new();

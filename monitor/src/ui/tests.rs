@@ -587,8 +587,34 @@ fn first_start_and_polls_only() {
     snap("polls_only", &app);
 }
 
+/// Held by the tests that draw with colour on or off (a process-wide setting).
+static COLOR_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn no_color_draws_no_colour_and_keeps_the_words() {
+    let _lock = COLOR_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    super::theme::set_color(false);
+    for view in Analysis::ALL {
+        let mut app = fixture();
+        app.view = view;
+        let t = render(&app, (160, 48));
+        let buf = t.backend().buffer();
+        let coloured = buf.content.iter().find(|c| c.fg != Color::Reset);
+        assert!(coloured.is_none(), "{view:?}: {coloured:?}");
+        if view == Analysis::Collectors {
+            let text = t.backend().to_string();
+            assert!(text.contains("95s!") && text.contains("stalled"), "{text}");
+            // Failing is still distinct: bold and underlined.
+            let stale = buf.content.iter().find(|c| c.symbol() == "!");
+            assert!(stale.is_some_and(|c| c.modifier.contains(Modifier::UNDERLINED)));
+        }
+    }
+    super::theme::set_color(true);
+}
+
 #[test]
 fn meaning_is_not_only_colour() {
+    let _lock = COLOR_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut app = fixture();
     app.view = Analysis::Collectors;
     let t = render(&app, (160, 48));
