@@ -21,6 +21,8 @@ pub mod theme;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_style;
+#[cfg(test)]
 mod tests_tail;
 #[cfg(test)]
 mod tests_unicode;
