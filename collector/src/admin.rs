@@ -1,8 +1,9 @@
-//! The admin listener: metrics, buffer facts and forwarding control, for operators only.
+//! The admin listener: metrics, buffer facts, forwarding control and the live tail of
+//! accepted events, for operators only.
 //!
 //! Invariant: bound to loopback by default; when an `admin_token` is configured every route
 //! but `/health` requires `Authorization: Bearer <token>` (config refuses a non-loopback
-//! address without a token).
+//! address without a token). `/v1/tail` answers event contents and is never logged.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -19,6 +20,7 @@ use crate::{
     metrics::{BufferFigures, Metrics},
     respond::json_response,
     state::ForwardState,
+    tail::{Tail, MAX_PAGE},
 };
 
 pub struct Admin {
@@ -26,6 +28,7 @@ pub struct Admin {
     buffer: Buffer,
     metrics: Arc<Metrics>,
     forward: Arc<ForwardState>,
+    tail: Arc<Tail>,
 }
 
 impl Admin {
@@ -34,12 +37,14 @@ impl Admin {
         buffer: Buffer,
         metrics: Arc<Metrics>,
         forward: Arc<ForwardState>,
+        tail: Arc<Tail>,
     ) -> Admin {
         Admin {
             config,
             buffer,
             metrics,
             forward,
+            tail,
         }
     }
 
@@ -64,6 +69,7 @@ impl Admin {
                 .body(Full::new(Bytes::from(self.metrics.render(&self.figures()))))
                 .unwrap_or_default(),
             (&Method::GET, "/v1/buffer") => json_response(StatusCode::OK, &self.snapshot()),
+            (&Method::GET, "/v1/tail") => self.tail_page(req.uri().query()),
             (&Method::POST, "/v1/forwarding/pause") => {
                 self.forward.set_paused(true);
                 self.metrics.forwarding_paused.set(1);
@@ -93,6 +99,37 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes())))
+    }
+
+    /// `GET /v1/tail?after=SEQ&limit=N`: accepted events after sequence number `SEQ` (or
+    /// the newest `N` without it), oldest first; 404 when the tail is off.
+    fn tail_page(&self, query: Option<&str>) -> Response<Full<Bytes>> {
+        if !self.tail.enabled() {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"status":"error","error":"the live tail is off (admin_tail_events = 0)"}),
+            );
+        }
+        let mut after = None;
+        let mut limit = 100;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let n = match v.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"status":"error","error":format!("{k} must be a non-negative integer")}),
+                    )
+                }
+            };
+            match &*k {
+                "after" => after = Some(n),
+                "limit" => limit = usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
+                _ => {}
+            }
+        }
+        let page = self.tail.page(after, limit);
+        json_response(StatusCode::OK, &page.to_json(&self.config.collector_id))
     }
 
     /// The buffer's figures for `/metrics`.

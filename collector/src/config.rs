@@ -35,6 +35,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Bearer token for the admin listener; required when it is not bound to loopback.
     pub admin_token: Option<String>,
+    /// Recently accepted events kept in memory for the admin listener's live tail
+    /// (`GET /v1/tail`); 0 turns the tail off. Exposes event contents to admin clients.
+    pub admin_tail_events: usize,
     /// Directory of the sled write-ahead buffer.
     pub data_dir: PathBuf,
     /// Central TimescaleDB. When absent, built from DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD.
@@ -155,6 +158,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
             admin_token: None,
+            admin_tail_events: 1000,
             data_dir: PathBuf::from("./data/buffer"),
             database_url: None,
             collector_id: default_collector_id(),
@@ -294,6 +298,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "admin_listen {} is not loopback: set admin_token (COLLECTOR_ADMIN_TOKEN)",
                 self.admin_listen
+            )));
+        }
+        if self.admin_tail_events > 100_000 {
+            return Err(ConfigError::Invalid(format!(
+                "admin_tail_events ({}) must be at most 100000 (about 4 KiB of memory each)",
+                self.admin_tail_events
             )));
         }
         if self.collector_id.is_empty() || self.collector_id.len() > 128 {

@@ -12,7 +12,8 @@
 //! - [`database`]: connections, edition detection, migrations and the COPY itself (a leaf).
 //!
 //! Beside the pipeline, imported by the stages and importing none of them: [`state`]
-//! (forwarding and database health), [`metrics`], [`shutdown`] (the one stop signal every
+//! (forwarding and database health), [`metrics`], [`tail`] (the ring of recently accepted
+//! events behind the admin listener's live tail), [`shutdown`] (the one stop signal every
 //! task watches), [`logging`] (never blocks or fails a request), [`memory`], [`respond`]
 //! (JSON answers), [`config`].
 //!
@@ -38,3 +39,4 @@ pub mod respond;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod tail;

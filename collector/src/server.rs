@@ -36,6 +36,7 @@ use crate::{
     metrics::Metrics,
     shutdown::Shutdown,
     state::ForwardState,
+    tail::Tail,
 };
 
 /// How long a stopping task may take once the signal fired (all of them race their steps
@@ -95,13 +96,21 @@ impl Server {
         }
         let ingest_listener = listen(config.listen, config.limits.max_connections)?;
         let admin_listener = listen(config.admin_listen, 64)?;
+        let tail = Arc::new(Tail::new(config.admin_tail_events));
         let ingest = Arc::new(Ingest::new(
             config.clone(),
             buffer.clone(),
             metrics.clone(),
             state.clone(),
+            tail.clone(),
         ));
-        let admin = Arc::new(Admin::new(config.clone(), buffer.clone(), metrics, state));
+        let admin = Arc::new(Admin::new(
+            config.clone(),
+            buffer.clone(),
+            metrics,
+            state,
+            tail,
+        ));
         Ok(Server {
             ingest,
             admin,

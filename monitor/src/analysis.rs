@@ -1,11 +1,15 @@
 //! The analysis registry: the one list of the monitor's analyses (live, collectors, funnel,
-//! retention, paths, breakdown, database, pages), each with its name, key, tab title and
-//! refresh policy, and the types every layer shares about them: [`Analysis`], [`Report`]
-//! (one analysis' result) and [`Snapshot`] (the latest result of each).
+//! retention, paths, breakdown, database, pages) and of its views fed by the collectors
+//! alone (tail), each with its name, key, tab title and refresh policy, and the types every
+//! layer shares about them: [`Analysis`], [`Report`] (one analysis' result) and
+//! [`Snapshot`] (the latest result of each).
 //!
 //! An analysis is its query module (`query/<name>.rs`, SQL → its type in [`crate::model`]),
 //! its view module (`ui/<name>.rs`) and one entry in the [`registry!`] invocation below; the
-//! dashboard, `monitor query`, the printer and the benchmark all go through this list.
+//! dashboard, `monitor query`, the printer and the benchmark all go through this list. A
+//! view fed by collectors' admin listeners instead of the database (the Tail) is its model
+//! type, its view module and an entry with [`Refresh::Polls`]: it is a tab like the others,
+//! and never a database query ([`Analysis::queried`]).
 //!
 //! Invariant: the registry's order is the tab order, the key order and [`Analysis`]'s `Ord`;
 //! names are unique, lowercase and are at the same time the section names (banner,
@@ -23,6 +27,9 @@ pub enum Refresh {
     /// Every refresh while visible; otherwise when missing, for another range, or older
     /// than the background interval.
     Background,
+    /// Never from the database: fed by polls of the collectors' admin listeners while its
+    /// tab is on screen; not a `monitor query` kind.
+    Polls,
 }
 
 /// One analysis' registry entry.
@@ -126,6 +133,7 @@ registry! { $
     Breakdown(Breakdown) { name: breakdown, key: '6', title: "Breakdown", refresh: Background },
     Database(DatabaseHealth) { name: database, key: '7', title: "Database", refresh: Background },
     Pages(Pages) { name: pages, key: '8', title: "Pages", refresh: Background },
+    Tail(Tail) { name: tail, key: '9', title: "Tail", refresh: Polls },
 }
 
 impl Analysis {
@@ -163,11 +171,48 @@ impl Analysis {
         REGISTRY.iter().find(|e| e.name == name).map(|e| e.analysis)
     }
 
+    /// Whether the database answers it (every entry but [`Refresh::Polls`] ones).
+    pub fn is_query(self) -> bool {
+        self.refresh() != Refresh::Polls
+    }
+
+    /// The analyses the database answers, in registry order: what a refresh, the benchmark
+    /// and `monitor query` run.
+    pub const QUERIED: [Analysis; QUERIED_COUNT] = {
+        let mut out = [Analysis::Live; QUERIED_COUNT];
+        let (mut i, mut j) = (0, 0);
+        while i < REGISTRY.len() {
+            if !matches!(REGISTRY[i].refresh, Refresh::Polls) {
+                out[j] = REGISTRY[i].analysis;
+                j += 1;
+            }
+            i += 1;
+        }
+        out
+    };
+
+    /// [`Analysis::QUERIED`] as an iterator.
+    pub fn queried() -> impl Iterator<Item = Analysis> {
+        Analysis::QUERIED.into_iter()
+    }
+
     /// The analysis whose key is `key`.
     pub fn from_key(key: char) -> Option<Analysis> {
         REGISTRY.iter().find(|e| e.key == key).map(|e| e.analysis)
     }
 }
+
+/// How many registry entries the database answers.
+const QUERIED_COUNT: usize = {
+    let (mut i, mut n) = (0, 0);
+    while i < REGISTRY.len() {
+        if !matches!(REGISTRY[i].refresh, Refresh::Polls) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
 
 /// What one run of an analysis needs besides the connection.
 #[derive(Debug, Clone, Copy)]
@@ -190,5 +235,7 @@ mod tests {
         }
         assert_eq!(Analysis::Live.title(), "Overview");
         assert_eq!(Analysis::Database.name(), "database");
+        assert!(!Analysis::Tail.is_query());
+        assert_eq!(Analysis::queried().count(), REGISTRY.len() - 1);
     }
 }

@@ -1,4 +1,5 @@
-//! Command line of the `monitor` binary: the dashboard (default) and `monitor query`.
+//! Command line of the `monitor` binary: the dashboard (default), `monitor query` and
+//! `monitor tail`.
 //!
 //! Invariant: every command has `--help`; errors reach the user as one message and a
 //! non-zero exit code. The command line is the top of the crate: it imports the registry,
@@ -33,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Print one analysis (the same data as the dashboard) as a table, JSON or CSV.
     Query(QueryArgs),
+    /// Print the collectors' live tail of accepted events as NDJSON, one event per line
+    /// (read from their admin listeners: works while the database is down).
+    Tail(TailArgs),
 }
 
 /// Where the data comes from; shared by the dashboard and `query`.
@@ -90,12 +94,15 @@ pub enum Kind {
     User,
 }
 
-/// `monitor query <name>`: the registry's names, then `user`.
+/// `monitor query <name>`: the registry's names of database analyses, then `user`.
 impl ValueEnum for Kind {
     fn value_variants<'a>() -> &'a [Self] {
         static KINDS: std::sync::OnceLock<Vec<Kind>> = std::sync::OnceLock::new();
         KINDS.get_or_init(|| {
-            let mut v: Vec<Kind> = Analysis::ALL.iter().map(|a| Kind::Analysis(*a)).collect();
+            let mut v: Vec<Kind> = Analysis::QUERIED
+                .iter()
+                .map(|a| Kind::Analysis(*a))
+                .collect();
             v.push(Kind::User);
             v
         })
@@ -135,6 +142,30 @@ pub struct QueryArgs {
     pub source: Source,
 }
 
+#[derive(Debug, Args, Clone)]
+#[command(
+    after_help = "Filter terms (all must hold): a bare word matches event names \
+containing it; name=X, user=42, collector=ID, session=S, country=DE, device=mobile, type=T \
+match those fields; any other key=value a top-level property; key!=value negates.\n\
+Example: monitor tail --collector 127.0.0.1:9100 --follow --filter 'name=加入购物车 plan=pro'"
+)]
+pub struct TailArgs {
+    /// Only events matching this filter (see below); repeat to require several.
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// How many of the newest matching events to print first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Keep running and print events as they arrive (Ctrl-C stops).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With --follow, how often to poll the collectors (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_span)]
+    pub interval: Duration,
+    #[command(flatten)]
+    pub source: Source,
+}
+
 /// Parses `500ms`, `2s`, `15m`, `1h`, `7d`, `1w` (humantime; a bare number is seconds).
 pub fn parse_span(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -156,6 +187,17 @@ pub fn parse_span(s: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::Query(args)) => run_query(args).await,
+        Some(Command::Tail(args)) => {
+            crate::tail::command::run(crate::tail::command::Options {
+                collectors: args.source.collectors,
+                admin_token: args.source.admin_token,
+                filter: args.filter.join(" "),
+                limit: args.limit,
+                follow: args.follow,
+                interval: args.interval,
+            })
+            .await
+        }
         None => {
             let t = cli.tui;
             match t.bench {

@@ -8,10 +8,13 @@
 //! - [`app`]: the dashboard's state and its update logic (keys, refresh, errors), no I/O;
 //! - [`report`]: printing a report as a table, JSON or CSV (`monitor query`);
 //! - [`query`]: the SQL behind every analysis, against TimescaleDB (either edition);
+//! - [`tail`]: the collectors' live tail (filter, merging, `monitor tail`);
 //! - [`poll`]: direct polling of collectors' admin endpoints;
 //! - [`analysis`]: the registry of analyses (names, keys, tabs, refresh policy) and the
 //!   result types every layer shares;
-//! - [`model`]: the typed results (the contract between queries and views).
+//! - [`model`]: the typed results (the contract between queries and views);
+//! - [`text`]: measuring, cutting and padding text by display width (a leaf every view and
+//!   printed table uses).
 //!
 //! Invariant: adding an analysis is its model type, its query module, its view module and
 //! its registry entry; nothing else lists the analyses.
@@ -23,5 +26,7 @@ pub mod model;
 pub(crate) mod poll;
 pub mod query;
 pub(crate) mod report;
+pub(crate) mod tail;
+pub(crate) mod text;
 pub mod tui;
 pub(crate) mod ui;

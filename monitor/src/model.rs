@@ -319,3 +319,111 @@ pub struct PersonEvent {
     pub page_url: Option<String>,
     pub source: Option<String>,
 }
+
+/// One accepted event from a collector's live tail (`GET /v1/tail` on its admin listener):
+/// the ingest API's fields, string fields cut by the collector to 200 bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TailEvent {
+    /// The collector's sequence number (per collector process).
+    pub seq: u64,
+    /// Which collector accepted it (filled in by the monitor from the page).
+    pub collector_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub event_id: String,
+    pub event_name: String,
+    pub event_time: String,
+    /// The user id as the client sent it.
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    /// The write key's source name.
+    pub source: Option<String>,
+    pub session_id: Option<String>,
+    pub event_type: Option<String>,
+    pub page_url: Option<String>,
+    pub referrer: Option<String>,
+    pub device_type: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub country_code: Option<String>,
+    pub region: Option<String>,
+    pub city: Option<String>,
+    pub properties: Option<serde_json::Value>,
+    /// The collector cut a field or the properties.
+    pub truncated: bool,
+    /// When the monitor received it (Unix ms), for the rate; None for the history a tail
+    /// starts with. Not part of the printed event.
+    #[serde(skip)]
+    pub arrived_ms: Option<i64>,
+}
+
+impl Default for TailEvent {
+    fn default() -> TailEvent {
+        TailEvent {
+            seq: 0,
+            collector_id: String::new(),
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            event_id: String::new(),
+            event_name: String::new(),
+            event_time: String::new(),
+            user_id: None,
+            anonymous_id: None,
+            source: None,
+            session_id: None,
+            event_type: None,
+            page_url: None,
+            referrer: None,
+            device_type: None,
+            browser: None,
+            os: None,
+            country_code: None,
+            region: None,
+            city: None,
+            properties: None,
+            truncated: false,
+            arrived_ms: None,
+        }
+    }
+}
+
+/// One answer of `GET /v1/tail`: events after the asked sequence number, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TailPage {
+    pub collector_id: String,
+    /// The collector process' numbering (its start time): a new epoch restarts the count.
+    pub epoch: i64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Events after the asked number that the collector's ring no longer holds.
+    pub missed: u64,
+    pub events: Vec<TailEvent>,
+}
+
+/// Where one `--collector` address's tail stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TailSource {
+    pub address: String,
+    pub collector_id: Option<String>,
+    pub epoch: Option<i64>,
+    /// The last sequence number seen (the next poll asks for what follows).
+    pub cursor: Option<u64>,
+    /// Events lost to the collector's ring bound since the tail started.
+    pub missed: u64,
+    /// The last poll's error.
+    pub error: Option<String>,
+}
+
+/// The live tail, merged across collectors: the Tail view's model (fed by the collectors'
+/// admin listeners, never by the database).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Tail {
+    /// Newest first, bounded.
+    pub events: Vec<TailEvent>,
+    pub sources: Vec<TailSource>,
+    /// Events that arrived per poll (Unix ms, count), within the rate window, oldest first.
+    pub arrivals: Vec<(i64, u64)>,
+    /// When the first poll that counts for the rate answered (Unix ms).
+    pub counting_since_ms: Option<i64>,
+}

@@ -1,6 +1,7 @@
-//! Direct polling of collectors' admin endpoint `GET /v1/buffer` (HTTP/1.1, hyper-util's
-//! client; addresses parsed as [`hyper::Uri`]), so
-//! buffer health stays live during a database outage, when heartbeats cannot land.
+//! Direct polling of collectors' admin endpoints (HTTP/1.1, hyper-util's client; addresses
+//! parsed as [`hyper::Uri`]): `GET /v1/buffer`, so buffer health stays live during a
+//! database outage, when heartbeats cannot land, and `GET /v1/tail`, the live tail of
+//! accepted events.
 //!
 //! Invariant: a poll never outlives its timeout, never panics, reads at most
 //! [`MAX_BODY`] bytes, and any failure comes back as one line naming the cause (address,
@@ -17,7 +18,7 @@ use hyper_util::{
 };
 use thiserror::Error;
 
-use crate::model::CollectorHealth;
+use crate::model::{CollectorHealth, TailPage};
 
 /// The collector's default admin port, used when an address has none.
 pub const DEFAULT_ADMIN_PORT: u16 = 9100;
@@ -38,8 +39,10 @@ pub enum PollError {
     Unauthorized(String),
     #[error("{0} answered {1}: {2}")]
     Status(String, u16, String),
-    #[error("{0} sent an invalid /v1/buffer answer: {1}")]
-    Decode(String, String),
+    #[error("{0} sent an invalid {1} answer: {2}")]
+    Decode(String, &'static str, String),
+    #[error("{0} has no live tail: it runs an older collector, or admin_tail_events = 0")]
+    NoTail(String),
 }
 
 /// Where to reach one collector's admin listener.
@@ -49,6 +52,8 @@ pub struct Target {
     pub port: u16,
     /// Path of the buffer endpoint, after any prefix in the address.
     pub path: String,
+    /// The prefix in the address (`/admin` of `http://host/admin/`), or empty.
+    pub prefix: String,
 }
 
 impl Target {
@@ -61,9 +66,9 @@ impl Target {
         }
     }
 
-    /// The buffer endpoint's URL.
-    fn uri(&self) -> Result<Uri, hyper::http::uri::InvalidUri> {
-        format!("http://{}{}", self.authority(), self.path).parse()
+    /// The URL of `path` (after the prefix).
+    fn uri(&self, path: &str) -> Result<Uri, hyper::http::uri::InvalidUri> {
+        format!("http://{}{}{path}", self.authority(), self.prefix).parse()
     }
 }
 
@@ -116,10 +121,12 @@ pub fn parse_address(address: &str) -> Result<Target, PollError> {
         },
         None => return Err(bad("unexpected text after the host")),
     };
+    let prefix = uri.path().trim_end_matches('/').to_string();
     Ok(Target {
         host: host.to_string(),
         port,
-        path: format!("{}/v1/buffer", uri.path().trim_end_matches('/')),
+        path: format!("{prefix}/v1/buffer"),
+        prefix,
     })
 }
 
@@ -130,10 +137,58 @@ pub async fn poll(
     timeout: Duration,
 ) -> Result<CollectorHealth, PollError> {
     let target = parse_address(address)?;
-    match tokio::time::timeout(timeout, fetch(&target, token)).await {
-        Ok(r) => r,
+    let got = tokio::time::timeout(timeout, fetch(&target, "/v1/buffer", token)).await;
+    match got {
+        Ok(r) => r.and_then(|(status, body)| decode(&target.authority(), status, &body)),
         Err(_) => Err(PollError::Timeout(target.authority(), timeout)),
     }
+}
+
+/// Reads one collector's live tail: events after sequence number `after` (the newest ones
+/// without it), at most `limit`.
+pub async fn tail(
+    address: &str,
+    token: Option<&str>,
+    after: Option<u64>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<TailPage, PollError> {
+    let target = parse_address(address)?;
+    let authority = target.authority();
+    let path = match after {
+        Some(a) => format!("/v1/tail?after={a}&limit={limit}"),
+        None => format!("/v1/tail?limit={limit}"),
+    };
+    let (status, body) = match tokio::time::timeout(timeout, fetch(&target, &path, token)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(PollError::Timeout(authority, timeout)),
+    };
+    match status {
+        StatusCode::OK => serde_json::from_slice::<TailPage>(&body)
+            .map_err(|e| PollError::Decode(authority, "/v1/tail", e.to_string())),
+        StatusCode::NOT_FOUND => Err(PollError::NoTail(authority)),
+        s => Err(status_error(&authority, s, &body)),
+    }
+}
+
+/// Reads every address's tail concurrently (`afters[i]` for `addresses[i]`); one result
+/// per address, in order, errors as text.
+pub async fn tail_all(
+    addresses: &[String],
+    afters: &[Option<u64>],
+    token: Option<&str>,
+    limit: usize,
+    timeout: Duration,
+) -> Vec<Result<TailPage, String>> {
+    futures_util::future::join_all(addresses.iter().enumerate().map(|(i, a)| {
+        let after = afters.get(i).copied().flatten();
+        async move {
+            tail(a, token, after, limit, timeout)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }))
+    .await
 }
 
 /// An error with its causes, on one line (`a: b: c`).
@@ -150,8 +205,13 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// One `GET` of the buffer endpoint on a fresh connection (hyper-util's client, no pool).
-async fn fetch(target: &Target, token: Option<&str>) -> Result<CollectorHealth, PollError> {
+/// One `GET` of `path` on a fresh connection (hyper-util's client, no pool): the status and
+/// at most [`MAX_BODY`] bytes of body.
+async fn fetch(
+    target: &Target,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(StatusCode, Bytes), PollError> {
     let authority = target.authority();
     let http =
         |e: &(dyn std::error::Error + 'static)| PollError::Http(authority.clone(), with_causes(e));
@@ -160,7 +220,7 @@ async fn fetch(target: &Target, token: Option<&str>) -> Result<CollectorHealth, 
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build(connector);
-    let uri = target.uri().map_err(|e| http(&e))?;
+    let uri = target.uri(path).map_err(|e| http(&e))?;
     let mut builder = Request::get(uri)
         .header(header::HOST, authority.as_str())
         .header(header::ACCEPT, "application/json")
@@ -187,34 +247,40 @@ async fn fetch(target: &Target, token: Option<&str>) -> Result<CollectorHealth, 
         .await
         .map_err(|e| http(&*e))?
         .to_bytes();
-    decode(&authority, status, &body)
+    Ok((status, body))
+}
+
+/// The error a status other than 200 means.
+fn status_error(authority: &str, status: StatusCode, body: &[u8]) -> PollError {
+    if status == StatusCode::UNAUTHORIZED {
+        return PollError::Unauthorized(authority.to_string());
+    }
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.chars().take(120).collect();
+    PollError::Status(
+        authority.to_string(),
+        status.as_u16(),
+        text.split_whitespace().collect::<Vec<_>>().join(" "),
+    )
 }
 
 /// The health record of a `200`, or the error a status means.
 fn decode(authority: &str, status: StatusCode, body: &[u8]) -> Result<CollectorHealth, PollError> {
     match status {
         StatusCode::OK => serde_json::from_slice::<CollectorHealth>(body)
-            .map_err(|e| PollError::Decode(authority.to_string(), e.to_string()))
+            .map_err(|e| PollError::Decode(authority.to_string(), "/v1/buffer", e.to_string()))
             .and_then(|h| {
                 if h.collector_id.is_empty() {
                     Err(PollError::Decode(
                         authority.to_string(),
+                        "/v1/buffer",
                         "no collector_id".into(),
                     ))
                 } else {
                     Ok(h)
                 }
             }),
-        StatusCode::UNAUTHORIZED => Err(PollError::Unauthorized(authority.to_string())),
-        s => {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.chars().take(120).collect();
-            Err(PollError::Status(
-                authority.to_string(),
-                s.as_u16(),
-                text.split_whitespace().collect::<Vec<_>>().join(" "),
-            ))
-        }
+        s => Err(status_error(authority, s, body)),
     }
 }
 

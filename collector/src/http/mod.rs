@@ -10,7 +10,7 @@
 //!
 //! Invariants:
 //! - a 2xx is sent only after [`Buffer::append`] returned, that is after the events are
-//!   flushed to the buffer;
+//!   flushed to the buffer; the live tail ([`Tail`]) gets them only then too;
 //! - every input is bounded before it is buffered: body bytes as sent and after gzip
 //!   decoding, events per batch, and every field ([`crate::event::validate`]);
 //! - an event the database could refuse gets a 4xx naming its index and field, and is never
@@ -47,6 +47,7 @@ use crate::{
     record::Record,
     respond::{json_response, Resp},
     state::ForwardState,
+    tail::Tail,
 };
 
 pub use parse::parse_events;
@@ -64,6 +65,8 @@ pub struct Ingest {
     pub buffer: Buffer,
     pub metrics: Arc<Metrics>,
     pub forward: Arc<ForwardState>,
+    /// Accepted events for the admin listener's live tail.
+    pub tail: Arc<Tail>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     budget: Budget,
 }
@@ -101,6 +104,7 @@ impl Ingest {
         buffer: Buffer,
         metrics: Arc<Metrics>,
         forward: Arc<ForwardState>,
+        tail: Arc<Tail>,
     ) -> Ingest {
         let limiter = NonZeroU32::new(config.limits.rate_limit_per_ip)
             .map(|n| RateLimiter::keyed(Quota::per_second(n)));
@@ -114,6 +118,7 @@ impl Ingest {
             buffer,
             metrics,
             forward,
+            tail,
             limiter,
             budget,
         }
@@ -324,6 +329,8 @@ impl Ingest {
                 .await
                 .map_err(|e| self.buffer_refusal(e, processed))?;
             self.metrics.events_accepted.inc_by(processed as u64);
+            // Durable now: only from here may the live tail show these events.
+            self.tail.push(&record);
         }
         let mut body = json!({"status": "success"});
         if endpoint != "track" {

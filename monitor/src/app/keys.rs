@@ -6,7 +6,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::{App, TimeRange};
+use super::{App, Input, TimeRange};
 use crate::analysis::Analysis;
 
 impl App {
@@ -51,16 +51,17 @@ impl App {
             return;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        match key.code {
-            KeyCode::Char('c') if ctrl => {
-                self.quit = true;
-                return;
-            }
-            KeyCode::Char('q') => {
-                self.quit = true;
-                return;
-            }
-            _ => {}
+        if ctrl && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return;
+        }
+        if self.input.is_some() {
+            self.on_input_key(key);
+            return;
+        }
+        if key.code == KeyCode::Char('q') {
+            self.quit = true;
+            return;
         }
         if self.help {
             // Any other key closes the help overlay.
@@ -68,6 +69,12 @@ impl App {
             return;
         }
         match key.code {
+            KeyCode::Char('/') if self.view == Analysis::Tail => {
+                self.input = Some(Input {
+                    text: self.tail_filter.text().to_string(),
+                    error: None,
+                })
+            }
             KeyCode::Char('?') => self.help = true,
             KeyCode::Esc => self.detail = false,
             KeyCode::Tab => self.open(self.tab_after(1)),
@@ -89,6 +96,38 @@ impl App {
             KeyCode::Char('p') => self.paused = !self.paused,
             KeyCode::Char('c') if self.view == Analysis::Retention => {
                 self.retention_counts = !self.retention_counts
+            }
+            _ => {}
+        }
+    }
+
+    /// A key while the `/` input is open: typing edits it, Enter applies it, Esc closes it.
+    fn on_input_key(&mut self, key: KeyEvent) {
+        let Some(input) = self.input.as_mut() else {
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => self.input = None,
+            KeyCode::Enter => {
+                let text = input.text.clone();
+                match self.set_tail_filter(&text) {
+                    Ok(()) => self.input = None,
+                    Err(e) => {
+                        if let Some(i) = self.input.as_mut() {
+                            i.error = Some(e);
+                        }
+                    }
+                }
+            }
+            KeyCode::Backspace => {
+                input.text.pop();
+                input.error = None;
+            }
+            KeyCode::Char(c) if !c.is_control() => {
+                if input.text.len() < 200 {
+                    input.text.push(c);
+                }
+                input.error = None;
             }
             _ => {}
         }

@@ -18,8 +18,11 @@ mod keys;
 mod msg;
 mod range;
 mod schedule;
+mod tail;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tail;
 
 use std::{collections::BTreeMap, collections::VecDeque, time::Duration};
 
@@ -27,13 +30,15 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     analysis::{Analysis, Snapshot},
-    model::ReplicaStatus,
+    model::{ReplicaStatus, Tail},
+    tail::Filter,
 };
 
 pub use fleet::{CollectorLine, PollSlot};
 pub use msg::{Cmd, FetchOutcome, Fetched, Msg};
 pub use range::TimeRange;
 pub use schedule::retry_delay;
+pub use tail::TAIL_INTERVAL;
 
 /// Collectors send a heartbeat every 10 s by default.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
@@ -129,6 +134,21 @@ pub struct App {
     /// The server's replication status as of the last refresh (None: not read yet).
     pub replica: Option<ReplicaStatus>,
     pub max_replica_lag: Duration,
+    /// The round of live-tail polls in flight, and when the next is due.
+    pub tail_started: Option<OffsetDateTime>,
+    pub next_tail: Option<OffsetDateTime>,
+    /// Which tail events the Tail view shows.
+    pub tail_filter: Filter,
+    /// The text input at the bottom (`/`), while it is open.
+    pub input: Option<Input>,
+}
+
+/// The one-line text input `/` opens: the Tail view's filter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Input {
+    pub text: String,
+    /// Why the last Enter was refused.
+    pub error: Option<String>,
 }
 
 pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -153,7 +173,10 @@ impl App {
             now,
             refresh: config.refresh.max(Duration::from_millis(100)),
             steps: config.steps,
-            data: Snapshot::default(),
+            data: Snapshot {
+                tail: Some(Tail::for_addresses(&config.collectors)),
+                ..Snapshot::default()
+            },
             data_range: None,
             data_at: None,
             section_errors: BTreeMap::new(),
@@ -185,6 +208,10 @@ impl App {
             selected: [0; Analysis::ALL.len()],
             replica: None,
             max_replica_lag: config.max_replica_lag,
+            tail_started: None,
+            next_tail: None,
+            tail_filter: Filter::default(),
+            input: None,
         }
     }
 
@@ -236,6 +263,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
         Msg::Tick(now) => app.now = now,
         Msg::Fetched(outcome) => app.on_fetched(*outcome),
         Msg::Polled(results) => app.on_polled(results),
+        Msg::Tailed(results) => app.on_tailed(results),
         Msg::Quit => app.quit = true,
     }
     if app.quit {

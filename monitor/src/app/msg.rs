@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::TimeRange;
 use crate::{
     analysis::{Analysis, Snapshot},
-    model::{CollectorHealth, Range, ReplicaStatus},
+    model::{CollectorHealth, Range, ReplicaStatus, TailPage},
 };
 
 /// One refresh's result: the analyses that answered, the errors of those that did not,
@@ -49,6 +49,8 @@ pub enum Msg {
     Fetched(Box<FetchOutcome>),
     /// One result per `--collector` address, in order.
     Polled(Vec<Result<CollectorHealth, String>>),
+    /// One live-tail page per `--collector` address, in order.
+    Tailed(Vec<Result<TailPage, String>>),
     /// Leave (a signal, or the terminal's input is gone).
     Quit,
 }
@@ -64,4 +66,9 @@ pub enum Cmd {
         sections: Vec<Analysis>,
     },
     Poll,
+    /// Read each collector's live tail after its cursor (`afters[i]` for address `i`).
+    Tail {
+        afters: Vec<Option<u64>>,
+        limit: usize,
+    },
 }

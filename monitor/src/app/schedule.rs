@@ -88,14 +88,17 @@ impl App {
     /// collectors (the overview and the banner need them), then every other section whose
     /// data is missing, from another range or older than [`BACKGROUND_REFRESH`].
     pub fn sections_due(&self) -> Vec<Analysis> {
-        let mut out = vec![self.view];
+        let mut out: Vec<Analysis> = Some(self.view)
+            .filter(|v| v.is_query())
+            .into_iter()
+            .collect();
         for &s in &self.tabs {
             if s.refresh() == Refresh::Always && !out.contains(&s) {
                 out.push(s);
             }
         }
         for &s in &self.tabs {
-            if out.contains(&s) {
+            if out.contains(&s) || !s.is_query() {
                 continue;
             }
             let due = match self.section_at.get(&s) {
@@ -151,6 +154,7 @@ impl App {
             self.poll_started = Some(now);
             cmds.push(Cmd::Poll);
         }
+        cmds.extend(self.tail_due());
         cmds
     }
 }

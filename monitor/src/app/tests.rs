@@ -214,9 +214,10 @@ fn answer_for_an_old_range_is_dropped_and_refetched() {
 #[test]
 fn visible_section_first_others_in_the_background() {
     let mut a = app();
-    assert_eq!(a.sections_due(), Analysis::ALL.to_vec());
+    // Every database analysis; never the Tail, which the collectors feed.
+    assert_eq!(a.sections_due(), Analysis::QUERIED.to_vec());
     update(&mut a, Msg::Tick(T0));
-    assert_eq!(a.pending, Analysis::ALL.to_vec());
+    assert_eq!(a.pending, Analysis::QUERIED.to_vec());
     // Sections arrive one by one; the banner can name the one running.
     let part = |s: Analysis| {
         Msg::Fetched(Box::new(FetchOutcome {
@@ -234,7 +235,7 @@ fn visible_section_first_others_in_the_background() {
         a.running_section(),
         Some((Analysis::Collectors, Duration::from_secs(4)))
     );
-    for s in &Analysis::ALL[1..] {
+    for s in &Analysis::QUERIED[1..] {
         update(&mut a, part(*s));
     }
     update(
@@ -257,7 +258,7 @@ fn visible_section_first_others_in_the_background() {
     );
     assert_eq!(
         a.pending.len(),
-        Analysis::ALL.len(),
+        Analysis::QUERIED.len(),
         "background sections due again"
     );
 }
@@ -270,9 +271,9 @@ fn keys_switch_views_help_and_quit() {
     update(&mut a, key(KeyCode::BackTab));
     update(&mut a, key(KeyCode::BackTab));
     // Back from the first tab wraps to the last one of the registry.
-    assert_eq!(a.view, Analysis::Pages);
+    assert_eq!(a.view, Analysis::Tail);
     update(&mut a, key(KeyCode::BackTab));
-    assert_eq!(a.view, Analysis::Database);
+    assert_eq!(a.view, Analysis::Pages);
     update(&mut a, key(KeyCode::Char('8')));
     assert_eq!(a.view, Analysis::Pages);
     update(&mut a, key(KeyCode::Char('4')));

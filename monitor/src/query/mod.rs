@@ -96,6 +96,16 @@ pub enum QueryError {
     Range(String),
     #[error("cannot connect to the database: {}", describe(.0))]
     Connect(#[source] tokio_postgres::Error),
+    #[error("{0} is read from the collectors' admin listeners, not the database")]
+    NotAQuery(&'static str),
+}
+
+/// The live tail comes from the collectors ([`crate::tail`]), never from SQL; the registry
+/// keeps it out of every refresh ([`Analysis::is_query`]).
+impl Query for crate::model::Tail {
+    async fn run(_client: &Client, _params: Params<'_>) -> Result<Self, QueryError> {
+        Err(QueryError::NotAQuery("the live tail"))
+    }
 }
 
 /// A driver error with the server's SQLSTATE and message, which its Display hides.

@@ -3,9 +3,11 @@
 //!
 //! Invariant: both forms hold the same cells; text aligns numeric columns right and the
 //! others left by *display width* (a CJK character or an emoji takes two terminal columns, a
-//! combining mark none), CSV quotes per RFC 4180 and names the section in the first column.
+//! combining mark none; [`crate::text`] measures), with control characters shown as `�` so a
+//! value cannot move the cursor or send an escape sequence to the terminal; CSV keeps values
+//! as they are, quotes per RFC 4180 and names the section in the first column.
 
-use unicode_width::UnicodeWidthStr;
+use crate::text::{clean, width};
 
 /// One section of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +29,7 @@ impl Table {
     /// Aligned columns under a title: numeric columns right-aligned, the others (and the
     /// first) left-aligned.
     pub fn text(&self) -> String {
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.width()).collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| width(h)).collect();
         let mut numeric = vec![true; widths.len()];
         if let Some(first) = numeric.first_mut() {
             *first = false;
@@ -35,7 +37,7 @@ impl Table {
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate() {
                 if let Some(w) = widths.get_mut(i) {
-                    *w = (*w).max(cell.width());
+                    *w = (*w).max(width(cell));
                 }
                 if let Some(n) = numeric.get_mut(i) {
                     *n &= cell.is_empty() || looks_numeric(cell);
@@ -48,12 +50,13 @@ impl Table {
                 if i > 0 {
                     s.push_str("  ");
                 }
-                let pad = " ".repeat(w.saturating_sub(cell.width()));
+                let cell = clean(cell);
+                let pad = " ".repeat(w.saturating_sub(width(&cell)));
                 if numeric[i] {
                     s.push_str(&pad);
-                    s.push_str(cell);
+                    s.push_str(&cell);
                 } else {
-                    s.push_str(cell);
+                    s.push_str(&cell);
                     s.push_str(&pad);
                 }
             }
@@ -131,16 +134,30 @@ mod tests {
         let text = t.text();
         let lines: Vec<&str> = text.lines().skip(1).collect();
         // Every line (header, rule, rows) ends its last column at the same display width.
-        let ends: Vec<usize> = lines.iter().map(|l| l.width()).collect();
+        let ends: Vec<usize> = lines.iter().map(|l| width(l)).collect();
         assert!(ends.windows(2).all(|w| w[0] == w[1]), "{ends:?}\n{text}");
         // And the numeric column ends at the same place on every row.
         for l in &lines[2..] {
-            let upto_events = l.rsplit_once("  ").map(|(a, _)| a.trim_end().width());
+            let upto_events = l.rsplit_once("  ").map(|(a, _)| width(a.trim_end()));
             assert_eq!(
                 upto_events,
-                Some("page_view".width().max("加入购物车".width()) + 2 + 6),
+                Some(width("page_view").max(width("加入购物车")) + 2 + 6),
                 "{l}\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_sent() {
+        let mut t = Table::new("top_events", &["event_name", "events"]);
+        t.rows.push(vec!["evil\u{1b}[2J\nname".into(), "3".into()]);
+        t.rows.push(vec!["加入购物车".into(), "12".into()]);
+        let text = t.text();
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
+        let ends: Vec<usize> = text.lines().skip(1).map(width).collect();
+        assert!(ends.windows(2).all(|w| w[0] == w[1]), "{ends:?}\n{text}");
+        // CSV keeps the value (quoted: it holds a newline).
+        assert!(t.csv().contains("\"evil\u{1b}[2J\nname\""));
     }
 }

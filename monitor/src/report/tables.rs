@@ -8,6 +8,7 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use super::{table::Table, Style, Tabular};
 use crate::model::{
     Breakdown, BreakdownRow, Collectors, DatabaseHealth, Funnel, Live, Pages, Paths, Retention,
+    Tail,
 };
 
 impl Tabular for Live {
@@ -56,6 +57,49 @@ impl Tabular for Pages {
             .pages
             .iter()
             .map(|p| vec![p.url.clone(), p.views.to_string(), p.users.to_string()])
+            .collect();
+        vec![t]
+    }
+}
+
+impl Tabular for Tail {
+    fn tables(&self, _style: Style) -> Vec<Table> {
+        let mut t = Table::new(
+            "tail",
+            &[
+                "received_at",
+                "collector_id",
+                "seq",
+                "event_name",
+                "user_id",
+                "session_id",
+                "country_code",
+                "page_url",
+                "properties",
+            ],
+        );
+        t.rows = self
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    rfc(e.received_at),
+                    e.collector_id.clone(),
+                    e.seq.to_string(),
+                    e.event_name.clone(),
+                    e.user_id
+                        .clone()
+                        .or_else(|| e.anonymous_id.clone())
+                        .unwrap_or_default(),
+                    e.session_id.clone().unwrap_or_default(),
+                    e.country_code.clone().unwrap_or_default(),
+                    e.page_url.clone().unwrap_or_default(),
+                    e.properties
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                ]
+            })
             .collect();
         vec![t]
     }

@@ -82,6 +82,9 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
         OffsetDateTime::now_utc(),
     );
 
+    ui::theme::set_color(ui::theme::color_from_env(
+        std::env::var("NO_COLOR").ok().as_deref(),
+    ));
     let mut guard = terminal::enter().context("cannot set up the terminal")?;
     let input = terminal::Input::spawn(tx.clone());
     let mut signals = Signals::new();
@@ -159,6 +162,20 @@ impl Workers {
                 self.poll_timeout,
                 self.to_ui.clone(),
             ),
+            Cmd::Tail { afters, limit } => {
+                let (addresses, token) = (self.collectors.clone(), self.admin_token.clone());
+                let (timeout, to_ui) = (self.poll_timeout, self.to_ui.clone());
+                let n = addresses.len();
+                tokio::spawn(async move {
+                    let polls = tokio::spawn(terminal::isolated(async move {
+                        poll::tail_all(&addresses, &afters, token.as_deref(), limit, timeout).await
+                    }));
+                    let results = polls.await.unwrap_or_else(|_| {
+                        vec![Err("internal error while reading the tail".to_string()); n]
+                    });
+                    let _ = to_ui.send(Msg::Tailed(results));
+                });
+            }
         }
     }
 }

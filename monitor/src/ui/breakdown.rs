@@ -10,7 +10,7 @@ use ratatui::{
     Frame,
 };
 
-use crate::{analysis::Analysis, app::App, model::BreakdownRow};
+use crate::{analysis::Analysis, app::App, model::BreakdownRow, text};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
@@ -90,7 +90,7 @@ fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, rows: &[Breakdown
             0.0
         };
         let mut cells = vec![
-            Cell::from(fmt::fit(&r.key, key_w as usize)).style(theme::bold()),
+            Cell::from(text::fit(&r.key, key_w as usize)).style(theme::bold()),
             Cell::from(format!("{:>w$}", number(r.events), w = num_w as usize)),
             Cell::from(format!("{:>w$}", number(r.users), w = num_w as usize)),
         ];

@@ -17,6 +17,7 @@ use crate::{
     analysis::Analysis,
     app::{App, CollectorLine},
     model::{CollectorHealth, HistoryPoint, Source},
+    text,
 };
 
 use super::{draw_missing, fmt, overview::fill_style, section_block, stretch, theme};
@@ -125,8 +126,8 @@ fn fleet_row(
         theme::bold()
     };
     let mut cells = vec![
-        Cell::from(fmt::fit(&l.id, id_w)).style(id_style),
-        Cell::from(h.map_or("—".into(), |h| fmt::fit(&h.region, region_w))),
+        Cell::from(text::fit(&l.id, id_w)).style(id_style),
+        Cell::from(h.map_or("—".into(), |h| text::fit(&h.region, region_w))),
     ];
     if wide {
         cells.push(Cell::from(match l.source {

@@ -19,6 +19,7 @@ use crate::{
     analysis::Analysis,
     app::App,
     model::{DatabaseHealth, Job, Replication},
+    text,
 };
 
 use super::{draw_missing, fmt, section_block, theme};
@@ -162,7 +163,8 @@ fn draw_replication(frame: &mut Frame, area: Rect, app: &App, r: &Replication, w
         } else {
             st.application_name.clone()
         };
-        let mut cells = vec![Cell::from(name).style(theme::bold())];
+        let name_w = if wide { 24 } else { 16 };
+        let mut cells = vec![Cell::from(text::fit(&name, name_w)).style(theme::bold())];
         if !st.visible {
             cells.push(Cell::from("hidden").style(theme::dim()));
             if wide {
@@ -234,8 +236,8 @@ fn draw_replication(frame: &mut Frame, area: Rect, app: &App, r: &Replication, w
 fn draw_objects(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth) {
     let rows = db.objects.iter().map(|o| {
         Row::new(vec![
-            Cell::from(o.name.clone()).style(theme::bold()),
-            Cell::from(o.kind.clone()),
+            Cell::from(text::fit(&o.name, 40)).style(theme::bold()),
+            Cell::from(text::fit(&o.kind, 20)),
             match o.bytes {
                 Some(b) => Cell::from(format!("{:>10}", fmt::bytes(b))),
                 None => Cell::from(format!("{:>10}", "—")).style(theme::dim()),
@@ -310,17 +312,15 @@ fn draw_jobs(frame: &mut Frame, area: Rect, app: &App, db: &DatabaseHealth, wide
         );
         let mut cells = vec![
             Cell::from(format!("{:>4}", j.id)),
-            Cell::from(j.name.clone()).style(if failing {
+            Cell::from(text::fit(&j.name, if wide { 30 } else { 24 })).style(if failing {
                 theme::error()
             } else {
                 theme::bold()
             }),
         ];
         if wide {
-            cells.push(Cell::from(j.target.clone()));
-        }
-        if wide {
-            cells.push(Cell::from(j.schedule.clone()));
+            cells.push(Cell::from(text::fit(&j.target, 26)));
+            cells.push(Cell::from(text::fit(&j.schedule, 10)));
         }
         cells.extend([
             Cell::from(j.last_run.as_deref().map_or("—".into(), |s| when(app, s))),

@@ -1,4 +1,5 @@
-//! Number, size, duration and time formatting for the views.
+//! Number, size, duration and time formatting for the views (text is cut and padded by
+//! display width in [`crate::text`]).
 //!
 //! Invariant: every function is total (any input, including negative, NaN and infinite
 //! values, gives a short printable string) and the same input always gives the same text.
@@ -127,19 +128,6 @@ pub fn hms(t: OffsetDateTime) -> String {
     format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
-/// Cuts `s` to `width` characters, ending with `…` when cut.
-pub fn fit(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        return s.to_string();
-    }
-    if width == 0 {
-        return String::new();
-    }
-    let mut out: String = s.chars().take(width - 1).collect();
-    out.push('…');
-    out
-}
-
 /// A horizontal bar of `width` cells for `fraction` of the full length, in eighths.
 pub fn bar(fraction: f64, width: usize) -> String {
     const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
@@ -192,7 +180,6 @@ mod tests {
         assert_eq!(age(7_300.0), "2h");
         assert_eq!(pct(0.4213), "42.1%");
         assert_eq!(rate(1234.5), "1,235/s");
-        assert_eq!(fit("abcdef", 4), "abc…");
         assert_eq!(bar(0.5, 4), "██");
         assert_eq!(bar(1.0, 3), "███");
         assert_eq!(gauge(0.5, 4), "██░░");

@@ -15,6 +15,7 @@ use crate::{
     analysis::Analysis,
     app::App,
     model::{Funnel, FunnelStep},
+    text,
 };
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
@@ -36,7 +37,7 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         area.width.saturating_sub(6)
     };
-    let title = fmt::fit(&title, room as usize);
+    let title = text::fit(&title, room as usize);
     let Some(funnel) = &app.data.funnel else {
         draw_missing(frame, area, app, Analysis::Funnel, &title);
         return;
@@ -84,7 +85,7 @@ impl Columns {
         let name_w = funnel
             .steps
             .iter()
-            .map(|s| s.name.chars().count())
+            .map(|s| text::width(&s.name))
             .max()
             .unwrap_or(8)
             .clamp(8, if wide { 28 } else { 18 });
@@ -140,10 +141,7 @@ impl Columns {
         };
         let mut spans = vec![
             Span::styled(format!("{:>2} ", i + 1), theme::dim()),
-            Span::styled(
-                format!("{:<name_w$}", fmt::fit(&step.name, name_w)),
-                theme::bold(),
-            ),
+            Span::styled(text::left(&step.name, name_w), theme::bold()),
             Span::raw(" "),
             Span::raw(format!(
                 "{:<bar_w$}",

@@ -15,10 +15,17 @@ mod overview;
 mod pages;
 mod paths;
 mod retention;
+mod tail;
 pub mod theme;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_style;
+#[cfg(test)]
+mod tests_tail;
+#[cfg(test)]
+mod tests_unicode;
 
 use ratatui::{
     layout::{Alignment, Constraint, Layout, Rect},
@@ -31,6 +38,7 @@ use ratatui::{
 use crate::{
     analysis::{with_model, Analysis},
     app::{App, DbStatus, SLOW_AFTER, STALE_AFTER},
+    text,
 };
 
 /// A tab's drawing, implemented by each view module for its analysis' model type.
@@ -58,7 +66,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     let banner = banner(app);
     let banner_height = banner.as_ref().map_or(0, |(_, text)| {
-        if text.chars().count() > area.width as usize {
+        if text::width(text) > area.width as usize {
             2
         } else {
             1
@@ -140,7 +148,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
     let right = "? help  q quit";
-    let width = right.chars().count() as u16;
+    let width = text::width(right) as u16;
     if area.width >= 60 + width {
         let r = Rect {
             x: area.x + area.width - width,
@@ -161,7 +169,7 @@ fn tab_labels(tabs: &[Analysis], selected: usize, wide: bool, width: usize) -> V
     // Wide: " label " and "│" between; narrow: "label" and " " between.
     let pad = if wide { 2 } else { 0 };
     let total = |l: &[String]| {
-        l.iter().map(|s| s.chars().count() + pad).sum::<usize>() + l.len().saturating_sub(1)
+        l.iter().map(|s| text::width(s) + pad).sum::<usize>() + l.len().saturating_sub(1)
     };
     for i in (0..tabs.len()).rev() {
         if total(&labels) <= width {
@@ -230,7 +238,7 @@ pub fn banner(app: &App) -> Option<(Style, String)> {
                 format!(
                     "{} of {} queries failed · {}: {error}",
                     app.section_errors.len(),
-                    app.tabs.len(),
+                    app.tabs.iter().filter(|t| t.is_query()).count(),
                     section.name()
                 ),
             ))
@@ -329,7 +337,7 @@ pub(crate) fn stretch(values: &[f64], width: usize) -> Vec<f64> {
 }
 
 /// Every key, one line each.
-pub const HELP: [(&str, &str); 11] = [
+pub const HELP: [(&str, &str); 12] = [
     ("Tab / Shift-Tab", "next / previous view"),
     ("1 … 7", "go to a view (numbered on the tab bar)"),
     ("← / →", "time range: 15m 1h 24h 7d 30d"),
@@ -338,7 +346,8 @@ pub const HELP: [(&str, &str); 11] = [
     ("Esc", "close the collector detail"),
     ("c", "Retention: rates ↔ user counts"),
     ("r", "refresh now (and retry a failing database now)"),
-    ("p", "pause / resume refreshing"),
+    ("/", "Tail: filter events (word, name=X user=N key=value)"),
+    ("p", "pause / resume refreshing (and the Tail)"),
     ("?", "this help (any key closes it)"),
     ("q / Ctrl-C", "quit"),
 ];
@@ -355,7 +364,7 @@ fn draw_help(frame: &mut Frame, area: Rect, app: &App) {
         .map(|(i, (k, what))| {
             let k = if i == 1 { tab_keys.as_str() } else { k };
             Line::from(vec![
-                Span::styled(format!(" {k:<16}"), theme::bold()),
+                Span::styled(format!(" {}", text::left(k, 16)), theme::bold()),
                 Span::raw(*what),
             ])
         })

@@ -11,7 +11,7 @@ use ratatui::{
     Frame,
 };
 
-use crate::{analysis::Analysis, app::App};
+use crate::{analysis::Analysis, app::App, text};
 
 use super::{draw_missing, fmt, section_block, stretch, theme};
 
@@ -192,8 +192,11 @@ fn draw_top_events(frame: &mut Frame, area: Rect, app: &App) {
         .take(inner.height as usize)
         .map(|e| {
             Line::from(vec![
-                Span::raw(format!("{:<name_w$}", fmt::fit(&e.name, name_w))),
-                Span::styled(format!(" {:>count_w$} ", fmt::int(e.count)), theme::bold()),
+                Span::raw(text::left(&e.name, name_w)),
+                Span::styled(
+                    format!(" {} ", text::right(&fmt::int(e.count), count_w)),
+                    theme::bold(),
+                ),
                 Span::raw(fmt::bar(e.count as f64 / max as f64, bar_w)),
             ])
         })
@@ -230,7 +233,7 @@ fn draw_fleet(frame: &mut Frame, area: Rect, app: &App) {
         .map(|h| h.oldest_buffered_age_seconds)
         .max_by(f64::total_cmp)
         .unwrap_or(0.0);
-    let label = |s: &'static str| Span::styled(format!("{s:<12}"), theme::dim());
+    let label = |s: &'static str| Span::styled(text::left(s, 12), theme::dim());
     let mut out = vec![Line::from(vec![
         label("Collectors"),
         Span::styled(lines.len().to_string(), theme::bold()),

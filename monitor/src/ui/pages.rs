@@ -7,12 +7,11 @@
 
 use ratatui::{
     layout::{Constraint, Rect},
-    text::Span,
     widgets::{Cell, Paragraph, Row, Table},
     Frame,
 };
 
-use crate::{analysis::Analysis, app::App, model::Pages};
+use crate::{analysis::Analysis, app::App, model::Pages, text};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
@@ -58,7 +57,7 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
         };
         let mut cells = vec![
             Cell::from(format!("{:>3}", i + 1)).style(theme::dim()),
-            Cell::from(fit_width(&p.url, url_w as usize)).style(theme::bold()),
+            Cell::from(text::fit(&p.url, url_w as usize)).style(theme::bold()),
             Cell::from(format!("{:>w$}", fmt::int(p.views), w = num_w as usize)),
             Cell::from(format!("{:>w$}", fmt::int(p.users), w = num_w as usize)),
             Cell::from(format!("{:>6}", fmt::pct(share))),
@@ -92,38 +91,4 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .block(block),
         area,
     );
-}
-
-/// Cuts `s` to `width` terminal cells, ending with `…` when cut.
-fn fit_width(s: &str, width: usize) -> String {
-    let cells = |t: &str| Span::raw(t).width();
-    if cells(s) <= width {
-        return s.to_string();
-    }
-    let mut out = String::new();
-    let mut used = 0;
-    for c in s.chars() {
-        let w = cells(c.encode_utf8(&mut [0; 4]));
-        if used + w + 1 > width {
-            break;
-        }
-        out.push(c);
-        used += w;
-    }
-    if width > 0 {
-        out.push('…');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fit_width;
-
-    #[test]
-    fn fits_by_display_width() {
-        assert_eq!(fit_width("/p/1", 8), "/p/1");
-        assert_eq!(fit_width("/商品/一覧", 6), "/商品…");
-        assert_eq!(fit_width("/abcdef", 4), "/ab…");
-    }
 }

@@ -10,7 +10,7 @@ use ratatui::{
     Frame,
 };
 
-use crate::{analysis::Analysis, app::App};
+use crate::{analysis::Analysis, app::App, text};
 
 use super::{draw_missing, fmt, range_of, section_block, theme};
 
@@ -57,9 +57,9 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
             0.0
         };
         Row::new(vec![
-            Cell::from(fmt::fit(&t.from, name_w as usize)),
+            Cell::from(text::fit(&t.from, name_w as usize)),
             Cell::from("→").style(theme::dim()),
-            Cell::from(fmt::fit(&t.to, name_w as usize)).style(theme::bold()),
+            Cell::from(text::fit(&t.to, name_w as usize)).style(theme::bold()),
             Cell::from(format!("{:>9}", fmt::int(t.count))).style(theme::bold()),
             Cell::from(format!("{:>6}", fmt::pct(share))),
             Cell::from(fmt::bar(share / max_share(paths, total), bar_w)),

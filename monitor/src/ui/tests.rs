@@ -8,11 +8,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use ratatui::{
-    backend::TestBackend,
-    style::{Color, Modifier},
-    Terminal,
-};
+use ratatui::{backend::TestBackend, Terminal};
 use time::{macros::datetime, Date, OffsetDateTime};
 
 use crate::{
@@ -28,7 +24,7 @@ fn seven_tabs() -> Vec<Analysis> {
     Analysis::ALL[..7].to_vec()
 }
 
-const NOW: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
+pub(super) const NOW: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
 fn rfc(t: OffsetDateTime) -> String {
@@ -36,7 +32,7 @@ fn rfc(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn health(
+pub(super) fn health(
     id: &str,
     region: &str,
     age_s: i64,
@@ -380,7 +376,7 @@ fn pages() -> Pages {
 }
 
 /// The dashboard a few seconds into a healthy run, with two direct polls (one failing).
-fn fixture() -> App {
+pub(super) fn fixture() -> App {
     let mut app = App::new(
         Config {
             refresh: Duration::from_secs(2),
@@ -404,6 +400,7 @@ fn fixture() -> App {
         collectors: Some(collectors()),
         database: Some(database()),
         pages: Some(pages()),
+        tail: app.data.tail.take(),
     };
     app.db = DbStatus::Ok;
     app.data_at = Some(NOW - Duration::from_secs(1));
@@ -422,7 +419,7 @@ fn fixture() -> App {
     app
 }
 
-fn render(app: &App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
+pub(super) fn render(app: &App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
     let mut terminal = match Terminal::new(TestBackend::new(w, h)) {
         Ok(t) => t,
         Err(e) => panic!("test backend: {e}"),
@@ -433,7 +430,7 @@ fn render(app: &App, (w, h): (u16, u16)) -> Terminal<TestBackend> {
     terminal
 }
 
-fn snap(name: &str, app: &App) {
+pub(super) fn snap(name: &str, app: &App) {
     for size in SIZES {
         let terminal = render(app, size);
         insta::assert_snapshot!(
@@ -584,48 +581,6 @@ fn first_start_and_polls_only() {
     ));
     app.view = Analysis::Collectors;
     snap("polls_only", &app);
-}
-
-#[test]
-fn meaning_is_not_only_colour() {
-    let mut app = fixture();
-    app.view = Analysis::Collectors;
-    let t = render(&app, (160, 48));
-    let text = t.backend().to_string();
-    // Stale rows say so with a "!" and are red; not draining says "stalled".
-    assert!(text.contains("95s!"), "{text}");
-    assert!(text.contains("stalled"), "{text}");
-    let buf = t.backend().buffer();
-    let cell = (0..buf.area.height)
-        .flat_map(|y| (0..buf.area.width).map(move |x| (x, y)))
-        .find(|&(x, y)| {
-            buf[(x, y)].symbol() == "9"
-                && buf[(x + 1, y)].symbol() == "5"
-                && buf[(x + 2, y)].symbol() == "s"
-                && buf[(x + 3, y)].symbol() == "!"
-        });
-    let Some((x, y)) = cell else {
-        panic!("no stale age cell")
-    };
-    assert_eq!(buf[(x, y)].fg, Color::Red);
-    // No view paints backgrounds: readable on dark and light terminals.
-    for view in Analysis::ALL {
-        let mut app = fixture();
-        app.view = view;
-        app.help = view == Analysis::Live;
-        let t = render(&app, (160, 48));
-        let buf = t.backend().buffer();
-        assert!(
-            buf.content.iter().all(|c| c.bg == Color::Reset),
-            "{view:?} paints a background"
-        );
-    }
-    // The selected tab is reversed.
-    let app = fixture();
-    let t = render(&app, (80, 24));
-    assert!(t.backend().buffer()[(0, 0)]
-        .modifier
-        .contains(Modifier::REVERSED));
 }
 
 #[test]

@@ -1,0 +1,417 @@
+//! The live tail: the most recently accepted events in a bounded in-memory ring, served by
+//! the admin listener's `GET /v1/tail` to `monitor tail` and the dashboard's Tail view. It
+//! works during a database outage: it shows what is being buffered.
+//!
+//! It lives beside the pipeline like [`crate::state`] and [`crate::metrics`]: the ingest
+//! stage writes it, the admin listener reads it, and this module imports no stage (only the
+//! data model, [`crate::event`] and [`crate::record`]).
+//!
+//! Invariants:
+//! - an event enters only after the request's record is durably in the buffer
+//!   ([`crate::buffer::Buffer::append`] returned), never before, so the tail never shows an
+//!   event that was not acknowledged;
+//! - memory is bounded whatever clients send: at most `capacity` events (the
+//!   `admin_tail_events` setting; 0 turns the tail off), every string field cut to
+//!   [`MAX_FIELD_BYTES`] and the properties to about [`MAX_PROPERTIES_BYTES`], so the ring
+//!   holds at most about `capacity × 4 KiB`;
+//! - every event gets the next sequence number (from 1, one per event, in ring order, never
+//!   reused by this process); a client polls with `after=` its last one and learns from
+//!   `missed` how many it lost to the ring's bound, and from `epoch` (the process' start)
+//!   that numbering started again;
+//! - nothing here logs (the ring holds event contents).
+
+use std::{collections::VecDeque, sync::Mutex};
+
+use serde_json::{json, Map, Value};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::{event::Event, record::Record};
+
+/// Bytes kept of every string field (cut at a character boundary).
+pub const MAX_FIELD_BYTES: usize = 200;
+/// Bytes of properties JSON kept, about: larger objects keep their first keys.
+pub const MAX_PROPERTIES_BYTES: usize = 1024;
+/// The most events one `GET /v1/tail` returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// One accepted event as the tail holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailEvent {
+    pub seq: u64,
+    pub received_at_us: i64,
+    /// The event with every string field cut to [`MAX_FIELD_BYTES`].
+    pub event: Event,
+    /// Properties (a JSON object's text), cut to about [`MAX_PROPERTIES_BYTES`].
+    pub properties: Option<String>,
+    /// Whether any field or property was cut.
+    pub truncated: bool,
+}
+
+/// What one poll returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Identifies this process' numbering (its start time in µs).
+    pub epoch: i64,
+    /// Oldest and newest sequence numbers held (0 when empty).
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Events after the client's `after` that the ring no longer holds.
+    pub missed: u64,
+    /// Oldest first.
+    pub events: Vec<TailEvent>,
+}
+
+struct Ring {
+    next_seq: u64,
+    events: VecDeque<TailEvent>,
+}
+
+/// The ring of recently accepted events, shared by ingest (writes) and admin (reads).
+pub struct Tail {
+    capacity: usize,
+    epoch: i64,
+    ring: Mutex<Ring>,
+}
+
+impl Tail {
+    /// A ring of at most `capacity` events (0: the tail is off and holds nothing).
+    pub fn new(capacity: usize) -> Tail {
+        Tail {
+            capacity,
+            epoch: crate::event::micros(OffsetDateTime::now_utc()),
+            ring: Mutex::new(Ring {
+                next_seq: 1,
+                events: VecDeque::with_capacity(capacity.min(MAX_PAGE)),
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    /// Adds a buffered record's events. Call only once the record is durably in the buffer.
+    pub fn push(&self, record: &Record) {
+        if self.capacity == 0 {
+            return;
+        }
+        // Only the newest `capacity` of a large batch can stay; the cutting happens outside
+        // the lock.
+        let skip = record.events.len().saturating_sub(self.capacity);
+        let mut entries: Vec<TailEvent> = record.events[skip..]
+            .iter()
+            .map(|e| shrink(e, record.received_at_us))
+            .collect();
+        let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        // The oldest events of a batch too large for the ring still take their numbers, so
+        // a client counts them as missed.
+        ring.next_seq += skip as u64;
+        for e in &mut entries {
+            e.seq = ring.next_seq;
+            ring.next_seq += 1;
+        }
+        ring.events.extend(entries);
+        while ring.events.len() > self.capacity {
+            ring.events.pop_front();
+        }
+    }
+
+    /// Events after `after` (oldest first, at most `limit`, at most [`MAX_PAGE`]); without
+    /// `after`, or with a number this process never gave, the newest `limit`.
+    pub fn page(&self, after: Option<u64>, limit: usize) -> Page {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let Ok(ring) = self.ring.lock() else {
+            return Page {
+                epoch: self.epoch,
+                first_seq: 0,
+                last_seq: 0,
+                missed: 0,
+                events: Vec::new(),
+            };
+        };
+        let last_seq = ring.next_seq - 1;
+        let first_seq = ring.events.front().map_or(0, |e| e.seq);
+        let after = after.filter(|a| *a <= last_seq);
+        let (events, missed): (Vec<TailEvent>, u64) = match after {
+            None => {
+                let skip = ring.events.len().saturating_sub(limit);
+                (ring.events.iter().skip(skip).cloned().collect(), 0)
+            }
+            Some(a) => {
+                // Sequence numbers are contiguous in the ring: index by offset.
+                let start = match ring.events.front() {
+                    Some(front) if a >= front.seq => (a - front.seq + 1) as usize,
+                    _ => 0,
+                };
+                let oldest_kept = ring.events.front().map_or(last_seq + 1, |e| e.seq);
+                let missed = oldest_kept.saturating_sub(a + 1);
+                let events = ring.events.iter().skip(start).take(limit).cloned();
+                (events.collect(), missed)
+            }
+        };
+        Page {
+            epoch: self.epoch,
+            first_seq,
+            last_seq,
+            missed,
+            events,
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary; whether it was cut.
+fn cut(s: &str, max: usize) -> (String, bool) {
+    if s.len() <= max {
+        return (s.to_string(), false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (s[..end].to_string(), true)
+}
+
+/// The event as the tail keeps it: strings cut, properties bounded.
+fn shrink(e: &Event, received_at_us: i64) -> TailEvent {
+    let mut truncated = false;
+    let mut c = |s: &String| {
+        let (v, was) = cut(s, MAX_FIELD_BYTES);
+        truncated |= was;
+        v
+    };
+    let event = Event {
+        event_id: e.event_id,
+        user_id: e.user_id,
+        session_id: e.session_id.as_ref().map(&mut c),
+        event_type: e.event_type.as_ref().map(&mut c),
+        event_name: c(&e.event_name),
+        page_url: e.page_url.as_ref().map(&mut c),
+        referrer: e.referrer.as_ref().map(&mut c),
+        device_type: e.device_type.clone(),
+        browser: e.browser.as_ref().map(&mut c),
+        os: e.os.as_ref().map(&mut c),
+        country_code: e.country_code.clone(),
+        region: e.region.as_ref().map(&mut c),
+        city: e.city.as_ref().map(&mut c),
+        event_time_us: e.event_time_us,
+        properties: None,
+        app_user_id: e.app_user_id.as_ref().map(&mut c),
+        anonymous_id: e.anonymous_id.as_ref().map(&mut c),
+        source: e.source.clone(),
+        traits: None,
+    };
+    let properties = e.properties.as_deref().map(|p| {
+        if p.len() <= MAX_PROPERTIES_BYTES {
+            p.to_string()
+        } else {
+            truncated = true;
+            shrink_properties(p)
+        }
+    });
+    TailEvent {
+        seq: 0,
+        received_at_us,
+        event,
+        properties,
+        truncated,
+    }
+}
+
+/// A large properties object reduced to its first keys, each string value cut and nested
+/// values replaced by the start of their JSON text, within about [`MAX_PROPERTIES_BYTES`].
+fn shrink_properties(text: &str) -> String {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
+        return "{}".to_string();
+    };
+    let mut out = Map::new();
+    let mut size = 2;
+    for (k, v) in map {
+        let (key, _) = cut(&k, 64);
+        let value = match v {
+            Value::String(s) => Value::String(cut(&s, MAX_FIELD_BYTES).0),
+            Value::Array(_) | Value::Object(_) => {
+                Value::String(cut(&v.to_string(), MAX_FIELD_BYTES).0)
+            }
+            scalar => scalar,
+        };
+        let add = key.len() + value.to_string().len() + 4;
+        if size + add > MAX_PROPERTIES_BYTES {
+            break;
+        }
+        size += add;
+        out.insert(key, value);
+    }
+    Value::Object(out).to_string()
+}
+
+fn rfc3339(us: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl TailEvent {
+    /// The event in the ingest API's shape plus `seq`, `received_at` and `truncated`.
+    pub fn to_json(&self) -> Value {
+        let e = &self.event;
+        let properties = self
+            .properties
+            .as_deref()
+            .map(|p| serde_json::from_str::<Value>(p).unwrap_or(Value::String(p.to_string())));
+        json!({
+            "seq": self.seq,
+            "received_at": rfc3339(self.received_at_us),
+            "event_id": e.event_id.to_string(),
+            "event_name": e.event_name,
+            "event_time": rfc3339(e.event_time_us),
+            "user_id": e.app_user_id,
+            "anonymous_id": e.anonymous_id,
+            "source": e.source,
+            "session_id": e.session_id,
+            "event_type": e.event_type,
+            "page_url": e.page_url,
+            "referrer": e.referrer,
+            "device_type": e.device_type,
+            "browser": e.browser,
+            "os": e.os,
+            "country_code": e.country_code,
+            "region": e.region,
+            "city": e.city,
+            "properties": properties,
+            "truncated": self.truncated,
+        })
+    }
+}
+
+impl Page {
+    /// The `/v1/tail` answer.
+    pub fn to_json(&self, collector_id: &str) -> Value {
+        json!({
+            "collector_id": collector_id,
+            "epoch": self.epoch,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "missed": self.missed,
+            "events": self.events.iter().map(TailEvent::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str) -> Event {
+        Event {
+            event_id: uuid::Uuid::nil(),
+            user_id: Some(7),
+            session_id: None,
+            event_type: None,
+            event_name: name.into(),
+            page_url: None,
+            referrer: None,
+            device_type: None,
+            browser: None,
+            os: None,
+            country_code: None,
+            region: None,
+            city: None,
+            event_time_us: 1_700_000_000_000_000,
+            properties: None,
+            app_user_id: Some("7".into()),
+            anonymous_id: None,
+            source: None,
+            traits: None,
+        }
+    }
+
+    fn record(names: &[&str]) -> Record {
+        Record {
+            collector_id: "edge-1".into(),
+            received_at_us: 1_700_000_000_000_000,
+            events: names.iter().map(|n| event(n)).collect(),
+        }
+    }
+
+    fn names(p: &Page) -> Vec<String> {
+        p.events
+            .iter()
+            .map(|e| e.event.event_name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_numbers_every_event() {
+        let tail = Tail::new(3);
+        tail.push(&record(&["a", "b"]));
+        tail.push(&record(&["c", "d", "e"]));
+        let p = tail.page(None, 10);
+        assert_eq!(names(&p), ["c", "d", "e"], "only the newest 3 are held");
+        assert_eq!((p.first_seq, p.last_seq), (3, 5));
+        let seqs: Vec<u64> = p.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+
+        // After 3: 4 and 5, nothing missed. After 1: 2 was dropped by the bound.
+        let p = tail.page(Some(3), 10);
+        assert_eq!((names(&p), p.missed), (vec!["d".into(), "e".into()], 0));
+        let p = tail.page(Some(1), 10);
+        assert_eq!((names(&p).len(), p.missed), (3, 1));
+        // Up to date: nothing; a limit takes the oldest after the cursor (no gap).
+        assert!(tail.page(Some(5), 10).events.is_empty());
+        assert_eq!(names(&tail.page(Some(2), 2)), ["c", "d"]);
+        // Without a cursor, the newest `limit`.
+        assert_eq!(names(&tail.page(None, 1)), ["e"]);
+        // A cursor from another process' numbering (larger than any given): from the start.
+        assert_eq!(names(&tail.page(Some(99), 10)), ["c", "d", "e"]);
+
+        // A batch larger than the ring keeps its newest events; the rest count as missed.
+        tail.push(&record(&["f", "g", "h", "i", "j"]));
+        let p = tail.page(Some(5), 10);
+        assert_eq!(names(&p), ["h", "i", "j"]);
+        assert_eq!((p.missed, p.last_seq), (2, 10));
+    }
+
+    #[test]
+    fn fields_and_properties_are_cut() {
+        let tail = Tail::new(10);
+        let mut e = event(&"購".repeat(100)); // 300 bytes
+        e.page_url = Some("x".repeat(5000));
+        let big: Map<String, Value> = (0..200)
+            .map(|i| (format!("k{i}"), Value::String("v".repeat(300))))
+            .collect();
+        e.properties = Some(Value::Object(big).to_string());
+        let mut r = record(&[]);
+        r.events.push(e);
+        r.events.push(event("small"));
+        tail.push(&r);
+        let p = tail.page(None, 10);
+        let t = &p.events[0];
+        assert!(t.truncated);
+        assert!(t.event.event_name.len() <= MAX_FIELD_BYTES);
+        assert_eq!(t.event.event_name, "購".repeat(66));
+        assert_eq!(
+            t.event.page_url.as_deref().map(str::len),
+            Some(MAX_FIELD_BYTES)
+        );
+        let props = t.properties.as_deref().unwrap_or_default();
+        assert!(props.len() <= MAX_PROPERTIES_BYTES, "{}", props.len());
+        let v: Value = serde_json::from_str(props).unwrap();
+        assert_eq!(v["k0"].as_str().map(str::len), Some(MAX_FIELD_BYTES));
+        assert!(!p.events[1].truncated);
+        let j = t.to_json();
+        assert_eq!(j["seq"], 1);
+        assert_eq!(j["truncated"], true);
+        assert_eq!(j["received_at"], "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn off_holds_nothing() {
+        let tail = Tail::new(0);
+        tail.push(&record(&["a"]));
+        assert!(tail.page(None, 10).events.is_empty());
+        assert!(!tail.enabled());
+    }
+}
