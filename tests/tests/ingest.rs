@@ -161,12 +161,39 @@ fn bad_input_gets_a_clear_4xx_and_never_reaches_the_buffer() {
         ),
         (
             "/track",
-            json!({"event_name": "x", "user_id": "abc"})
+            json!({"event_name": "x", "user_id": "u".repeat(300)})
                 .to_string()
                 .into_bytes(),
             vec![],
             400,
             "user_id",
+        ),
+        (
+            "/track",
+            json!({"event_name": "x", "anonymous_id": "a\u{0}b"})
+                .to_string()
+                .into_bytes(),
+            vec![],
+            400,
+            "anonymous_id",
+        ),
+        (
+            "/track",
+            json!({"event_name": "identify", "user_id": "u1", "traits": ["plan"]})
+                .to_string()
+                .into_bytes(),
+            vec![],
+            400,
+            "traits",
+        ),
+        (
+            "/track",
+            json!({"event_name": "x", "event_time": "2019-01-01T00:00:00Z"})
+                .to_string()
+                .into_bytes(),
+            vec![],
+            400,
+            "event_time",
         ),
         (
             "/track",
