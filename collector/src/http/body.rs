@@ -13,11 +13,38 @@ use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use serde_json::Value;
+
 use crate::memory::{self, Held};
 
-use super::{Ingest, Refusal};
+use super::{parse, protocol, Ingest, Refusal};
 
 impl Ingest {
+    /// The messages a request carries — its body's, or a pixel's query string — with the
+    /// key the body carries and the decoded size, charged to the memory bound.
+    pub(super) async fn read_messages(
+        &self,
+        parts: &http::request::Parts,
+        body: &mut Option<Incoming>,
+        held: &mut Held,
+        route: &'static protocol::Route,
+    ) -> Result<(Vec<Value>, Option<String>, usize), Refusal> {
+        let limits = &self.config.limits;
+        if route.shape == protocol::Shape::Query {
+            let query = parts.uri.query().unwrap_or("");
+            self.charge(held, memory::PARSE_FACTOR * query.len() as u64)
+                .await?;
+            return Ok((vec![parse::query_message(query)], None, query.len()));
+        }
+        let any_type = route.protocol.any_content_type();
+        let bytes = self.read_body(&parts.headers, body, held, any_type).await?;
+        self.charge(held, memory::PARSE_FACTOR * bytes.len() as u64)
+            .await?;
+        let single = route.shape == protocol::Shape::One;
+        let (items, key) = parse::parse_body(&bytes, single, route.protocol.envelope(), limits)?;
+        Ok((items, key, bytes.len()))
+    }
+
     /// Reads the body (taking it out of `body` only once its headers passed every check
     /// and its memory is charged), then decodes it.
     pub(super) async fn read_body(
