@@ -91,3 +91,33 @@ pub fn request(
     }
     into_resp(req.call())
 }
+
+/// GET `path`: status, headers (lower-case names) and the body's bytes (for a body that is
+/// not text, such as a pixel's GIF).
+pub fn get_bytes(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    let mut req = agent().get(&format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.into()),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            resp.header(&n)
+                .map(|v| (n.to_ascii_lowercase(), v.to_string()))
+        })
+        .collect();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)?;
+    Ok((status, headers, body))
+}
