@@ -92,13 +92,21 @@ pub fn request(
     into_resp(req.call())
 }
 
-/// GET `path`: status, headers (lower-case names) and the body's bytes (for a body that is
-/// not text, such as a pixel's GIF).
+/// A response whose body is bytes (not text, such as a pixel's GIF).
+#[derive(Debug, Clone)]
+pub struct BytesResp {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// GET `path`, the body read as bytes.
 pub fn get_bytes(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
-) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> anyhow::Result<BytesResp> {
     let mut req = agent().get(&format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.set(k, v);
@@ -119,5 +127,9 @@ pub fn get_bytes(
         .collect();
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)?;
-    Ok((status, headers, body))
+    Ok(BytesResp {
+        status,
+        headers,
+        body,
+    })
 }

@@ -151,7 +151,11 @@ async fn snowplow_journey(lib: &str, tracker: &str) -> (TestDb, CollectorProc) {
 /// The pixel's answer and `?write_key=`; a tp2 body by hand with base64 self-describing
 /// data and contexts and an unknown field.
 async fn by_hand(db: &TestDb, c: &CollectorProc) {
-    let (status, headers, body) = client::get_bytes(
+    let client::BytesResp {
+        status,
+        headers,
+        body,
+    } = client::get_bytes(
         c.ingest,
         &format!("/i?e=pv&url=https%3A%2F%2Fx.example%2F%3Fq%3D1&eid=px-1&write_key={KEY}"),
         &[],
@@ -167,8 +171,8 @@ async fn by_hand(db: &TestDb, c: &CollectorProc) {
     assert_eq!(header("content-type"), Some("image/gif"));
     assert_eq!(header("cache-control"), Some("no-store"));
     assert!(body.starts_with(b"GIF89a") && body.len() == 43, "{body:?}");
-    let (status, _, _) = client::get_bytes(c.ingest, "/i?e=pv&write_key=nope", &[]).expect("get");
-    assert_eq!(status, 401, "a wrong key on the pixel");
+    let wrong = client::get_bytes(c.ingest, "/i?e=pv&write_key=nope", &[]).expect("get");
+    assert_eq!(wrong.status, 401, "a wrong key on the pixel");
 
     let b64 = |v: serde_json::Value| {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
