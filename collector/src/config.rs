@@ -105,6 +105,12 @@ pub struct Limits {
     pub max_inflight_bytes: u64,
     /// How long a request may wait for room under `max_inflight_bytes`.
     pub inflight_wait_ms: u64,
+    /// Segment's bound on one message on the Segment routes, as received (serialised JSON):
+    /// a larger one is refused with 400 naming its index.
+    pub segment_max_message_bytes: usize,
+    /// Segment's bound on one request on the Segment routes (after gzip decoding): a larger
+    /// one holding Segment messages gets 413.
+    pub segment_max_batch_bytes: usize,
 }
 
 /// The sled write-ahead buffer.
@@ -192,6 +198,8 @@ impl Default for Limits {
             header_timeout_secs: 10,
             max_inflight_bytes: 64 << 20,
             inflight_wait_ms: 1000,
+            segment_max_message_bytes: 32 << 10,
+            segment_max_batch_bytes: 500 << 10,
         }
     }
 }
@@ -265,6 +273,11 @@ impl Config {
             ("limits.max_properties_bytes", l.max_properties_bytes),
             ("limits.max_properties_depth", l.max_properties_depth),
             ("limits.max_connections", l.max_connections),
+            (
+                "limits.segment_max_message_bytes",
+                l.segment_max_message_bytes,
+            ),
+            ("limits.segment_max_batch_bytes", l.segment_max_batch_bytes),
             ("forward.batch_events", self.forward.batch_events),
             ("forward.connections", self.forward.connections),
         ];

@@ -91,3 +91,45 @@ pub fn request(
     }
     into_resp(req.call())
 }
+
+/// A response whose body is bytes (not text, such as a pixel's GIF).
+#[derive(Debug, Clone)]
+pub struct BytesResp {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// GET `path`, the body read as bytes.
+pub fn get_bytes(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<BytesResp> {
+    let mut req = agent().get(&format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => return Err(e.into()),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| {
+            resp.header(&n)
+                .map(|v| (n.to_ascii_lowercase(), v.to_string()))
+        })
+        .collect();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)?;
+    Ok(BytesResp {
+        status,
+        headers,
+        body,
+    })
+}

@@ -1,6 +1,6 @@
-//! Real client libraries (`tests/sdk/node`, installed pinned by `deploy/install-sdks`) driven
-//! against a collector: run a library's script, read what it reported, count the
-//! collector's answers.
+//! Real client libraries (`tests/sdk/node`, and `tests/sdk/python` in the venv
+//! `.local/sdk-venv`, both installed pinned by `deploy/install-sdks`) driven against a
+//! collector: run a library's script, read what it reported, count the collector's answers.
 //!
 //! Invariant: a script that fails to run fails the test with its output; nothing here
 //! retries.
@@ -17,22 +17,41 @@ pub fn fixed_time() -> &'static str {
     T.get_or_init(|| crate::gen::rfc3339(time::OffsetDateTime::now_utc()))
 }
 
-/// Runs a library's script (`tests/sdk/node/<lib>.mjs`); the errors it reported.
+/// The Python of the SDK venv (`deploy/install-sdks`).
+pub fn python() -> std::path::PathBuf {
+    repo_root().join(".local/sdk-venv/bin/python")
+}
+
+/// Runs a library's script — `tests/sdk/node/<lib>.mjs`, or for `python/<lib>`
+/// `tests/sdk/python/<lib>_driver.py` — with the collector's URL, the key, the script's name and
+/// [`fixed_time`]; the errors the library reported.
 pub fn run_library(lib: &str, c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
-    let dir = repo_root().join("tests/sdk/node");
-    let out = Command::new("node")
-        .arg(dir.join(format!("{lib}.mjs")))
+    let (mut cmd, dir) = match lib.strip_prefix("python/") {
+        Some(name) => {
+            let dir = repo_root().join("tests/sdk/python");
+            let mut cmd = Command::new(python());
+            cmd.arg(dir.join(format!("{name}_driver.py")));
+            (cmd, dir)
+        }
+        None => {
+            let dir = repo_root().join("tests/sdk/node");
+            let mut cmd = Command::new("node");
+            cmd.arg(dir.join(format!("{lib}.mjs")));
+            (cmd, dir)
+        }
+    };
+    let out = cmd
         .arg(format!("http://{}", c.ingest))
         .arg(key)
         .arg(script)
         .arg(fixed_time())
         .current_dir(&dir)
         .output()
-        .expect("node (run deploy/install-sdks first)");
+        .expect("node / the SDK venv's python (run deploy/install-sdks first)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{lib}.mjs {script}: {}\n{stdout}",
+        "{lib} {script}: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
     let line = stdout.lines().last().unwrap_or_default();
@@ -43,13 +62,15 @@ pub fn run_library(lib: &str, c: &CollectorProc, key: &str, script: &str) -> Vec
         .unwrap_or_default()
 }
 
-/// Requests the collector answered on its `batch` endpoint with `status` (its metrics).
+/// Event requests (the `batch` and `track` endpoints) the collector answered with `status`
+/// (its metrics).
 pub fn requests(c: &CollectorProc, status: u16) -> f64 {
     let metrics = client::get(c.admin, "/metrics").expect("metrics").body;
     metrics
         .lines()
         .filter(|l| l.starts_with("collector_http_requests_total{"))
-        .filter(|l| l.contains("endpoint=\"batch\"") && l.contains(&format!("status=\"{status}\"")))
+        .filter(|l| l.contains("endpoint=\"batch\"") || l.contains("endpoint=\"track\""))
+        .filter(|l| l.contains(&format!("status=\"{status}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -1,5 +1,6 @@
-//! PostHog's own Node library, `posthog-node` 5.70.0 (installed pinned by
-//! `deploy/install-sdks`), against the real collector and database (issue #14): it posts
+//! PostHog's own Node library, `posthog-node` 5.70.0, and its Python library, `posthog`
+//! 7.91.1 (installed pinned by `deploy/install-sdks`), against the real collector and
+//! database (issue #14): each posts
 //! gzipped `{"api_key": …, "batch": [...]}` to `/batch/`. A fixed script — a `$pageview`
 //! with a URL, referrer, session and user agent, an identify, a capture with a Chinese name
 //! and properties, one capture with its own `uuid` — lands every message exactly once with
@@ -19,117 +20,10 @@ use serde_json::json;
 const KEY: &str = "phc_edge_posthog";
 const FIXED_UUID: &str = "0190b6e4-0000-7000-8000-00000000c0de";
 
-/// Runs `tests/sdk/node/posthog.mjs`; the errors the library reported.
-fn run_posthog(c: &CollectorProc, key: &str, script: &str) -> Vec<String> {
-    run_library("posthog", c, key, script)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn posthog_node_library_events_land_once_with_their_fields_mapped() {
-    let db = TestDb::migrated("sdk_posthog").await.expect("db");
-    let c = CollectorOpts::new("sdk-posthog")
-        .database(&db.url)
-        .fast_forwarding()
-        .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
-        .start()
-        .expect("start");
-
-    let errors = run_posthog(&c, KEY, "journey");
-    assert!(errors.is_empty(), "the library reported: {errors:?}");
-    assert_eq!(
-        wait_rows(&db, 4, std::time::Duration::from_secs(30)).await,
-        4
-    );
+    let (db, c) = posthog_journey("posthog", "posthog-node").await;
     let client = db.client().await.expect("client");
-    let rows = client
-        .query(
-            "SELECT event_name, event_type, user_id, session_id, page_url, referrer, device_type,
-                    properties->'$posthog'->>'distinct_id',
-                    properties->'$posthog'->>'$anon_distinct_id',
-                    properties->'$posthog'->'$set'->>'name',
-                    properties->>'sku', properties->>'$lib', event_id::text,
-                    properties::text LIKE '%' || $1 || '%'
-             FROM user_events ORDER BY event_time, event_name",
-            &[&KEY],
-        )
-        .await
-        .expect("rows");
-    let got: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, Option<String>>(1).unwrap_or_default(),
-            )
-        })
-        .collect();
-    for (name, kind) in [
-        ("page_view", "page"),
-        ("identify", "identify"),
-        ("加入购物车", "track"),
-        ("purchase", "track"),
-    ] {
-        assert_eq!(
-            got.iter().filter(|(n, k)| n == name && k == kind).count(),
-            1,
-            "{name} as {kind} once in {got:?}"
-        );
-    }
-    for r in &rows {
-        let name: String = r.get(0);
-        assert_eq!(
-            r.get::<_, Option<String>>(11).as_deref(),
-            Some("posthog-node"),
-            "{name}: $lib kept"
-        );
-        assert_eq!(
-            r.get::<_, Option<bool>>(13),
-            Some(false),
-            "{name}: no key stored"
-        );
-        match name.as_str() {
-            "page_view" => {
-                assert_eq!(r.get::<_, Option<i64>>(2), None, "anon-1 is not a user id");
-                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
-                assert_eq!(
-                    r.get::<_, Option<String>>(4).as_deref(),
-                    Some("https://shop.example/")
-                );
-                assert_eq!(
-                    r.get::<_, Option<String>>(5).as_deref(),
-                    Some("https://search.example/")
-                );
-                assert_eq!(
-                    r.get::<_, Option<String>>(6).as_deref(),
-                    Some("mobile"),
-                    "$raw_user_agent parsed"
-                );
-                assert_eq!(r.get::<_, Option<String>>(7).as_deref(), Some("anon-1"));
-            }
-            "identify" => {
-                assert_eq!(r.get::<_, Option<i64>>(2), Some(42), "distinct_id 42");
-                assert_eq!(r.get::<_, Option<String>>(8).as_deref(), Some("anon-1"));
-                assert_eq!(
-                    r.get::<_, Option<String>>(9).as_deref(),
-                    Some("张伟"),
-                    "$set kept"
-                );
-            }
-            "加入购物车" => {
-                assert_eq!(r.get::<_, Option<i64>>(2), Some(42));
-                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
-                assert_eq!(r.get::<_, Option<String>>(10).as_deref(), Some("A1"));
-            }
-            "purchase" => {
-                assert_eq!(r.get::<_, Option<String>>(12).as_deref(), Some(FIXED_UUID));
-            }
-            other => panic!("unexpected event {other}"),
-        }
-    }
-
-    // The script again: three new messages and the resent one deduplicated; a wrong key;
-    // a permanent 400.
-    assert_resend_wrong_key_and_400("posthog", &db, &c, KEY, 7).await;
 
     // PostHog's other capture routes, by hand: the key in the body (`api_key`, `token`) or
     // a header.
@@ -182,4 +76,122 @@ async fn posthog_node_library_events_land_once_with_their_fields_mapped() {
     )
     .expect("post");
     assert_eq!(r.status, 401, "a wrong api_key in the body");
+}
+
+/// PostHog's Python library, `posthog` 7.91.1: the same script (it has no identify call: the
+/// driver captures `$identify` with `$set` and `$anon_distinct_id`, as posthog-node does).
+#[tokio::test(flavor = "multi_thread")]
+async fn posthog_python_library_events_land_once_with_their_fields_mapped() {
+    posthog_journey("python/posthog", "posthog-python").await;
+}
+
+/// The fixed script of `lib` (whose events carry `$lib` = `lib_name`), checked row by row;
+/// then resent, a wrong key, a 400. The database and collector, for more checks.
+async fn posthog_journey(lib: &str, lib_name: &str) -> (TestDb, CollectorProc) {
+    let name = lib.replace('/', "_");
+    let db = TestDb::migrated(&format!("sdk_{name}")).await.expect("db");
+    let c = CollectorOpts::new(&format!("sdk-{name}"))
+        .database(&db.url)
+        .fast_forwarding()
+        .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
+        .start()
+        .expect("start");
+
+    let errors = run_library(lib, &c, KEY, "journey");
+    assert!(errors.is_empty(), "the library reported: {errors:?}");
+    assert_eq!(
+        wait_rows(&db, 4, std::time::Duration::from_secs(30)).await,
+        4
+    );
+    let client = db.client().await.expect("client");
+    let rows = client
+        .query(
+            "SELECT event_name, event_type, user_id, session_id, page_url, referrer, device_type,
+                    properties->'$posthog'->>'distinct_id',
+                    properties->'$posthog'->>'$anon_distinct_id',
+                    properties->'$posthog'->'$set'->>'name',
+                    properties->>'sku', properties->>'$lib', event_id::text,
+                    properties::text LIKE '%' || $1 || '%'
+             FROM user_events ORDER BY event_time, event_name",
+            &[&KEY],
+        )
+        .await
+        .expect("rows");
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .collect();
+    for (name, kind) in [
+        ("page_view", "page"),
+        ("identify", "identify"),
+        ("加入购物车", "track"),
+        ("purchase", "track"),
+    ] {
+        assert_eq!(
+            got.iter().filter(|(n, k)| n == name && k == kind).count(),
+            1,
+            "{name} as {kind} once in {got:?}"
+        );
+    }
+    for r in &rows {
+        let name: String = r.get(0);
+        assert_eq!(
+            r.get::<_, Option<String>>(11).as_deref(),
+            Some(lib_name),
+            "{name}: $lib kept"
+        );
+        assert_eq!(
+            r.get::<_, Option<bool>>(13),
+            Some(false),
+            "{name}: no key stored"
+        );
+        match name.as_str() {
+            "page_view" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), None, "anon-1 is not a user id");
+                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
+                assert_eq!(
+                    r.get::<_, Option<String>>(4).as_deref(),
+                    Some("https://shop.example/")
+                );
+                assert_eq!(
+                    r.get::<_, Option<String>>(5).as_deref(),
+                    Some("https://search.example/")
+                );
+                assert_eq!(
+                    r.get::<_, Option<String>>(6).as_deref(),
+                    Some("mobile"),
+                    "$raw_user_agent parsed"
+                );
+                assert_eq!(r.get::<_, Option<String>>(7).as_deref(), Some("anon-1"));
+            }
+            "identify" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), Some(42), "distinct_id 42");
+                assert_eq!(r.get::<_, Option<String>>(8).as_deref(), Some("anon-1"));
+                assert_eq!(
+                    r.get::<_, Option<String>>(9).as_deref(),
+                    Some("张伟"),
+                    "$set kept"
+                );
+            }
+            "加入购物车" => {
+                assert_eq!(r.get::<_, Option<i64>>(2), Some(42));
+                assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("s-1"));
+                assert_eq!(r.get::<_, Option<String>>(10).as_deref(), Some("A1"));
+            }
+            "purchase" => {
+                assert_eq!(r.get::<_, Option<String>>(12).as_deref(), Some(FIXED_UUID));
+            }
+            other => panic!("unexpected event {other}"),
+        }
+    }
+
+    // The script again: three new messages and the resent one deduplicated; a wrong key;
+    // a permanent 400.
+    assert_resend_wrong_key_and_400(lib, &db, &c, KEY, 7).await;
+    (db, c)
 }

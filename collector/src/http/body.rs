@@ -4,20 +4,49 @@
 //! Invariants: no byte is read before the request's memory is charged
 //! ([`crate::memory`]); a body larger than `max_body_bytes` as sent, or `max_decoded_bytes`
 //! once decoded, is refused with 413 and never held whole; a body that trickles in gets 408
-//! after `header_timeout_secs`.
+//! after `header_timeout_secs`; a body refused unread or part-read (a declared or a chunked
+//! one over the limit) is drained within bounds first, so a client that writes its whole
+//! body before reading gets the answer, not a reset.
 
 use std::io::Read;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+
+use serde_json::Value;
 
 use crate::memory::{self, Held};
 
-use super::{Ingest, Refusal};
+use super::{parse, protocol, Ingest, Refusal};
 
 impl Ingest {
+    /// The messages a request carries — its body's, or a pixel's query string — with the
+    /// key the body carries and the decoded size, charged to the memory bound.
+    pub(super) async fn read_messages(
+        &self,
+        parts: &http::request::Parts,
+        body: &mut Option<Incoming>,
+        held: &mut Held,
+        route: &'static protocol::Route,
+    ) -> Result<(Vec<Value>, Option<String>, usize), Refusal> {
+        let limits = &self.config.limits;
+        if route.shape == protocol::Shape::Query {
+            let query = parts.uri.query().unwrap_or("");
+            self.charge(held, memory::PARSE_FACTOR * query.len() as u64)
+                .await?;
+            return Ok((vec![parse::query_message(query)], None, query.len()));
+        }
+        let any_type = route.protocol.any_content_type();
+        let bytes = self.read_body(&parts.headers, body, held, any_type).await?;
+        self.charge(held, memory::PARSE_FACTOR * bytes.len() as u64)
+            .await?;
+        let single = route.shape == protocol::Shape::One;
+        let (items, key) = parse::parse_body(&bytes, single, route.protocol.envelope(), limits)?;
+        Ok((items, key, bytes.len()))
+    }
+
     /// Reads the body (taking it out of `body` only once its headers passed every check
     /// and its memory is charged), then decodes it.
     pub(super) async fn read_body(
@@ -50,40 +79,56 @@ impl Ingest {
             .await?;
         // A body trickled in slowly must not hold a connection forever (slow-body attack):
         // the whole body has the header timeout to arrive, then 408.
-        let Some(body) = body.take() else {
+        let Some(mut incoming) = body.take() else {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "body",
                 "could not read the request body",
             ));
         };
-        let collected = tokio::time::timeout(
-            std::time::Duration::from_secs(limits.header_timeout_secs.max(1)),
-            Limited::new(body, limits.max_body_bytes).collect(),
-        )
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body did not arrive in time",
-            )
-        })?;
-        let raw = collected
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    too_large()
-                } else {
+        let max = limits.max_body_bytes;
+        let capacity = declared.map_or(0, |d| d as usize).min(max);
+        let read = async {
+            let mut raw = Vec::with_capacity(capacity);
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|_| {
                     Refusal::new(
                         StatusCode::BAD_REQUEST,
                         "body",
                         "could not read the request body",
                     )
+                })?;
+                if let Ok(data) = frame.into_data() {
+                    if raw.len() + data.len() > max {
+                        return Err(too_large());
+                    }
+                    raw.extend_from_slice(&data);
                 }
-            })?
-            .to_bytes();
+            }
+            Ok(Bytes::from(raw))
+        };
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(limits.header_timeout_secs.max(1)),
+            read,
+        )
+        .await;
+        let raw = match read {
+            Ok(Ok(raw)) => raw,
+            // A body without a Content-Length found too large as it is read (chunked): the
+            // rest is lingered over like a declared one's, so the client reads the 413.
+            Ok(Err(r)) if r.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                *body = Some(incoming);
+                return Err(r);
+            }
+            Ok(Err(r)) => return Err(r),
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body did not arrive in time",
+                ))
+            }
+        };
         let encoding = headers
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().unwrap_or("(not visible ASCII)"))

@@ -1,12 +1,14 @@
 //! The ingest stage: beacon endpoints on the public listener.
 //!
-//! Routes: `POST /track`, `POST /batch` (and the same under `/v1/`), `POST /v1/validate`
-//! (validate and answer without storing: for client developers and for measuring the cost of
-//! durability), `GET /health`, `GET /ready`, `GET /tracker.js`, and CORS preflights.
+//! Routes: the event routes of [`protocol::ROUTES`] (`POST /track`, `/batch`, `/v1/validate`
+//! — validate and answer without storing, for client developers and for measuring the cost
+//! of durability —, the Segment, PostHog and Snowplow routes, the `GET /i` pixel), `GET
+//! /health`, `GET /ready`, `GET /tracker.js`, and CORS preflights.
 //!
 //! Files: this one routes and runs a request through the stage; [`auth`] checks write
 //! keys, [`body`] reads and decodes bodies under the memory bound, [`parse`] turns a body
-//! into validated events (pure: fuzzed and property-tested), [`cors`] answers browsers.
+//! into validated events (pure: fuzzed and property-tested), [`protocol`] translates the
+//! client libraries' messages, [`cors`] answers browsers.
 //!
 //! Invariants:
 //! - a 2xx is sent only after [`Buffer::append`] returned, that is after the events are
@@ -42,7 +44,7 @@ use crate::{
     config::Config,
     event::{self, Context, FieldError},
     logging::Throttle,
-    memory::{self, Budget, Held},
+    memory::{Budget, Held},
     metrics::Metrics,
     record::Record,
     respond::{json_response, Resp},
@@ -58,6 +60,17 @@ static MEMORY_BOUND: Throttle = Throttle::new();
 
 /// The browser tracker served at `/tracker.js`.
 const TRACKER_JS: &str = include_str!("../../assets/tracker.js");
+
+/// A 1×1 transparent GIF, what a pixel route answers.
+const PIXEL_GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+fn pixel_response() -> Resp {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "image/gif")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from_static(PIXEL_GIF)))
+        .unwrap_or_default()
+}
 
 /// Shared state of the ingest handlers.
 pub struct Ingest {
@@ -148,11 +161,12 @@ impl Ingest {
             (None, "/tracker.js") => "tracker",
             (None, _) => "other",
         };
-        let ingest_route = route.filter(|_| req.method() == Method::POST);
+        let ingest_route = route.filter(|r| req.method() == r.method);
         let mut resp = if let Some(route) = ingest_route {
-            match self.ingest(peer, req, route).await {
-                Ok(body) => json_response(StatusCode::OK, &body),
-                Err(r) => self.refuse(r),
+            match (self.ingest(peer, req, route).await, route.answer) {
+                (Ok(body), protocol::Answer::Json) => json_response(StatusCode::OK, &body),
+                (Ok(_), protocol::Answer::Pixel) => pixel_response(),
+                (Err(r), _) => self.refuse(r),
             }
         } else {
             match (req.method(), endpoint) {
@@ -271,35 +285,31 @@ impl Ingest {
         }
         // Released when this function returns, after the events are buffered.
         let mut held = self.budget.start();
-        let any_type = route.protocol.any_content_type();
-        let body = self
-            .read_body(&parts.headers, body, &mut held, any_type)
-            .await?;
-        self.charge(&mut held, memory::PARSE_FACTOR * body.len() as u64)
-            .await?;
+        let (mut items, body_key, body_bytes) =
+            self.read_messages(parts, body, &mut held, route).await?;
+        if key_in_body {
+            source = self.check_key(body_key.as_deref())?;
+        }
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let limits = &self.config.limits;
-        let (mut items, body_key) =
-            parse::parse_body(&body, route.shape == protocol::Shape::One, limits)?;
-        if key_in_body {
-            source = self.check_key(body_key.as_deref())?;
-        }
         let ctx = Context {
             now,
             user_agent,
             source: source.as_deref(),
         };
-        route.protocol.translate(
-            &mut items,
-            &protocol::Request {
-                route_type: route.route_type,
-                write_key: key.as_deref().or(body_key.as_deref()),
-            },
-        );
-        let (events, errors) = parse::validate_items(&items, limits, &ctx);
+        let request = protocol::Request {
+            route_type: route.route_type,
+            write_key: key.as_deref().or(body_key.as_deref()),
+        };
+        let mut errors = route.protocol.check(&items, body_bytes, limits, &request)?;
+        route.protocol.translate(&mut items, &request);
+        let refused: Vec<usize> = errors.iter().map(|e| e.index).collect();
+        let (events, invalid) = parse::validate_items_except(&items, &refused, limits, &ctx);
+        errors.extend(invalid);
+        errors.sort_by_key(|e| e.index);
         if !errors.is_empty() {
             self.metrics.reject("invalid", errors.len() as u64);
         }
@@ -308,6 +318,9 @@ impl Ingest {
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 match errors.first() {
+                    Some(e) if errors.len() == 1 && e.field.is_empty() => {
+                        format!("event {}: {}", e.index, e.message)
+                    }
                     Some(e) if errors.len() == 1 => {
                         format!("event {}: field '{}' {}", e.index, e.field, e.message)
                     }

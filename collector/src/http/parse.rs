@@ -33,14 +33,16 @@ pub fn parse_items(
     single: bool,
     limits: &crate::config::Limits,
 ) -> Result<Vec<Value>, Refusal> {
-    parse_body(body, single, limits).map(|(items, _)| items)
+    parse_body(body, single, "batch", limits).map(|(items, _)| items)
 }
 
 /// [`parse_items`], and the key the body carries: `writeKey` (Segment-style clients), else
-/// `api_key` or `token` (PostHog's).
+/// `api_key` or `token` (PostHog's). `envelope` is the key of an object holding the
+/// messages (`batch`; Snowplow's `data`).
 pub fn parse_body(
     body: &[u8],
     single: bool,
+    envelope: &str,
     limits: &crate::config::Limits,
 ) -> Result<(Vec<Value>, Option<String>), Refusal> {
     let parsed: Value = serde_json::from_slice(body).map_err(|e| {
@@ -65,8 +67,8 @@ pub fn parse_body(
             ))
         }
         (_, Value::Array(items)) => items,
-        (_, Value::Object(mut o)) if o.get("batch").is_some_and(Value::is_array) => {
-            match o.remove("batch") {
+        (_, Value::Object(mut o)) if o.get(envelope).is_some_and(Value::is_array) => {
+            match o.remove(envelope) {
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),
             }
@@ -76,7 +78,7 @@ pub fn parse_body(
                 StatusCode::BAD_REQUEST,
                 "not_array",
                 format!(
-                    "/batch takes a JSON array of events or {{\"batch\": [...]}}, got {}",
+                    "this route takes a JSON array of events or {{\"{envelope}\": [...]}}, got {}",
                     short_kind(&other)
                 ),
             ))
@@ -103,6 +105,19 @@ pub fn parse_body(
     Ok((items, write_key))
 }
 
+/// The one message of a pixel request: its query string's parameters (percent-decoded; the
+/// first of a repeated name wins), as JSON strings. `write_key` is a credential and never
+/// part of the message.
+pub fn query_message(query: &str) -> Value {
+    let mut message = serde_json::Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k != "write_key" && !message.contains_key(k.as_ref()) {
+            message.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+    }
+    Value::Object(message)
+}
+
 /// Validates messages in the seed's event shape: the valid events, and an error for each
 /// invalid one (with its index).
 pub fn validate_items(
@@ -110,9 +125,22 @@ pub fn validate_items(
     limits: &crate::config::Limits,
     ctx: &Context<'_>,
 ) -> (Vec<event::Event>, Vec<FieldError>) {
+    validate_items_except(items, &[], limits, ctx)
+}
+
+/// [`validate_items`], leaving out the messages at the indices in `skip` (already refused).
+pub fn validate_items_except(
+    items: &[Value],
+    skip: &[usize],
+    limits: &crate::config::Limits,
+    ctx: &Context<'_>,
+) -> (Vec<event::Event>, Vec<FieldError>) {
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
         match event::validate(item, i, limits, ctx) {
             Ok(e) => events.push(e),
             Err(e) => errors.push(e),

@@ -6,24 +6,43 @@
 //! and one set of limits, and nothing a protocol produces can reach the buffer unvalidated.
 //! Adding a protocol is its own file plus its rows in [`ROUTES`].
 //!
-//! Invariant: a route's path is unique; a trailing slash is tolerated; a protocol never
+//! Invariant: a route's path is unique (one method sends events to it); a trailing slash is tolerated; a protocol never
 //! drops a message (one it cannot translate is left as it is, and validation refuses it
 //! with a 4xx naming its index and field).
 
 pub mod posthog;
 pub mod seed;
 pub mod segment;
+pub mod snowplow;
 
+use http::Method;
 use serde_json::Value;
 use uuid::Uuid;
+
+use super::Refusal;
+use crate::{config::Limits, event::FieldError};
 
 /// How many messages a route's body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// One JSON object; all or nothing.
     One,
-    /// An array, or `{"batch": [...]}`; valid messages are kept, invalid ones listed.
+    /// An array, or an object holding the array under the protocol's
+    /// [`Protocol::envelope`] key (`{"batch": [...]}`); valid messages are kept, invalid
+    /// ones listed.
     Many,
+    /// No body: the query string's parameters are one message (a pixel `GET`); all or
+    /// nothing.
+    Query,
+}
+
+/// What a route answers once its events are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `200` with a JSON body (`{"status":"success", …}`).
+    Json,
+    /// `200` with a 1×1 transparent GIF, never cached (an `<img>` beacon).
+    Pixel,
 }
 
 /// What a protocol may use about the request besides the messages.
@@ -47,6 +66,22 @@ pub trait Protocol: Sync {
     fn key_in_body(&self) -> bool {
         false
     }
+    /// The key of a body object that holds the messages (`{"batch": [...]}`).
+    fn envelope(&self) -> &'static str {
+        "batch"
+    }
+    /// The protocol's own bounds, checked on the messages as received (before
+    /// translation): per-message errors (those messages are then not stored), or a
+    /// refusal of the whole request. `body_bytes` is the decoded body's size.
+    fn check(
+        &self,
+        _messages: &[Value],
+        _body_bytes: usize,
+        _limits: &Limits,
+        _request: &Request<'_>,
+    ) -> Result<Vec<FieldError>, Refusal> {
+        Ok(Vec::new())
+    }
     /// Rewrites the messages it recognises into seed-shaped events, in place.
     fn translate(&self, messages: &mut [Value], request: &Request<'_>);
 }
@@ -54,14 +89,18 @@ pub trait Protocol: Sync {
 /// One route of the ingest listener.
 pub struct Route {
     pub path: &'static str,
+    /// The one method that sends events to this path (others get 405).
+    pub method: Method,
     /// `track`, `batch` or `validate`: the metrics label and the answer's shape.
     pub endpoint: &'static str,
     pub shape: Shape,
     pub protocol: &'static dyn Protocol,
     /// The message type this route implies for messages without one.
     pub route_type: Option<&'static str>,
+    pub answer: Answer,
 }
 
+/// A route taking events in a POST body, answered with JSON.
 const fn route(
     path: &'static str,
     endpoint: &'static str,
@@ -71,14 +110,29 @@ const fn route(
 ) -> Route {
     Route {
         path,
+        method: Method::POST,
         endpoint,
         shape,
         protocol,
         route_type,
+        answer: Answer::Json,
     }
 }
 
-/// Every POST route that takes events.
+/// A pixel: one event in a GET's query string, answered with a 1×1 GIF.
+const fn pixel(path: &'static str, protocol: &'static dyn Protocol) -> Route {
+    Route {
+        path,
+        method: Method::GET,
+        endpoint: "track",
+        shape: Shape::Query,
+        protocol,
+        route_type: None,
+        answer: Answer::Pixel,
+    }
+}
+
+/// Every route that takes events.
 pub static ROUTES: &[Route] = &[
     route("/track", "track", Shape::One, &seed::Seed, None),
     // PostHog's batch route too (what posthog-node posts to); seed-shaped events (with an
@@ -136,6 +190,15 @@ pub static ROUTES: &[Route] = &[
     route("/e", "batch", Shape::Many, &posthog::PostHog, None),
     route("/capture", "batch", Shape::Many, &posthog::PostHog, None),
     route("/i/v0/e", "batch", Shape::Many, &posthog::PostHog, None),
+    // Snowplow's tracker protocol v2: the payload_data envelope, or the pixel's query.
+    route(
+        "/com.snowplowanalytics.snowplow/tp2",
+        "batch",
+        Shape::Many,
+        &snowplow::Snowplow,
+        None,
+    ),
+    pixel("/i", &snowplow::Snowplow),
 ];
 
 /// A protocol's message id as an event id: a UUID as it is, otherwise a UUIDv5 (in the

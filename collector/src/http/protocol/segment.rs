@@ -18,15 +18,21 @@
 //! | `context.userAgent` (preferred over the request's header) | `browser`, `os`, `device_type` |
 //! | `properties`, plus `$segment`: type, name, userId, anonymousId, traits, the rest of `context` | `properties` |
 //!
+//! Segment's bounds: a message over `limits.segment_max_message_bytes` (32 KiB, as
+//! received) is refused with 400 naming its index; a request holding Segment messages over
+//! `limits.segment_max_batch_bytes` (500 KiB, decoded) gets 413.
+//!
 //! Invariant: the event id depends only on the write key and `messageId`, so a retried
 //! message (same `messageId`, a new `sentAt`) gets the same id and is deduplicated by the
-//! database's unique key; seed-shaped messages (with an `event_name`) are left untouched.
+//! database's unique key; seed-shaped messages (with an `event_name`) are left untouched,
+//! and Segment's bounds do not apply to them.
 
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{Protocol, Request};
-use crate::event;
+use crate::{config::Limits, event, event::FieldError, http::Refusal};
 
 pub struct Segment;
 
@@ -43,22 +49,86 @@ impl Protocol for Segment {
     fn key_in_body(&self) -> bool {
         true
     }
-    fn translate(&self, messages: &mut [Value], request: &Request<'_>) {
-        for m in messages.iter_mut() {
-            let Value::Object(msg) = m else { continue };
-            if msg.contains_key("event_name") {
+    fn check(
+        &self,
+        messages: &[Value],
+        body_bytes: usize,
+        limits: &Limits,
+        request: &Request<'_>,
+    ) -> Result<Vec<FieldError>, Refusal> {
+        let mut errors = Vec::new();
+        let mut any = false;
+        for (index, m) in messages.iter().enumerate() {
+            if kind_of(m, request.route_type).is_none() {
                 continue;
             }
-            let kind = match msg.get("type").and_then(Value::as_str) {
-                Some(t) => t.to_string(),
-                None => match request.route_type {
-                    Some(t) => t.to_string(),
-                    None => continue,
-                },
+            any = true;
+            let size = json_size(m);
+            let max = limits.segment_max_message_bytes;
+            if size > max {
+                errors.push(FieldError {
+                    index,
+                    field: String::new(),
+                    message: format!(
+                        "the message is {size} bytes, more than the {max} a Segment message may \
+                         be (limits.segment_max_message_bytes)"
+                    ),
+                });
+            }
+        }
+        let max = limits.segment_max_batch_bytes;
+        if any && body_bytes > max {
+            return Err(Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the batch is {body_bytes} bytes, more than the {max} a Segment batch may be \
+                     (limits.segment_max_batch_bytes)"
+                ),
+            ));
+        }
+        Ok(errors)
+    }
+    fn translate(&self, messages: &mut [Value], request: &Request<'_>) {
+        for m in messages.iter_mut() {
+            let Some(kind) = kind_of(m, request.route_type) else {
+                continue;
             };
+            let Value::Object(msg) = m else { continue };
             *m = Value::Object(to_event(msg, &kind, request.write_key));
         }
     }
+}
+
+/// The type of a Segment message (its own, else the route's); `None` for what is not one (a
+/// seed-shaped event, a message without a type on `/v1/batch`, not an object).
+fn kind_of(m: &Value, route_type: Option<&'static str>) -> Option<String> {
+    let msg = m.as_object()?;
+    if msg.contains_key("event_name") {
+        return None;
+    }
+    msg.get("type")
+        .and_then(Value::as_str)
+        .or(route_type)
+        .map(str::to_string)
+}
+
+/// The size of a value serialised as JSON, without holding the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail, and a Value always serialises.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// The event id of a message: its `messageId` when that is a UUID, else a UUIDv5 of the
@@ -280,6 +350,42 @@ mod tests {
             (Some("usr_8f3a"), Some("anon-7"))
         );
         assert_eq!(e["properties"]["$segment"]["previousId"], "anon-7");
+    }
+
+    #[test]
+    fn bounds_messages_and_batches_of_segment_messages_only() {
+        let limits = Limits {
+            segment_max_message_bytes: 100,
+            segment_max_batch_bytes: 1000,
+            ..Limits::default()
+        };
+        let request = Request {
+            route_type: None,
+            write_key: None,
+        };
+        let big = json!({"type": "track", "event": "e", "properties": {"p": "x".repeat(100)}});
+        let small = json!({"type": "track", "event": "e"});
+        let seed = json!({"event_name": "e", "properties": {"p": "x".repeat(100)}});
+        let messages = [small.clone(), big, seed.clone()];
+        let errors = Segment
+            .check(&messages, 500, &limits, &request)
+            .expect("not too large");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].index, 1);
+        assert!(
+            errors[0].message.contains("more than the 100"),
+            "{errors:?}"
+        );
+        let r = Segment
+            .check(&[small], 1001, &limits, &request)
+            .expect_err("batch too large");
+        assert_eq!((r.status.as_u16(), r.reason), (413, "too_large"));
+        // Seed-shaped events on Segment routes keep the collector's own limits.
+        assert!(Segment
+            .check(&[seed], 5000, &limits, &request)
+            .expect("seed")
+            .is_empty());
+        assert_eq!(json_size(&json!({"a": [1, "b"]})), r#"{"a":[1,"b"]}"#.len());
     }
 
     #[test]
