@@ -57,6 +57,7 @@ pub struct Config {
     pub limits: Limits,
     pub buffer: BufferConfig,
     pub forward: ForwardConfig,
+    pub geo: GeoConfig,
     /// Seconds between heartbeats written to `collector_heartbeats`.
     pub heartbeat_interval_secs: u64,
     /// On SIGTERM, how long open connections may take to finish their requests before they
@@ -158,6 +159,17 @@ pub struct ForwardConfig {
     pub operation_timeout_secs: u64,
 }
 
+/// Geography from the client IP ([`crate::geo`], [`crate::http::geo`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoConfig {
+    /// A MaxMind DB file (GeoLite2-City.mmdb, GeoIP2-Country.mmdb, …), read at start-up.
+    /// Without it no event is located.
+    pub database: Option<PathBuf>,
+    /// Proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -175,6 +187,7 @@ impl Default for Config {
             limits: Limits::default(),
             buffer: BufferConfig::default(),
             forward: ForwardConfig::default(),
+            geo: GeoConfig::default(),
             heartbeat_interval_secs: 10,
             shutdown_timeout_secs: 5,
         }
@@ -319,6 +332,7 @@ impl Config {
                 self.admin_tail_events
             )));
         }
+        trusted_proxies(&self.geo.trusted_proxies).map_err(ConfigError::Invalid)?;
         if self.collector_id.is_empty() || self.collector_id.len() > 128 {
             return Err(ConfigError::Invalid(
                 "collector_id must be 1 to 128 bytes".into(),
@@ -326,6 +340,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `geo.trusted_proxies` as networks: CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single
+/// addresses; the message names the key and the entry that does not parse.
+pub fn trusted_proxies(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|entry| {
+            let e = entry.trim();
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "geo.trusted_proxies: {entry:?} is not an IP address or a CIDR such as \
+                         10.0.0.0/8"
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `COLLECTOR_*` variables that name a configuration key. Others are ignored rather than
@@ -464,6 +496,22 @@ mod tests {
         c.limits.max_string_bytes = MAX_INDEXED_STRING_BYTES + 1;
         let e = c.validate().expect_err("over the cap").to_string();
         assert!(e.contains("limits.max_string_bytes"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidrs() {
+        let list =
+            |l: &[&str]| trusted_proxies(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let nets = list(&["10.0.0.0/8", "127.0.0.1", "2001:db8::/32", "::1"]).expect("valid");
+        assert_eq!(nets.len(), 4);
+        assert!(nets[1].contains(&"127.0.0.1".parse::<std::net::IpAddr>().expect("ip")));
+        let mut c = Config::default();
+        c.geo.trusted_proxies = vec!["10.0.0.0/33".into()];
+        let e = c.validate().expect_err("bad CIDR").to_string();
+        assert!(
+            e.contains("geo.trusted_proxies") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! (forwarding and database health), [`metrics`], [`tail`] (the ring of recently accepted
 //! events behind the admin listener's live tail), [`shutdown`] (the one stop signal every
 //! task watches), [`logging`] (never blocks or fails a request), [`memory`], [`respond`]
-//! (JSON answers), [`config`].
+//! (JSON answers), [`config`], [`geo`] (the geography database, read once at start).
 //!
 //! Around it: [`server`] wires the stages and runs the listeners, [`admin`] exposes metrics
 //! and control, [`heartbeat`] records health into the buffer, [`ops`] holds the operator
@@ -28,6 +28,7 @@ pub mod config;
 pub mod database;
 pub mod event;
 pub mod forward;
+pub mod geo;
 pub mod heartbeat;
 pub mod http;
 pub mod logging;

@@ -55,6 +55,11 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 /// Every metric of one collector process.
 pub struct Metrics {
     registry: Registry,
@@ -80,6 +85,8 @@ pub struct Metrics {
     pub inflight_bytes: Gauge,
     /// Requests refused because the in-flight memory bound was reached.
     pub inflight_refused: Counter,
+    /// Geography lookups by result (`found`, `not_found`, `error`).
+    geo_lookups: Family<ResultLabels, Counter>,
     log_dropped: Counter,
     log_dropped_seen: AtomicU64,
     started: AtomicI64,
@@ -109,6 +116,7 @@ impl Metrics {
             forward_rate: Gauge::default(),
             inflight_bytes: Gauge::default(),
             inflight_refused: Counter::default(),
+            geo_lookups: Family::default(),
             log_dropped: Counter::default(),
             log_dropped_seen: AtomicU64::new(0),
             started: AtomicI64::new(crate::event::micros(time::OffsetDateTime::now_utc())),
@@ -217,6 +225,11 @@ impl Metrics {
             m.inflight_refused.clone()
         );
         reg!(
+            "geo_lookups",
+            "Client-IP geography lookups by result (found, not_found, error)",
+            m.geo_lookups.clone()
+        );
+        reg!(
             "log_lines_dropped",
             "Log lines lost: the log sink failed (full disk) or its queue was full",
             m.log_dropped.clone()
@@ -249,6 +262,13 @@ impl Metrics {
             })
             .inc_by(n);
         self.rejected_total.inc_by(n);
+    }
+
+    /// One geography lookup: `found`, `not_found` or `error`.
+    pub fn count_geo_lookup(&self, result: &'static str) {
+        self.geo_lookups
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// Events refused for any reason since start.

@@ -32,7 +32,7 @@ use crate::{
     buffer::{Buffer, BufferError},
     config::Config,
     forward::Forwarder,
-    http::Ingest,
+    http::{geo::Locator, Ingest},
     metrics::Metrics,
     shutdown::Shutdown,
     state::ForwardState,
@@ -52,6 +52,8 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 pub enum ServeError {
     #[error(transparent)]
     Buffer(#[from] BufferError),
+    #[error(transparent)]
+    Geo(#[from] crate::geo::GeoError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -74,6 +76,8 @@ pub struct Server {
 impl Server {
     /// Opens the buffer and binds both listeners.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        // First: a geography file that cannot be used stops the start before anything else.
+        let locator = Locator::from_config(&config.geo, config.limits.max_string_bytes)?;
         let buffer = open_or_set_aside(&config)?;
         let stats = buffer.stats();
         if stats.damaged_records > 0 {
@@ -103,6 +107,7 @@ impl Server {
             metrics.clone(),
             state.clone(),
             tail.clone(),
+            locator,
         ));
         let admin = Arc::new(Admin::new(
             config.clone(),

@@ -8,7 +8,8 @@
 //! Files: this one routes and runs a request through the stage; [`auth`] checks write
 //! keys, [`body`] reads and decodes bodies under the memory bound, [`parse`] turns a body
 //! into validated events (pure: fuzzed and property-tested), [`protocol`] translates the
-//! client libraries' messages, [`cors`] answers browsers.
+//! client libraries' messages, [`cors`] answers browsers, [`geo`] locates the events without
+//! a country by the client's address.
 //!
 //! Invariants:
 //! - a 2xx is sent only after [`Buffer::append`] returned, that is after the events are
@@ -21,6 +22,7 @@
 pub mod auth;
 pub mod body;
 pub mod cors;
+pub mod geo;
 pub mod parse;
 pub mod protocol;
 
@@ -82,6 +84,8 @@ pub struct Ingest {
     pub tail: Arc<Tail>,
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     budget: Budget,
+    /// Geography by client IP, when `geo.database` is configured.
+    locator: Option<geo::Locator>,
 }
 
 /// A refusal: status, message and optional per-event errors, answered as JSON.
@@ -118,6 +122,7 @@ impl Ingest {
         metrics: Arc<Metrics>,
         forward: Arc<ForwardState>,
         tail: Arc<Tail>,
+        locator: Option<geo::Locator>,
     ) -> Ingest {
         let limiter = NonZeroU32::new(config.limits.rate_limit_per_ip)
             .map(|n| RateLimiter::keyed(Quota::per_second(n)));
@@ -134,6 +139,7 @@ impl Ingest {
             tail,
             limiter,
             budget,
+            locator,
         }
     }
 
@@ -306,6 +312,9 @@ impl Ingest {
         };
         let mut errors = route.protocol.check(&items, body_bytes, limits, &request)?;
         route.protocol.translate(&mut items, &request);
+        if let Some(locator) = &self.locator {
+            locator.locate(&mut items, peer, &parts.headers, &self.metrics);
+        }
         let refused: Vec<usize> = errors.iter().map(|e| e.index).collect();
         let (events, invalid) = parse::validate_items_except(&items, &refused, limits, &ctx);
         errors.extend(invalid);

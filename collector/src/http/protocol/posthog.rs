@@ -17,6 +17,7 @@
 //! | `properties.$session_id` | `session_id` |
 //! | `properties.$current_url`, `properties.$referrer` | `page_url`, `referrer` |
 //! | `properties.$raw_user_agent`, else `$user_agent` (preferred over the request's header) | `browser`, `os`, `device_type` |
+//! | `properties.$ip`, else a top-level `ip` (located instead of the request's address; never stored) | `ip` |
 //! | `properties` (less the fields above and `token`), plus `$posthog`: `distinct_id`, `$anon_distinct_id`, `$set`, `$set_once`, the message's other fields | `properties` |
 //!
 //! Invariant: the event id depends only on the key and `uuid`, so a resent event gets the
@@ -36,7 +37,7 @@ pub struct PostHog;
 /// random UUID).
 const UUID_NAMESPACE: Uuid = Uuid::from_u128(0x9b1e_47c2_3d5a_4f08_b6e3_0c7a_52d9_e1f4);
 
-/// Message fields that become columns or are dropped (the key).
+/// Message fields that become columns or are dropped (the key; the address, used for geography).
 const CONSUMED: &[&str] = &[
     "event",
     "uuid",
@@ -45,6 +46,7 @@ const CONSUMED: &[&str] = &[
     "properties",
     "api_key",
     "token",
+    "ip",
 ];
 
 impl Protocol for PostHog {
@@ -86,6 +88,11 @@ fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
     // The project key is a credential, never stored.
     props.remove("token");
     let mut out = Map::new();
+    // The end user's address, for geography only (see crate::http::geo): never stored.
+    let ip = props.remove("$ip");
+    if let Some(Value::String(ip)) = ip.as_ref().or_else(|| msg.get("ip")) {
+        out.insert("ip".into(), json!(ip));
+    }
     let (name, kind) = match msg.get("event") {
         Some(Value::String(e)) if e == "$pageview" => (json!("page_view"), "page"),
         Some(Value::String(e)) if e == "$identify" => (json!("identify"), "identify"),
@@ -206,7 +213,7 @@ mod tests {
             "timestamp": "2026-12-01T11:11:54.337Z",
             "properties": {
                 "$current_url": "https://shop.example/", "$referrer": "https://search.example/",
-                "$session_id": "s-1", "$lib": "posthog-node", "token": "phc_k",
+                "$session_id": "s-1", "$lib": "posthog-node", "token": "phc_k", "$ip": "192.0.2.4",
                 "$raw_user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
             }
         }));
@@ -229,6 +236,11 @@ mod tests {
             e["properties"].get("$current_url").is_none(),
             "kept in a column"
         );
+        assert_eq!(e["ip"], "192.0.2.4", "for geography");
+        assert!(e["properties"].get("$ip").is_none(), "never stored");
+        let e = translate(json!({"event": "x", "distinct_id": 1, "ip": "192.0.2.5"}));
+        assert_eq!(e["ip"], "192.0.2.5");
+        assert!(e["properties"]["$posthog"].get("ip").is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | `context.sessionId`, `properties.session_id` / `sessionId` | `session_id` |
 //! | `context.page.url` / `referrer`, else `properties.url` / `referrer` | `page_url`, `referrer` |
 //! | `context.userAgent` (preferred over the request's header) | `browser`, `os`, `device_type` |
+//! | `context.ip` (located instead of the request's address; never stored) | `ip` |
 //! | `properties`, plus `$segment`: type, name, userId, anonymousId, traits, the rest of `context` | `properties` |
 //!
 //! Segment's bounds: a message over `limits.segment_max_message_bytes` (32 KiB, as
@@ -226,6 +227,10 @@ fn to_event(msg: &Map<String, Value>, kind: &str, write_key: Option<&str>) -> Ma
         }
         out.insert("device_type".into(), json!(ua.device_type));
     }
+    // The end user's address, for geography only (see crate::http::geo): never stored.
+    if let Some(ip) = str_at(&whole, &["context", "ip"]) {
+        out.insert("ip".into(), json!(ip));
+    }
     out.insert("properties".into(), properties(msg, kind, props));
     out
 }
@@ -245,8 +250,9 @@ fn properties(msg: &Map<String, Value>, kind: &str, props: Value) -> Value {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    // Kept in columns already.
+    // Kept in columns already; the address is never stored.
     context.remove("userAgent");
+    context.remove("ip");
     let mut extra = Map::new();
     extra.insert("type".into(), json!(kind));
     for key in [
@@ -293,6 +299,7 @@ mod tests {
                 "sentAt": "2026-12-01T10:00:05.000Z",
                 "properties": {"sku": "A1"},
                 "context": {"page": {"url": "https://shop.example/p/1", "referrer": "https://r.example/"},
+                            "ip": "198.51.100.7",
                             "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
                             "library": {"name": "analytics-node", "version": "3.1.0"}, "sessionId": "s-9"}
             }),
@@ -312,6 +319,9 @@ mod tests {
             e["properties"]["$segment"]["context"]["library"]["name"],
             "analytics-node"
         );
+        // The address goes to geography, not into the stored properties.
+        assert_eq!(e["ip"], "198.51.100.7");
+        assert!(e["properties"]["$segment"]["context"].get("ip").is_none());
         let id = e["event_id"].as_str().expect("id");
         assert!(Uuid::parse_str(id).is_ok());
         // The same messageId retried (another sentAt) gets the same id; another key does not.
