@@ -10,18 +10,24 @@
  * or configured by the tag alone (data-write-key, data-endpoint or data-auto-init starts it):
  *   <script async src="https://collector.example/tracker.js" data-write-key="k"></script>
  *
- * init options: endpoint (default: where this script came from), writeKey, userId, properties
- * (added to every event), autoPageView (true), batchSize (20), flushIntervalMs (2000),
- * sessionTimeoutMs (30 min), maxQueue (1000).
- * API: init, track(name, properties), page(properties), identify(userId), flush(), reset(),
- * userId(), sessionId().
+ * init options: endpoint (default: where this script came from), writeKey, userId (the signed-in
+ * user, if the page knows it), properties (added to every event), autoPageView (true),
+ * batchSize (20), flushIntervalMs (2000), sessionTimeoutMs (30 min), maxQueue (1000).
+ * API: init, track(name, properties), page(properties), identify(userId, traits), reset(), flush(),
+ * userId(), anonymousId(), sessionId().
  *
  * Behaviour:
  * - init sends a page_view. Every event gets a client UUID event_id, so a batch sent twice is
  *   stored once (the database's key is (event_id, event_time)), and its own RFC 3339 event_time.
- * - session_id is kept per tab in sessionStorage, renewed after sessionTimeoutMs without events;
- *   user_id is a random positive integer below 2^53 kept in localStorage (user_events.user_id is
- *   an int64), unless init/identify set one.
+ * - session_id is kept per tab in sessionStorage, renewed after sessionTimeoutMs without events.
+ * - Identity: every event carries anonymous_id, a random UUID v4 (crypto.randomUUID, else
+ *   getRandomValues) kept in localStorage, so it survives reloads and visits. identify(userId,
+ *   traits) — a string or an integer — keeps the user id in localStorage, adds it to every later
+ *   event, and sends an "identify" event with both ids and the traits: the collector links the
+ *   anonymous visitor to the user. init({userId}) does the same when that user is not already the
+ *   identified one. reset() (call it on logout) forgets the user id and starts a new anonymous id
+ *   and session. When storage is blocked (privacy modes, sandboxed frames) the ids live in memory
+ *   for the page's lifetime.
  * - Events are batched to POST {endpoint}/v1/batch with a text/plain body (a CORS "simple"
  *   request: no preflight) and the write key as ?write_key= (sendBeacon cannot set headers).
  * - On 429, 5xx or a network error the batch goes back to the head of the queue and is retried
@@ -37,7 +43,10 @@
   if (existing && existing.version) return; // loaded twice
   var calls = Array.isArray(existing) ? existing.slice() : [];
   var script = d.currentScript;
-  var SESSION = "edgeAnalytics.session", USER = "edgeAnalytics.user";
+  // USER_V1 held an invented integer user id (tracker version 1): adopted as the anonymous id.
+  var SESSION = "edgeAnalytics.session", ANON = "edgeAnalytics.anonymousId",
+    USER = "edgeAnalytics.userId", USER_V1 = "edgeAnalytics.user";
+  var MAX_ID_BYTES = 256; // the collector's limits.max_string_bytes default
   var MAX_CHARS = 16000; // per request body: under the 64 KiB beacon/keepalive quota in UTF-8
   var cfg = null, queue = [], inflight = null, timer = 0, retryAt = 0, backoff = 0;
   var memory = {}; // stands in for storage that throws (privacy modes, sandboxed frames)
@@ -52,9 +61,13 @@
     return v === null ? memory[area + key] || null : v;
   }
 
-  function save(area, key, value) {
-    memory[area + key] = value;
-    try { w[area].setItem(key, value); } catch (e) { /* keep it in memory */ }
+  function save(area, key, value) { // null removes
+    if (value === null) delete memory[area + key];
+    else memory[area + key] = value;
+    try {
+      if (value === null) w[area].removeItem(key);
+      else w[area].setItem(key, value);
+    } catch (e) { /* keep it in memory */ }
   }
 
   function randomWords(n) {
@@ -74,23 +87,29 @@
   }
 
   function anonymousId() {
-    var r = randomWords(2);
-    return (r[0] & 0x1fffff) * 4294967296 + r[1] || 1; // 1 .. 2^53 - 1
+    var id = load("localStorage", ANON);
+    if (!/^[\w.:-]{1,64}$/.test(id || "")) {
+      id = load("localStorage", USER_V1);
+      if (!/^\d{1,20}$/.test(id || "")) id = uuid();
+      save("localStorage", ANON, id);
+      save("localStorage", USER_V1, null);
+    }
+    return id;
+  }
+
+  // The identified user's id as it was given (an integer stays a number), or null.
+  function userId() {
+    var stored = load("localStorage", USER);
+    if (!stored) return null;
+    try { stored = JSON.parse(stored); } catch (e) { return null; }
+    return validUserId(stored) ? stored : null;
   }
 
   function validUserId(id) {
-    return (typeof id === "number" && Number.isSafeInteger(id)) ||
-      (typeof id === "string" && /^-?\d{1,19}$/.test(id));
-  }
-
-  function userId() {
-    var stored = load("localStorage", USER);
-    if (stored === null) {
-      stored = String(anonymousId());
-      save("localStorage", USER, stored);
-    }
-    var n = Number(stored);
-    return Number.isSafeInteger(n) ? n : stored; // larger ids travel as digit strings
+    var text = typeof id === "number" ? (Number.isSafeInteger(id) ? String(id) : "") :
+      typeof id === "string" ? id : "";
+    // UTF-8 bytes, as the collector counts them
+    return text !== "" && text.indexOf("\u0000") < 0 && unescape(encodeURIComponent(text)).length <= MAX_ID_BYTES;
   }
 
   // The tab's session id, renewed after sessionTimeoutMs without events; `touch` marks activity.
@@ -117,16 +136,23 @@
     if (properties != null && (typeof properties !== "object" || Array.isArray(properties))) {
       return warn("track: properties must be an object");
     }
+    enqueue(name, name === "page_view" ? "view" : "action", properties, null);
+  }
+
+  function enqueue(name, type, properties, traits) {
     var e = {
       event_id: uuid(),
       event_name: name,
-      event_type: name === "page_view" ? "view" : "action",
-      user_id: userId(),
+      event_type: type,
+      anonymous_id: anonymousId(),
       session_id: sessionId(true),
       page_url: String(w.location.href).slice(0, 2048),
       referrer: d.referrer ? d.referrer.slice(0, 2048) : null,
       event_time: new Date().toISOString()
     };
+    var user = userId();
+    if (user !== null) e.user_id = user;
+    if (traits) e.traits = traits;
     var props = merge(cfg.properties, properties);
     if (props) e.properties = props;
     if (queue.length >= cfg.maxQueue) {
@@ -217,9 +243,19 @@
     schedule(ms);
   }
 
-  function identify(id) {
-    if (!validUserId(id)) return warn("identify: the user id must be an integer (or a string of digits)");
-    save("localStorage", USER, String(id));
+  // Sets the user id for this and later events and sends an identify event linking it to the
+  // anonymous id, with the traits (an object: name, email, plan…).
+  function identify(id, traits) {
+    if (!cfg) return calls.push(["identify", id, traits]); // before init: replayed by init
+    if (!validUserId(id)) {
+      return warn("identify: the user id must be a non-empty string (at most " + MAX_ID_BYTES +
+        " bytes) or a safe integer");
+    }
+    if (traits != null && (typeof traits !== "object" || Array.isArray(traits))) {
+      return warn("identify: traits must be an object");
+    }
+    save("localStorage", USER, JSON.stringify(id));
+    enqueue("identify", "identify", null, merge(traits, null));
   }
 
   function init(options) {
@@ -236,7 +272,7 @@
       sessionTimeoutMs: num(o.sessionTimeoutMs, 30 * 60 * 1000),
       maxQueue: Math.max(1, num(o.maxQueue, 1000))
     };
-    if (o.userId != null) identify(o.userId);
+    if (o.userId != null && o.userId !== userId()) identify(o.userId);
     d.addEventListener("visibilitychange", function () {
       if (d.visibilityState === "hidden") flush(true);
     });
@@ -251,13 +287,16 @@
     track("page_view", merge({ title: d.title }, properties));
   }
 
+  // Logout: forget the user, start a new anonymous visitor and session. Events already queued
+  // keep the ids they were tracked with.
   function reset() {
-    save("localStorage", USER, String(anonymousId()));
-    save("sessionStorage", SESSION, "");
+    save("localStorage", USER, null);
+    save("localStorage", ANON, uuid());
+    save("sessionStorage", SESSION, null);
   }
 
   var api = {
-    version: "1",
+    version: "2",
     init: init,
     track: track,
     page: page,
@@ -265,6 +304,7 @@
     reset: reset,
     flush: function () { flush(false); },
     userId: function () { return cfg ? userId() : null; },
+    anonymousId: function () { return cfg ? anonymousId() : null; },
     sessionId: function () { return cfg ? sessionId(false) : null; },
     push: function (call) { run(call); } // the snippet's queue keeps working after load
   };

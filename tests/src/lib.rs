@@ -14,11 +14,14 @@
 //! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote;
 //! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench);
 //! - [`tui`]: the real monitor in a pseudo-terminal, its screen emulated;
-//! - [`sdk`]: real client libraries' scripts run against a collector.
+//! - [`sdk`]: real client libraries' scripts run against a collector;
+//! - [`browser`]: headless Chromium over WebDriver; [`shop`]: the page, collector and rows
+//!   of the browser tracker's tests.
 //!
 //! Nothing here mocks the database.
 
 pub mod analytics;
+pub mod browser;
 pub mod check;
 pub mod client;
 pub mod db;
@@ -29,6 +32,7 @@ pub mod proc;
 pub mod relay;
 pub mod replication;
 pub mod sdk;
+pub mod shop;
 pub mod tui;
 
 use std::path::PathBuf;
