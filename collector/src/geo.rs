@@ -32,6 +32,10 @@ pub enum GeoError {
          format; expected e.g. GeoLite2-City.mmdb): {message}"
     )]
     Invalid { path: PathBuf, message: String },
+    /// A `[geo]` setting that does not parse (refused earlier by the configuration's own
+    /// validation; kept so no caller can skip it).
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Where an address is, as far as the database knows: what fills `country_code`,

@@ -5,7 +5,10 @@
 //! It runs on the seed-shaped messages after the protocol's translation and before
 //! validation, so the values it adds are validated like a client's. A message's own `ip`
 //! (Segment's `context.ip`, PostHog's `$ip`, or a seed event's `ip`) is located instead of
-//! the request's address, and is removed from the message.
+//! the request's address (one that is not an address gives no geography), and is removed
+//! from the message. Without a database nothing runs here: a seed event's `ip` is then
+//! ignored by validation like any unknown field, and the protocols never put an address
+//! into `properties`.
 //!
 //! Invariants: the request's address is looked up at most once per request, and each other
 //! address at most once per request; no address is stored or logged; a message with a
@@ -48,6 +51,8 @@ impl Locator {
         let Some(path) = &geo.database else {
             return Ok(None);
         };
+        let trusted =
+            crate::config::trusted_proxies(&geo.trusted_proxies).map_err(GeoError::Config)?;
         let db = Arc::new(GeoDb::open(path, max_string_bytes)?);
         tracing::info!(
             path = %path.display(),
@@ -57,10 +62,7 @@ impl Locator {
             "geography database loaded: events without a country_code are located by client IP"
         );
         verify_in_background(db.clone(), path.clone());
-        Ok(Some(Locator {
-            db,
-            trusted: crate::config::trusted_proxies(&geo.trusted_proxies).unwrap_or_default(),
-        }))
+        Ok(Some(Locator { db, trusted }))
     }
 
     /// Fills the geography of `messages` from their own `ip` or the request's client
@@ -83,6 +85,12 @@ impl Locator {
                 continue;
             }
             let place = match own_ip {
+                None | Some(Value::Null) => request_place
+                    .get_or_insert_with(|| {
+                        client_ip(peer.ip(), headers, &self.trusted)
+                            .and_then(|ip| self.find(ip, metrics))
+                    })
+                    .as_ref(),
                 Some(Value::String(text)) => match parse_ip(&text) {
                     Some(ip) => own
                         .entry(ip)
@@ -92,12 +100,7 @@ impl Locator {
                     // the request's address would be someone else's.
                     None => None,
                 },
-                _ => request_place
-                    .get_or_insert_with(|| {
-                        client_ip(peer.ip(), headers, &self.trusted)
-                            .and_then(|ip| self.find(ip, metrics))
-                    })
-                    .as_ref(),
+                Some(_) => None,
             };
             if let Some(p) = place {
                 fill(msg, p);
