@@ -185,6 +185,24 @@ impl GeoDb {
     }
 }
 
+/// `geo.trusted_proxies` as networks: CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single
+/// addresses; the message names the key and the entry that does not parse.
+pub fn trusted_proxies(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|entry| {
+            let e = entry.trim();
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "geo.trusted_proxies: {entry:?} is not an IP address or a CIDR such as \
+                         10.0.0.0/8"
+                    )
+                })
+        })
+        .collect()
+}
+
 /// A record's English name.
 fn english<'a>(named: Option<&Named<'a>>) -> Option<&'a str> {
     named.and_then(|n| n.names.as_ref()?.en)
@@ -199,6 +217,20 @@ fn country_code(code: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidrs() {
+        let list =
+            |l: &[&str]| trusted_proxies(&l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let nets = list(&["10.0.0.0/8", "127.0.0.1", "2001:db8::/32", "::1"]).expect("valid");
+        assert_eq!(nets.len(), 4);
+        assert!(nets[1].contains(&"127.0.0.1".parse::<IpAddr>().expect("ip")));
+        let e = list(&["10.0.0.0/33"]).expect_err("bad prefix");
+        assert!(
+            e.contains("geo.trusted_proxies") && e.contains("10.0.0.0/33"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn country_codes_are_two_letters() {

@@ -4,7 +4,7 @@
 //!
 //! It runs on the seed-shaped messages after the protocol's translation and before
 //! validation, so the values it adds are validated like a client's. A message's own `ip`
-//! (Segment's `context.ip`, PostHog's `$ip`, or a seed event's `ip`) is located instead of
+//! (Segment's `context.ip`, PostHog's `$ip`, Snowplow's `ip`, or a seed event's `ip`) is located instead of
 //! the request's address (one that is not an address gives no geography), and is removed
 //! from the message. Without a database nothing runs here: a seed event's `ip` is then
 //! ignored by validation like any unknown field, and the protocols never put an address
@@ -52,7 +52,7 @@ impl Locator {
             return Ok(None);
         };
         let trusted =
-            crate::config::trusted_proxies(&geo.trusted_proxies).map_err(GeoError::Config)?;
+            crate::geo::trusted_proxies(&geo.trusted_proxies).map_err(GeoError::Config)?;
         let db = Arc::new(GeoDb::open(path, max_string_bytes)?);
         tracing::info!(
             path = %path.display(),

@@ -15,12 +15,13 @@
 //! | `uid`, `duid`, `sid` | `user_id`, `anonymous_id`, `session_id` |
 //! | `url`, `refr` | `page_url`, `referrer` |
 //! | `ua` (preferred over the request's header) | `browser`, `os`, `device_type` |
+//! | `ip` (located instead of the request's address; never stored) | `ip` |
 //! | `se_ca`, `se_la`, `se_pr`, `se_va` (a number when it is one); `ue_pr` / `ue_px`'s data | `properties`: `category`, `label`, `property`, `value`; the data's fields |
 //! | `co` / `cx` (contexts, decoded), every other field as sent (`aid`, `p`, `tv`, `dtm`, `stm`, …) | `properties.$snowplow` (`contexts`, the fields) |
 //!
 //! Invariant: the event id depends only on the write key and `eid`, so a resent event gets
-//! the same id and is deduplicated by the database's unique key; no field is dropped (what
-//! no column holds is kept under `$snowplow`, a JSON field that does not decode is kept as
+//! the same id and is deduplicated by the database's unique key; no field is dropped but
+//! `ip`, which goes to geography only (what no column holds is kept under `$snowplow`, a JSON field that does not decode is kept as
 //! sent); a message without an `e` (or with an `event_name`) is left untouched.
 
 use base64::Engine as _;
@@ -39,7 +40,7 @@ const EID_NAMESPACE: Uuid = Uuid::from_u128(0x3c8f_90d1_6e2b_4b5a_a7c4_1f9e_08d3
 /// Fields that become columns, or the event's name and properties.
 const CONSUMED: &[&str] = &[
     "e", "eid", "uid", "duid", "sid", "url", "refr", "ua", "se_ac", "se_ca", "se_la", "se_pr",
-    "se_va", "ue_pr", "ue_px", "co", "cx",
+    "se_va", "ue_pr", "ue_px", "co", "cx", "ip",
 ];
 
 impl Protocol for Snowplow {
@@ -202,6 +203,8 @@ fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
         ("session_id", "sid"),
         ("page_url", "url"),
         ("referrer", "refr"),
+        // The end user's address, for geography only (see crate::http::geo): never stored.
+        ("ip", "ip"),
     ] {
         if let Some(v) = text(msg, key) {
             out.insert(field.into(), json!(v));
@@ -270,7 +273,7 @@ mod tests {
             "e": "pv", "eid": "0190b6e4-0000-4000-8000-000000000001", "dtm": "1764583200000",
             "stm": "1764583201000", "uid": "42", "duid": "d-1", "sid": "s-1",
             "url": "https://shop.example/", "refr": "https://search.example/", "page": "Home",
-            "aid": "shop", "p": "web", "tv": "node-4.8.0", "tna": "sp",
+            "aid": "shop", "p": "web", "tv": "node-4.8.0", "tna": "sp", "ip": "192.0.2.4",
             "ua": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
             "co": json!({"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
                          "data": [{"schema": "iglu:com.acme/user/jsonschema/1-0-0", "data": {"tier": "gold"}}]}).to_string()
@@ -298,6 +301,8 @@ mod tests {
             )
         );
         assert_eq!(sp["contexts"][0]["data"]["tier"], "gold");
+        assert_eq!(e["ip"], "192.0.2.4", "for geography");
+        assert!(sp.get("ip").is_none(), "never stored");
         assert_eq!(sp["dtm"], "1764583200000", "kept as sent");
         assert!(
             sp.get("ua").is_none() && sp.get("url").is_none(),
