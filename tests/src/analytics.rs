@@ -363,25 +363,15 @@ impl Dataset {
         }
     }
 
-    /// Every transition over `[from, to)`, by count desc, then names; `limit` of them.
+    /// Every transition whose second event is in `[from, to)`: consecutive events of a
+    /// session (all its events, by time then id) less than a day apart; by count desc,
+    /// then names; `limit` of them.
     pub fn paths(&self, from: OffsetDateTime, to: OffsetDateTime, limit: usize) -> Vec<Transition> {
-        let mut by_session: HashMap<&str, Vec<&Event>> = HashMap::new();
-        for e in self.in_range(from, to) {
-            if let Some(s) = e.session_id.as_deref() {
-                by_session.entry(s).or_default().push(e);
-            }
-        }
         let mut pairs: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
-        for events in by_session.values_mut() {
-            events.sort_by_key(|e| (e.event_time, e.event_id));
-            for w in events.windows(2) {
-                let gap = (w[1].event_time - w[0].event_time).as_seconds_f64();
-                let entry = pairs
-                    .entry((w[0].event_name.clone(), w[1].event_name.clone()))
-                    .or_default();
-                entry.0 += 1;
-                entry.1 += gap;
-            }
+        for ((a, b), (n, gap_us)) in self.transitions(from, to, 0) {
+            let e = pairs.entry((a, b)).or_default();
+            e.0 += n;
+            e.1 += gap_us as f64 / 1e6;
         }
         let mut out: Vec<Transition> = pairs
             .into_iter()
@@ -399,6 +389,59 @@ impl Dataset {
                 .then_with(|| a.to.cmp(&b.to))
         });
         out.truncate(limit);
+        out
+    }
+
+    /// Per (bucket of the second event, from, to) with bucket width `width_secs` (0: no
+    /// bucket), the transitions whose second event is in `[from, to)` and their summed gaps
+    /// in microseconds.
+    pub fn transitions_by_bucket(
+        &self,
+        width_secs: i64,
+    ) -> BTreeMap<(OffsetDateTime, String, String), (i64, i64)> {
+        let mut by_session: HashMap<&str, Vec<&Event>> = HashMap::new();
+        for e in &self.events {
+            if let Some(s) = e.session_id.as_deref() {
+                by_session.entry(s).or_default().push(e);
+            }
+        }
+        let mut out: BTreeMap<(OffsetDateTime, String, String), (i64, i64)> = BTreeMap::new();
+        for events in by_session.values_mut() {
+            events.sort_by_key(|e| (e.event_time, e.event_id));
+            for w in events.windows(2) {
+                let gap = w[1].event_time - w[0].event_time;
+                if gap >= Duration::days(1) {
+                    continue;
+                }
+                let bucket = if width_secs > 0 {
+                    floor(w[1].event_time, width_secs)
+                } else {
+                    w[1].event_time
+                };
+                let e = out
+                    .entry((bucket, w[0].event_name.clone(), w[1].event_name.clone()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += (gap.whole_microseconds()) as i64;
+            }
+        }
+        out
+    }
+
+    fn transitions(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        width_secs: i64,
+    ) -> BTreeMap<(String, String), (i64, i64)> {
+        let mut out: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for ((t, a, b), (n, gap)) in self.transitions_by_bucket(width_secs) {
+            if t >= from && t < to {
+                let e = out.entry((a, b)).or_default();
+                e.0 += n;
+                e.1 += gap;
+            }
+        }
         out
     }
 

@@ -560,6 +560,7 @@ async fn check_summaries(c: &Client, data: &Dataset) {
         .collect();
     assert_eq!(got, data.first_seen(), "user_attributes");
     check_identity(c, data).await;
+    check_transitions(c, data).await;
     let got: BTreeMap<String, analytics::SessionSummary> = c
         .query(
             "SELECT session_id, user_id, started_at, ended_at, entry_page, device_type,
@@ -639,6 +640,43 @@ async fn check_identity(c: &Client, data: &Dataset) {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(got, want, "actor_daily");
+}
+
+/// The transition counters (migration 0011) at both grains against the events; rows that
+/// went back to zero are allowed and ignored.
+async fn check_transitions(c: &Client, data: &Dataset) {
+    for (table, width) in [
+        ("rollup_transitions_hourly", 3600),
+        ("rollup_transitions_minute", 60),
+    ] {
+        let got: BTreeMap<(OffsetDateTime, String, String), (i64, i64)> = c
+            .query(
+                &format!(
+                    "SELECT bucket, from_name, to_name, transitions, gap_us FROM {table}
+                     WHERE transitions <> 0 OR gap_us <> 0"
+                ),
+                &[],
+            )
+            .await
+            .expect(table)
+            .iter()
+            .map(|r| ((r.get(0), r.get(1), r.get(2)), (r.get(3), r.get(4))))
+            .collect();
+        let want = data.transitions_by_bucket(width);
+        if got != want {
+            let diff: Vec<_> = want
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .take(5)
+                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+                .collect();
+            panic!(
+                "{table}: {} rows, {} expected; first differences (key, want, got): {diff:#?}",
+                got.len(),
+                want.len()
+            );
+        }
+    }
 }
 
 async fn edition(c: &Client) -> String {

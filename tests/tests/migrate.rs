@@ -229,7 +229,7 @@ async fn upgrades_a_database_holding_events_in_place() {
     let took = started.elapsed();
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("0010_identity.sql"), "{out}");
-    eprintln!("migration 0010 on {n} events: {took:.2?}");
+    eprintln!("migrations 0010 and 0011 on {n} events: {took:.2?}");
 
     let count: i64 = c
         .query_one("SELECT count(*) FROM user_events", &[])
@@ -268,6 +268,22 @@ async fn upgrades_a_database_holding_events_in_place() {
         .expect("people")
         .get(0);
     assert_eq!(people, 5000, "an old row's person is its numeric user");
+    // The transition counters are filled from the old rows (each session 's' || i / 4).
+    let (counted, raw): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT COALESCE(sum(transitions), 0)::INT8 FROM rollup_transitions_hourly),
+                        (SELECT count(*) FROM user_events) - (SELECT count(DISTINCT session_id) FROM user_events)",
+                &[],
+            )
+            .await
+            .expect("transitions");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        counted, raw,
+        "one transition per event after its session's first"
+    );
 
     // New events beside the old ones: a string id, an anonymous visitor who signs up as a
     // known numeric user (linking), and the old user's history intact.

@@ -1,9 +1,10 @@
 //! Writing a batch of events into `user_events`, exactly once.
 //!
 //! Mechanism: in one transaction, binary COPY the batch into a session-local staging table,
-//! then `INSERT INTO user_events … SELECT … FROM edge_staging ON CONFLICT (event_id,
-//! event_time) DO NOTHING`, then `SELECT edge_after_batch()` (the per-batch upserts of the
-//! aggregate layer, reading the same staging table), then COMMIT. A replayed batch (after a
+//! then `SELECT edge_merge_batch()`: `INSERT INTO user_events … SELECT … FROM edge_staging
+//! ON CONFLICT (event_id, event_time) DO NOTHING RETURNING …` (the rows really inserted),
+//! the per-batch summary upserts and the counters fed by the inserted rows only; then
+//! COMMIT. A replayed batch (after a
 //! crash between COMMIT and the buffer's deletion, an ambiguous commit, or a client re-sending
 //! an event_id) inserts nothing twice. The staging table is `ON COMMIT DELETE ROWS`.
 //!
@@ -119,22 +120,17 @@ pub async fn write_batch(
 }
 
 /// Moves the rows of the session's `edge_staging` into `user_events` (a row whose
-/// (event_id, event_time) is already there is skipped) and runs the per-batch summary
-/// upserts (`edge_after_batch()`); returns the rows inserted. Call it inside the batch's
+/// (event_id, event_time) is already there is skipped) and runs the per-batch summaries and
+/// rollups from the rows really inserted (`edge_merge_batch()`, migration 0011); returns
+/// the rows inserted. Call it inside the batch's
 /// transaction, after staging. Test loaders that stage rows with SQL use it too, so they
 /// load exactly as the forwarder does.
 pub async fn merge_staged<C: GenericClient>(c: &C) -> Result<u64, tokio_postgres::Error> {
-    let inserted = c
-        .execute(
-            &format!(
-                "INSERT INTO user_events ({COLUMNS}) SELECT {COLUMNS} FROM edge_staging \
-                 ON CONFLICT (event_id, event_time) DO NOTHING"
-            ),
-            &[],
-        )
-        .await?;
-    c.batch_execute("SELECT edge_after_batch()").await?;
-    Ok(inserted)
+    let inserted: i64 = c
+        .query_one("SELECT edge_merge_batch()", &[])
+        .await?
+        .try_get(0)?;
+    Ok(inserted.max(0) as u64)
 }
 
 /// A TIMESTAMPTZ from microseconds since the Unix epoch, without a calendar conversion.
@@ -179,4 +175,21 @@ impl ToSql for RawJsonb<'_> {
         *ty == Type::JSONB || *ty == Type::JSON
     }
     to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    /// `edge_merge_batch()` (migration 0011) inserts the columns the COPY stages, by name.
+    #[test]
+    fn the_merge_function_inserts_every_staged_column() {
+        let sql = include_str!("../../../migrations/0011_transitions.sql");
+        let insert = sql
+            .split("INSERT INTO user_events (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .unwrap_or_default();
+        let listed: Vec<&str> = insert.split(',').map(str::trim).collect();
+        let staged: Vec<&str> = super::COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(listed, staged);
+    }
 }
