@@ -252,25 +252,30 @@ impl Dataset {
         }
     }
 
-    /// Per-step session counts of the ordered funnel over `[from, to)`.
+    /// Per-step session counts of the ordered funnel: sessions judged on all their
+    /// events, counted when their first step-1 event is in `[from, to)`.
     pub fn funnel(&self, from: OffsetDateTime, to: OffsetDateTime, steps: &[&str]) -> Funnel {
-        // session -> first time of each step
-        let mut firsts: HashMap<&str, Vec<Option<OffsetDateTime>>> = HashMap::new();
-        for e in self.in_range(from, to) {
+        // session -> first time of each step, over all its events
+        let mut all: HashMap<&str, Vec<Option<OffsetDateTime>>> = HashMap::new();
+        for e in &self.events {
             let Some(sid) = e.session_id.as_deref() else {
                 continue;
             };
             let Some(k) = steps.iter().position(|s| *s == e.event_name) else {
                 continue;
             };
-            let slot = &mut firsts.entry(sid).or_insert_with(|| vec![None; steps.len()])[k];
+            let slot = &mut all.entry(sid).or_insert_with(|| vec![None; steps.len()])[k];
             match *slot {
                 Some(t) if t <= e.event_time => {}
                 _ => *slot = Some(e.event_time),
             }
         }
+        let firsts: Vec<&Vec<Option<OffsetDateTime>>> = all
+            .values()
+            .filter(|t| t[0].is_some_and(|t1| t1 >= from && t1 < to))
+            .collect();
         let mut counts = vec![0i64; steps.len()];
-        for times in firsts.values() {
+        for times in firsts {
             let mut prev: Option<OffsetDateTime> = None;
             for (k, t) in times.iter().enumerate() {
                 let reached = match (k, prev, *t) {

@@ -20,6 +20,7 @@
 //!
 //! Nothing here mocks the database.
 
+pub mod analyses_bench;
 pub mod analytics;
 pub mod browser;
 pub mod check;

@@ -561,6 +561,7 @@ async fn check_summaries(c: &Client, data: &Dataset) {
     assert_eq!(got, data.first_seen(), "user_attributes");
     check_identity(c, data).await;
     check_transitions(c, data).await;
+    check_funnel_counters(c, data).await;
     let got: BTreeMap<String, analytics::SessionSummary> = c
         .query(
             "SELECT session_id, user_id, started_at, ended_at, entry_page, device_type,
@@ -677,6 +678,45 @@ async fn check_transitions(c: &Client, data: &Dataset) {
             );
         }
     }
+}
+
+/// `rollup_funnel_hourly` (migration 0012) against the events: sessions per hour of their
+/// first page_view and level reached.
+async fn check_funnel_counters(c: &Client, data: &Dataset) {
+    let mut firsts: BTreeMap<&str, [Option<OffsetDateTime>; 4]> = BTreeMap::new();
+    for e in &data.events {
+        let (Some(sid), Some(k)) = (
+            e.session_id.as_deref(),
+            FUNNEL.iter().position(|s| *s == e.event_name),
+        ) else {
+            continue;
+        };
+        let slot = &mut firsts.entry(sid).or_default()[k];
+        if slot.is_none_or(|t| e.event_time < t) {
+            *slot = Some(e.event_time);
+        }
+    }
+    let mut want: BTreeMap<(OffsetDateTime, i32), i64> = BTreeMap::new();
+    for t in firsts.values() {
+        let Some(t1) = t[0] else { continue };
+        let mut level = 1;
+        while level < 4 && matches!((t[level], t[level - 1]), (Some(b), Some(a)) if b > a) {
+            level += 1;
+        }
+        let hour = analytics::day_start(t1) + time::Duration::hours(t1.hour() as i64);
+        *want.entry((hour, level as i32)).or_default() += 1;
+    }
+    let got: BTreeMap<(OffsetDateTime, i32), i64> = c
+        .query(
+            "SELECT bucket, level, sessions FROM rollup_funnel_hourly WHERE sessions <> 0",
+            &[],
+        )
+        .await
+        .expect("rollup_funnel_hourly")
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    assert_eq!(got, want, "rollup_funnel_hourly");
 }
 
 async fn edition(c: &Client) -> String {

@@ -1,20 +1,23 @@
 //! Ordered funnels within sessions.
 //!
-//! Definition: only events with event_time in `[from, to)` and a session_id count. A
-//! session enters the funnel when it has a step-1 event; it reaches step k (k > 1) when the
-//! first occurrence of step k in the session comes strictly after the first occurrence of
-//! step k-1, and it reached step k-1. `step_conversion` = sessions(k) / sessions(k-1) (1 for
-//! step 1), `overall_conversion` = sessions(k) / sessions(1); a rate with a zero denominator
-//! is 0.
+//! Definition: a session (a session_id) is judged on all its events: the first time of
+//! each step is the session's first event with that name, whenever it happened. It reaches
+//! step 1 when it has a step-1 event, step k (k > 1) when its first step-k event comes
+//! strictly after its first step-(k−1) event and it reached step k−1. It counts in the range
+//! `[from, to)` when its first step-1 event is in the range. `step_conversion` =
+//! sessions(k) / sessions(k−1) (1 for step 1), `overall_conversion` = sessions(k) /
+//! sessions(1); a rate with a zero denominator is 0.
 //!
-//! Only the first time of each step per session matters, and the first time over a range is
-//! the min over any partition of it. So when every step is one of the four the
-//! `user_session_funnel` aggregate tracks, the whole hours of the range come from it and the
-//! partial hours at the edges from raw events, merged per session with min(); any other
-//! step list is read from raw events (bounded by the range).
+//! When the steps are the seed's funnel (or a prefix of it), the counts come from the
+//! counters of migration 0012 (`rollup_funnel_hourly`: sessions per hour of their first
+//! page_view and level reached, maintained per batch from the rows really inserted) for the
+//! whole hours of the range, and from `session_funnel` (each session's first times, indexed
+//! by entry time) for the partial hours at its edges: the cost follows the number of hours.
+//! Any other step list is computed from raw events: the sessions with a step-1 event in the
+//! range, then all their events (slower: it grows with the sessions in the range).
 //!
-//! Invariant: the result equals the definition evaluated over the raw events of the range,
-//! whichever path is taken.
+//! Invariant: the result equals the definition evaluated over the raw events, whichever
+//! path is taken.
 
 use std::time::Duration;
 
@@ -26,15 +29,7 @@ use crate::model::{Funnel, FunnelStep, Range};
 /// The seed's funnel.
 pub const DEFAULT_STEPS: [&str; 4] = ["page_view", "add_to_cart", "checkout_start", "purchase"];
 
-/// Steps the `user_session_funnel` aggregate has a first-time column for.
-const AGGREGATE_COLUMNS: [(&str, &str); 4] = [
-    ("page_view", "page_view_time"),
-    ("add_to_cart", "add_to_cart_time"),
-    ("checkout_start", "checkout_start_time"),
-    ("purchase", "purchase_time"),
-];
-
-/// The aggregate's bucket width.
+/// The counters' bucket width.
 const BUCKET: Duration = Duration::from_secs(3600);
 
 /// The most steps a funnel may have.
@@ -43,47 +38,63 @@ pub const MAX_STEPS: usize = 16;
 pub async fn funnel(client: &Client, range: Range, steps: &[String]) -> Result<Funnel, QueryError> {
     check_range(range)?;
     validate(steps)?;
-    let steps: Vec<String> = steps.to_vec();
-    let columns: Option<Vec<&str>> = steps.iter().map(|s| aggregate_column(s)).collect();
-    let parts = split(range, BUCKET);
-
-    let mut params = Binds::default();
-    let mut steps_param: Option<String> = None;
-    let mut selects = Vec::new();
-    let raw_pieces: Vec<_> = match (&columns, &parts.aggregate) {
-        (Some(columns), Some((a, b))) => {
-            let (pa, pb) = (params.push(a), params.push(b));
-            let cols: Vec<String> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{c} AS t{}", i + 1))
-                .collect();
-            selects.push(format!(
-                "SELECT session_id, {} FROM user_session_funnel WHERE bucket >= {pa} AND bucket < {pb}",
-                cols.join(", ")
-            ));
-            parts.raw.clone()
-        }
-        _ => vec![(range.from, range.to)],
+    let counts = if is_default_prefix(steps) {
+        from_rollup(client, range, steps.len()).await?
+    } else {
+        from_raw(client, range, steps).await?
     };
-    for (from, to) in &raw_pieces {
-        let steps_param = steps_param
-            .get_or_insert_with(|| params.push(&steps))
-            .clone();
-        let (pf, pt) = (params.push(from), params.push(to));
-        let cols: Vec<String> = (1..=steps.len())
-            .map(|i| format!("min(event_time) FILTER (WHERE event_name = ({steps_param}::TEXT[])[{i}]) AS t{i}"))
-            .collect();
+    Ok(build(steps, &counts))
+}
+
+fn is_default_prefix(steps: &[String]) -> bool {
+    steps.len() <= DEFAULT_STEPS.len() && steps.iter().zip(DEFAULT_STEPS).all(|(a, b)| a == b)
+}
+
+/// Sessions reaching each of the first `n` default steps: whole hours from the counters,
+/// partial hours from the sessions' first times.
+async fn from_rollup(client: &Client, range: Range, n: usize) -> Result<Vec<i64>, QueryError> {
+    let parts = split(range, BUCKET);
+    let mut params = Binds::default();
+    let mut selects = Vec::new();
+    if let Some((a, b)) = &parts.aggregate {
+        let (pa, pb) = (params.push(a), params.push(b));
         selects.push(format!(
-            "SELECT session_id, {} FROM user_events
-             WHERE event_time >= {pf} AND event_time < {pt}
-               AND session_id IS NOT NULL AND event_name = ANY({steps_param}::TEXT[])
-             GROUP BY session_id",
-            cols.join(", ")
+            "SELECT level, sessions FROM rollup_funnel_hourly WHERE bucket >= {pa} AND bucket < {pb}"
         ));
     }
-    let merged: Vec<String> = (1..=steps.len())
-        .map(|i| format!("min(t{i}) AS t{i}"))
+    for (a, b) in &parts.raw {
+        let (pa, pb) = (params.push(a), params.push(b));
+        selects.push(format!(
+            "SELECT edge_funnel_level(page_view_time, add_to_cart_time, checkout_start_time,
+                                      purchase_time), 1::INT8
+             FROM session_funnel WHERE page_view_time >= {pa} AND page_view_time < {pb}"
+        ));
+    }
+    let sql = format!(
+        "SELECT level, sum(sessions)::INT8 FROM ({}) t (level, sessions) GROUP BY level",
+        selects.join(" UNION ALL ")
+    );
+    let rows = client.query(&sql, params.as_slice()).await?;
+    let mut counts = vec![0i64; n];
+    for r in &rows {
+        let level: i32 = r.try_get(0)?;
+        let sessions: i64 = r.try_get(1)?;
+        for (k, c) in counts.iter_mut().enumerate() {
+            if level as usize > k {
+                *c += sessions;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Any step list, from raw events.
+async fn from_raw(client: &Client, range: Range, steps: &[String]) -> Result<Vec<i64>, QueryError> {
+    let steps_v: Vec<String> = steps.to_vec();
+    let cols: Vec<String> = (1..=steps.len())
+        .map(|i| {
+            format!("min(e.event_time) FILTER (WHERE e.event_name = ($3::TEXT[])[{i}]) AS t{i}")
+        })
         .collect();
     let counts: Vec<String> = (1..=steps.len())
         .map(|k| {
@@ -96,21 +107,29 @@ pub async fn funnel(client: &Client, range: Range, steps: &[String]) -> Result<F
         })
         .collect();
     let sql = format!(
-        "WITH parts AS ({}),
+        "WITH entered AS (
+             SELECT DISTINCT session_id FROM user_events
+             WHERE event_time >= $1 AND event_time < $2
+               AND session_id IS NOT NULL AND event_name = ($3::TEXT[])[1]
+         ),
          sessions AS (
-             SELECT session_id, {} FROM parts GROUP BY session_id HAVING min(t1) IS NOT NULL
+             SELECT e.session_id, {}
+             FROM entered s JOIN user_events e ON e.session_id = s.session_id
+             WHERE e.event_name = ANY($3::TEXT[])
+             GROUP BY e.session_id
          )
-         SELECT {} FROM sessions",
-        selects.join(" UNION ALL "),
-        merged.join(", "),
+         SELECT {} FROM sessions WHERE t1 >= $1 AND t1 < $2",
+        cols.join(", "),
         counts.join(", ")
     );
-    let row = client.query_one(&sql, params.as_slice()).await?;
-    let mut counts = Vec::with_capacity(steps.len());
+    let row = client
+        .query_one(&sql, &[&range.from, &range.to, &steps_v])
+        .await?;
+    let mut out = Vec::with_capacity(steps.len());
     for i in 0..steps.len() {
-        counts.push(row.try_get::<_, i64>(i)?);
+        out.push(row.try_get::<_, i64>(i)?);
     }
-    Ok(build(&steps, &counts))
+    Ok(out)
 }
 
 /// Steps must be 1..=MAX_STEPS distinct, non-empty names.
@@ -135,13 +154,6 @@ pub fn validate(steps: &[String]) -> Result<(), QueryError> {
         }
     }
     Ok(())
-}
-
-fn aggregate_column(step: &str) -> Option<&'static str> {
-    AGGREGATE_COLUMNS
-        .iter()
-        .find(|(name, _)| *name == step)
-        .map(|(_, col)| *col)
 }
 
 /// The funnel's rates from per-step session counts.
@@ -207,8 +219,10 @@ mod tests {
     }
 
     #[test]
-    fn known_steps_map_to_columns() {
-        assert_eq!(aggregate_column("purchase"), Some("purchase_time"));
-        assert_eq!(aggregate_column("search"), None);
+    fn prefixes_of_the_seed_funnel_use_the_counters() {
+        assert!(is_default_prefix(&s(&["page_view", "add_to_cart"])));
+        assert!(is_default_prefix(&s(&DEFAULT_STEPS)));
+        assert!(!is_default_prefix(&s(&["add_to_cart", "purchase"])));
+        assert!(!is_default_prefix(&s(&["page_view", "search"])));
     }
 }

@@ -92,6 +92,7 @@ fn args() -> anyhow::Result<Args> {
                           drain:   drain a pre-filled buffer vs psql \\copy of the same rows\n\
                           monitor: dashboard refresh time over the drained events (with drain)\n\
                           fanin:   1, 2, 4, 8 collectors into one database: acked vs landed, buffer growth\n\
+                          analyses: every analysis x range as `monitor query`, at --events/5 and --events (SQL-loaded)\n\
                           all:     every one of them (the default)\n\n\
                           --seconds N         length of each load (default 10; per fleet for fanin)\n\
                           --events N          events in the drained buffer (default 1,000,000)\n\
@@ -100,7 +101,9 @@ fn args() -> anyhow::Result<Args> {
                 );
                 std::process::exit(0);
             }
-            w @ ("ingest" | "e2e" | "drain" | "monitor" | "fanin" | "all") => a.what = w.into(),
+            w @ ("ingest" | "e2e" | "drain" | "monitor" | "fanin" | "analyses" | "all") => {
+                a.what = w.into()
+            }
             other => anyhow::bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -994,6 +997,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if a.what == "fanin" || a.what == "all" {
         fanin(&a).await?;
+    }
+    if a.what == "analyses" {
+        e2e::analyses_bench::run(a.events as u64 / 5, a.events as u64).await?;
     }
     Ok(())
 }

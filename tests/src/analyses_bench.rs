@@ -1,0 +1,155 @@
+//! `bench analyses`: every analysis as the real `monitor query` process, per range, over
+//! session-shaped events loaded straight into a fresh database (SQL, not the ingest path:
+//! this measures the queries, and loads 10M events in minutes), at two sizes, so the table
+//! shows each figure and how it grows with the number of events.
+//!
+//! The loader writes what the forwarder would: `user_events` rows, then the per-batch
+//! tables rebuilt from them with the migrations' own backfill statements (actors, daily
+//! actors, transitions). Timings are medians of 3 runs of the whole process (connect,
+//! query, print), as an on-call engineer waits for them.
+
+use std::{collections::BTreeMap, process::Command, time::Instant};
+
+use anyhow::Context;
+
+use crate::{db::TestDb, proc};
+
+/// The analyses timed, as `monitor query` names them.
+pub const ANALYSES: [&str; 6] = ["live", "funnel", "retention", "paths", "breakdown", "pages"];
+/// The ranges timed.
+pub const RANGES: [&str; 4] = ["1h", "24h", "7d", "30d"];
+/// The target per analysis and range, in ms (issue #15).
+pub const TARGET_MS: f64 = 150.0;
+
+/// Loads `n` session-shaped events over the last 30 days into a new database.
+pub async fn load(n: u64) -> anyhow::Result<TestDb> {
+    let db = TestDb::migrated("anabench").await?;
+    let c = db.client().await?;
+    let started = Instant::now();
+    // Sessions of 3 events 20 s apart; a user per 3 sessions on average; every fifth user a
+    // string id, one session in eight anonymous. Times spread evenly over 30 days.
+    c.batch_execute(&format!(
+        "INSERT INTO user_events (event_id, user_id, app_user_id, anonymous_id, session_id,
+                                  event_type, event_name, page_url, device_type, country_code,
+                                  event_time, received_at)
+         SELECT gen_random_uuid(),
+                CASE WHEN anon OR u % 5 = 0 THEN NULL ELSE u END,
+                CASE WHEN anon THEN NULL WHEN u % 5 = 0 THEN 'usr_' || u ELSE u::TEXT END,
+                CASE WHEN anon THEN 'anon-' || s END,
+                's' || s,
+                CASE WHEN k = 0 THEN 'view' ELSE 'action' END,
+                (ARRAY['page_view','add_to_cart','checkout_start','purchase','search'])[1 + (k + s % 3 * (k % 2)) % 5],
+                '/p/' || ((s * 7 + k) % 500),
+                (ARRAY['desktop','mobile','tablet','other'])[1 + s % 4],
+                (ARRAY['US','CN','DE','FR','BR','IN'])[1 + u % 6],
+                t, t
+         FROM (
+             SELECT s, k, (hashint8(s) & 2147483647) % GREATEST({n} / 9, 1) AS u,
+                    (hashint8(s * 31) & 7) = 0 AS anon,
+                    now() - INTERVAL '30 days'
+                        + (s::FLOAT8 / GREATEST({n} / 3, 1)) * INTERVAL '30 days'
+                        + k * INTERVAL '20 seconds' AS t
+             FROM generate_series(0::INT8, {n}::INT8 / 3 - 1) s, generate_series(0, 2) k
+         ) g
+         WHERE t < now()"
+    ))
+    .await
+    .context("load user_events")?;
+    c.batch_execute(
+        "INSERT INTO actor_first_seen
+         SELECT COALESCE(app_user_id, user_id::TEXT, anonymous_id), min(event_time)
+         FROM user_events GROUP BY 1 HAVING COALESCE(app_user_id, user_id::TEXT, anonymous_id) IS NOT NULL;
+         INSERT INTO actor_daily
+         SELECT DISTINCT time_bucket(INTERVAL '1 day', event_time), COALESCE(app_user_id, user_id::TEXT, anonymous_id)
+         FROM user_events WHERE COALESCE(app_user_id, user_id::TEXT, anonymous_id) IS NOT NULL;
+         INSERT INTO rollup_transitions_hourly
+         SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 hour');
+         INSERT INTO rollup_transitions_minute
+         SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute');
+         ANALYZE;",
+    )
+    .await
+    .context("build the per-batch tables")?;
+    println!(
+        "  loaded {n} events and their summaries in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(db)
+}
+
+/// Median wall time of 3 `monitor query WHAT --since RANGE` processes, in ms.
+pub fn time_query(url: &str, what: &str, range: &str) -> anyhow::Result<f64> {
+    let mut ms = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = Command::new(proc::bin("monitor")?)
+            .args(["query", what, "--since", range, "--format", "json"])
+            .args(["--database-url", url])
+            .env_remove("MONITOR_AS_OF")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "monitor query {what} --since {range}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[1])
+}
+
+/// The table for one database: analysis → range → ms.
+pub fn table(url: &str) -> anyhow::Result<BTreeMap<&'static str, Vec<f64>>> {
+    let mut out = BTreeMap::new();
+    for what in ANALYSES {
+        let mut row = Vec::new();
+        for range in RANGES {
+            row.push(time_query(url, what, range)?);
+        }
+        out.insert(what, row);
+    }
+    Ok(out)
+}
+
+/// `bench analyses`: the table at `small` and `large` events, side by side with the ratio.
+pub async fn run(small: u64, large: u64) -> anyhow::Result<()> {
+    let edition = {
+        let db = TestDb::migrated("anabench").await?;
+        let c = db.client().await?;
+        let e: String = c.query_one("SHOW timescaledb.license", &[]).await?.get(0);
+        drop(c);
+        db.drop_db().await?;
+        e
+    };
+    println!(
+        "\n== analyses: `monitor query` process time (median of 3), {edition} edition, target {TARGET_MS} ms"
+    );
+    let mut tables = Vec::new();
+    for n in [small, large] {
+        let db = load(n).await?;
+        tables.push(table(&db.url)?);
+        db.drop_db().await?;
+    }
+    println!(
+        "  {:<10} {}",
+        "analysis",
+        RANGES
+            .iter()
+            .map(|r| format!("{:>22}", format!("{r}: {small}/{large} ×")))
+            .collect::<String>()
+    );
+    for what in ANALYSES {
+        let (a, b) = (&tables[0][what], &tables[1][what]);
+        let cells: String = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let flag = if *y <= TARGET_MS { " " } else { "!" };
+                format!("{:>22}", format!("{x:.0}/{y:.0}{flag} {:.1}", y / x))
+            })
+            .collect();
+        println!("  {what:<10} {cells}");
+    }
+    println!("  (! = over the target at the larger size; × = larger/smaller)");
+    Ok(())
+}
