@@ -5,7 +5,7 @@
 //!
 //! The loader writes what the forwarder would: `user_events` rows, then the per-batch
 //! tables rebuilt from them with the migrations' own backfill statements (actors, daily
-//! actors, transitions). Timings are medians of 3 runs of the whole process (connect,
+//! actors, transitions, session funnels and their counters). Timings are medians of 3 runs of the whole process (connect,
 //! query, print), as an on-call engineer waits for them.
 
 use std::{collections::BTreeMap, process::Command, time::Instant};
@@ -66,10 +66,25 @@ pub async fn load(n: u64) -> anyhow::Result<TestDb> {
          SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 hour');
          INSERT INTO rollup_transitions_minute
          SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute');
-         ANALYZE;",
+         INSERT INTO session_funnel
+         SELECT session_id, min(event_time) FILTER (WHERE event_name = 'page_view'),
+                min(event_time) FILTER (WHERE event_name = 'add_to_cart'),
+                min(event_time) FILTER (WHERE event_name = 'checkout_start'),
+                min(event_time) FILTER (WHERE event_name = 'purchase')
+         FROM user_events
+         WHERE session_id IS NOT NULL
+           AND event_name IN ('page_view', 'add_to_cart', 'checkout_start', 'purchase')
+         GROUP BY session_id;
+         INSERT INTO rollup_funnel_hourly
+         SELECT time_bucket(INTERVAL '1 hour', page_view_time),
+                edge_funnel_level(page_view_time, add_to_cart_time, checkout_start_time, purchase_time),
+                count(*)
+         FROM session_funnel WHERE page_view_time IS NOT NULL GROUP BY 1, 2;",
     )
     .await
     .context("build the per-batch tables")?;
+    // As autovacuum would have by then (visibility map, statistics).
+    c.batch_execute("VACUUM ANALYZE").await?;
     println!(
         "  loaded {n} events and their summaries in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -116,6 +116,7 @@ pub async fn connect(url: &str) -> Result<Client, String> {
     config
         .connect_timeout(CONNECT_TIMEOUT)
         .application_name("edge-monitor");
+    crate::query::session_options(&mut config);
     let connecting = config.connect(NoTls);
     let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(pair)) => pair,
