@@ -80,7 +80,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, block: Block<'_>, all: &
             Paragraph::new(if all.is_empty() {
                 "no events"
             } else {
-                "nothing matches the search"
+                "no match"
             })
             .style(theme::dim())
             .block(block),

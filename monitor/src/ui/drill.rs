@@ -78,19 +78,22 @@ fn list_title(d: &Drill) -> String {
 }
 
 fn draw_list(frame: &mut Frame, area: Rect, app: &App, d: &Drill, hits: &mut Hits) {
-    let title = text::fit(&list_title(d), (area.width as usize).saturating_sub(6));
     let hint = " ↑↓ select · Enter person · / search · s sort · e export · Esc back ";
-    let b = block(title, hint);
+    let order = app.arranged(List::DropOff);
+    let note = d
+        .list
+        .ready()
+        .map(|l| count_note(l, order.len()))
+        .unwrap_or_default();
+    let room = (area.width as usize).saturating_sub(6 + text::width(&note));
+    let b = block(text::fit(&list_title(d), room), hint);
     if waiting(frame, area, b.clone(), &d.list) {
         return;
     }
     let Some(list) = d.list.ready() else {
         return;
     };
-    let order = app.arranged(List::DropOff);
-    let mut b = b.title(
-        Line::from(Span::styled(count_note(list, order.len()), theme::dim())).right_aligned(),
-    );
+    let mut b = b.title(Line::from(Span::styled(note, theme::dim())).right_aligned());
     if let Some(f) = list::footer(app, List::DropOff, order.len(), list.sessions.len()) {
         b = b.title_bottom(f.right_aligned());
     }
