@@ -31,6 +31,9 @@ pub struct DropSession {
     pub last_time: String,
 }
 
+/// One expected row: session id, person, last event name, its time.
+pub type DropRow = (String, Option<String>, String, OffsetDateTime);
+
 impl Dataset {
     /// Sessions of `[from, to)` that reached `steps[step]` (0-based) and not the next step;
     /// the newest `limit` of them, and how many there are.
@@ -41,7 +44,7 @@ impl Dataset {
         steps: &[&str],
         step: usize,
         limit: usize,
-    ) -> (i64, Vec<(String, Option<String>, String, OffsetDateTime)>) {
+    ) -> (i64, Vec<DropRow>) {
         let people = self.people();
         let mut by_session: HashMap<&str, Vec<&Event>> = HashMap::new();
         for e in self
