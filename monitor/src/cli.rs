@@ -135,6 +135,10 @@ pub struct QueryArgs {
         default_value = "page_view,add_to_cart,checkout_start,purchase"
     )]
     pub steps: Vec<String>,
+    /// For `funnel`: list the sessions that reached this step (its number from 1, or its
+    /// name) and not the next one, newest first (at most 100), instead of the counts.
+    #[arg(long, value_name = "STEP")]
+    pub drop_off: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -247,7 +251,16 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
         (Kind::Analysis(_), Some(id)) => {
             anyhow::bail!("unexpected argument {id:?}: only `monitor query user` takes an ID")
         }
+        (Kind::Analysis(Analysis::Funnel), None) if args.drop_off.is_some() => {
+            let given = args.drop_off.as_deref().unwrap_or_default();
+            let step = query::drill::parse_step(&args.steps, given)?;
+            let d = query::drill::drop_off(&client, range, &args.steps, step).await?;
+            report::render_drop_off(&d, args.format)?
+        }
         (Kind::Analysis(what), None) => {
+            if args.drop_off.is_some() {
+                anyhow::bail!("--drop-off is for `monitor query funnel` only");
+            }
             let params = Params {
                 range,
                 steps: &args.steps,

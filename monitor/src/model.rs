@@ -427,3 +427,32 @@ pub struct Tail {
     /// When the first poll that counts for the rate answered (Unix ms).
     pub counting_since_ms: Option<i64>,
 }
+
+/// A funnel step's drop-off (Enter on a step, `monitor query funnel --drop-off STEP`): the
+/// sessions that reached step `step` and did not go on to the next one, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DropOff {
+    /// The funnel's steps, as asked.
+    pub steps: Vec<String>,
+    /// The step reached, 0-based (the last step: sessions that completed the funnel).
+    pub step: usize,
+    /// How many sessions dropped off there in the range (`sessions` lists at most
+    /// [`DROP_OFF_SESSIONS`] of them).
+    pub total: i64,
+    pub sessions: Vec<DropSession>,
+}
+
+/// How many sessions [`DropOff`] lists.
+pub const DROP_OFF_SESSIONS: i64 = 100;
+
+/// One session of a [`DropOff`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DropSession {
+    pub session_id: String,
+    /// The person of the session's latest event that has one (None: no id at all).
+    pub person: Option<String>,
+    /// The session's last event in the range, and its time.
+    pub last_event: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_time: OffsetDateTime,
+}

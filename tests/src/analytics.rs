@@ -20,7 +20,10 @@ use serde_json::{json, Value};
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
+mod drill;
 mod generate;
+
+pub use drill::{DropOff, DropSession};
 
 /// Whole UTC days of history before `t0`'s day.
 pub const DAYS: i64 = 10;

@@ -26,6 +26,16 @@ pub struct Tui {
 
 impl Tui {
     pub fn start(args: &[&str], cols: u16, rows: u16) -> anyhow::Result<Tui> {
+        Tui::start_in(args, cols, rows, None)
+    }
+
+    /// [`Tui::start`] in the working directory `dir` (where an export is written).
+    pub fn start_in(
+        args: &[&str],
+        cols: u16,
+        rows: u16,
+        dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Tui> {
         let pair = native_pty_system().openpty(PtySize {
             rows,
             cols,
@@ -37,6 +47,9 @@ impl Tui {
         cmd.env("TERM", "xterm-256color");
         cmd.env_remove("DATABASE_URL");
         cmd.env_remove("COLLECTOR_ADMIN_TOKEN");
+        if let Some(d) = dir {
+            cmd.cwd(d);
+        }
         let child = pair.slave.spawn_command(cmd)?;
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader()?;
@@ -75,6 +88,13 @@ impl Tui {
             .lock()
             .map(|s| s.0.screen().contents())
             .unwrap_or_default()
+    }
+
+    /// A left click on cell (`col`, `row`), 0-based, as an xterm sends it with SGR mouse
+    /// reporting (press, then release).
+    pub fn click(&mut self, col: u16, row: u16) -> anyhow::Result<()> {
+        let (x, y) = (col + 1, row + 1);
+        self.keys(&format!("\x1b[<0;{x};{y}M\x1b[<0;{x};{y}m"))
     }
 
     pub fn keys(&mut self, keys: &str) -> anyhow::Result<()> {

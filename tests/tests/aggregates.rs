@@ -535,6 +535,66 @@ fn check_person(url: &str, data: &Dataset, id: &str) {
     assert_eq!(got["traits"], Value::Array(want), "{id}: traits");
 }
 
+/// `monitor query funnel --drop-off STEP` against the dataset: the sessions that reached the
+/// step and not the next, newest first, with their last event and person; and the count
+/// agrees with the funnel's (sessions(k) − sessions(k+1)).
+fn check_drop_off(url: &str, data: &Dataset) {
+    let t0 = data.t0;
+    let cases: [(&str, Vec<&str>, &str, usize); 7] = [
+        ("7d", FUNNEL.to_vec(), "1", 0),
+        ("7d", FUNNEL.to_vec(), "add_to_cart", 1),
+        ("7d", FUNNEL.to_vec(), "3", 2),
+        ("7d", FUNNEL.to_vec(), "purchase", 3),
+        ("31d", FUNNEL.to_vec(), "2", 1),
+        ("90m", FUNNEL.to_vec(), "1", 0),
+        ("3d", vec!["page_view", "search", "purchase"], "2", 1),
+    ];
+    for (since, steps, given, step) in cases {
+        let what = format!("drop-off {since} {steps:?} step {given}");
+        let got: analytics::DropOff = monitor_json(
+            url,
+            t0,
+            &[
+                "funnel",
+                "--since",
+                since,
+                "--steps",
+                &steps.join(","),
+                "--drop-off",
+                given,
+            ],
+        );
+        let from = t0 - e2e_span(since);
+        let (total, want) = data.drop_off(from, t0, &steps, step, 100);
+        assert_eq!((got.step, got.total), (step, total), "{what}");
+        let funnel = data.funnel(from, t0, &steps);
+        let next = funnel.steps.get(step + 1).map_or(0, |s| s.sessions);
+        assert_eq!(
+            total,
+            funnel.steps[step].sessions - next,
+            "{what}: vs the funnel"
+        );
+        let got: Vec<(String, Option<String>, String, String)> = got
+            .sessions
+            .into_iter()
+            .map(|s| {
+                let t = OffsetDateTime::parse(&s.last_time, &Rfc3339)
+                    .map(rfc3339)
+                    .unwrap_or(s.last_time);
+                (s.session_id, s.person, s.last_event, t)
+            })
+            .collect();
+        let want: Vec<(String, Option<String>, String, String)> = want
+            .into_iter()
+            .map(|(s, p, e, t)| (s, p, e, rfc3339(t)))
+            .collect();
+        assert_eq!(got, want, "{what}");
+        if since == "7d" {
+            assert!(total > 0, "{what}: nothing to compare");
+        }
+    }
+}
+
 /// Equal sets of rows; on failure, prints the first differences only.
 fn same_rows(got: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
     if got == want {
@@ -791,6 +851,7 @@ async fn analyses_match_an_independent_computation() {
     check_person(&db.url, &data, "v-0001");
     check_person(&db.url, &data, "dev-0003");
     check_person(&db.url, &data, "old_3");
+    check_drop_off(&db.url, &data);
 
     // The other formats print the same analysis.
     let csv = monitor(

@@ -13,14 +13,20 @@
 //! flight at a time; so the UI stays live whatever the database does, and any state can be
 //! built and drawn in tests.
 
+mod drill;
+mod export;
 mod fleet;
 mod keys;
+pub mod lists;
+mod mouse;
 mod msg;
 mod range;
 mod schedule;
 mod tail;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_habits;
 #[cfg(test)]
 mod tests_tail;
 
@@ -34,7 +40,11 @@ use crate::{
     tail::Filter,
 };
 
+pub use drill::{Drill, Loadable, Looked, Lookup, PersonPane};
+pub use export::{file_name, Notice, NOTICE_FOR};
 pub use fleet::{CollectorLine, PollSlot};
+pub use lists::{arrange, Column, Entry, Key, List, ListState, Sort};
+pub use mouse::{resolve, Hits, Target};
 pub use msg::{Cmd, FetchOutcome, Fetched, Msg};
 pub use range::TimeRange;
 pub use schedule::retry_delay;
@@ -141,14 +151,22 @@ pub struct App {
     pub tail_filter: Filter,
     /// The text input at the bottom (`/`), while it is open.
     pub input: Option<Input>,
+    /// Each list's search and sort (index by [`List::index`]).
+    pub lists: [ListState; List::ALL.len()],
+    /// The funnel drill-down, while open.
+    pub drill: Option<Drill>,
+    /// The status line's message (an export's path, an error).
+    pub notice: Option<Notice>,
 }
 
-/// The one-line text input `/` opens: the Tail view's filter.
+/// The one-line text input `/` opens: the Tail view's filter, or a list's search.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Input {
     pub text: String,
     /// Why the last Enter was refused.
     pub error: Option<String>,
+    /// The list it searches (typing filters it at once); None: the Tail's filter.
+    pub search: Option<List>,
 }
 
 pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -212,6 +230,9 @@ impl App {
             next_tail: None,
             tail_filter: Filter::default(),
             input: None,
+            lists: Default::default(),
+            drill: None,
+            notice: None,
         }
     }
 
@@ -257,17 +278,36 @@ impl App {
 
 /// Applies one message; returns the work to start.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
-    match msg {
+    let mut cmds = match msg {
         Msg::Key(key) => app.on_key(key),
-        Msg::Resize => {}
-        Msg::Tick(now) => app.now = now,
-        Msg::Fetched(outcome) => app.on_fetched(*outcome),
-        Msg::Polled(results) => app.on_polled(results),
-        Msg::Tailed(results) => app.on_tailed(results),
-        Msg::Quit => app.quit = true,
-    }
+        Msg::Click(target) => app.on_click(target),
+        Msg::Scroll(delta) => {
+            app.on_scroll(delta);
+            Vec::new()
+        }
+        Msg::Looked(looked) => {
+            app.on_looked(*looked);
+            Vec::new()
+        }
+        Msg::Exported(result) => {
+            app.on_exported(result);
+            Vec::new()
+        }
+        other => {
+            match other {
+                Msg::Tick(now) => app.now = now,
+                Msg::Fetched(outcome) => app.on_fetched(*outcome),
+                Msg::Polled(results) => app.on_polled(results),
+                Msg::Tailed(results) => app.on_tailed(results),
+                Msg::Quit => app.quit = true,
+                _ => {}
+            }
+            Vec::new()
+        }
+    };
     if app.quit {
         return Vec::new();
     }
-    app.due()
+    cmds.extend(app.due());
+    cmds
 }

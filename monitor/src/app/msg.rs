@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyEvent, MouseEvent};
 use time::OffsetDateTime;
 
-use super::TimeRange;
+use super::{Looked, Lookup, Target, TimeRange};
 use crate::{
     analysis::{Analysis, Snapshot},
     model::{CollectorHealth, Range, ReplicaStatus, TailPage},
@@ -51,6 +51,17 @@ pub enum Msg {
     Polled(Vec<Result<CollectorHealth, String>>),
     /// One live-tail page per `--collector` address, in order.
     Tailed(Vec<Result<TailPage, String>>),
+    /// A mouse event as read; the runtime turns it into [`Msg::Click`] or [`Msg::Scroll`]
+    /// with the last drawing's hits ([`super::resolve`]); left alone it does nothing.
+    Mouse(MouseEvent),
+    /// A left click, on what was drawn there (None: nothing clickable).
+    Click(Option<Target>),
+    /// The wheel: rows to move the selection by.
+    Scroll(isize),
+    /// An on-demand lookup's answer (drill-down, person).
+    Looked(Box<Looked>),
+    /// An export was written (its path) or failed (the error).
+    Exported(Result<String, String>),
     /// Leave (a signal, or the terminal's input is gone).
     Quit,
 }
@@ -70,5 +81,13 @@ pub enum Cmd {
     Tail {
         afters: Vec<Option<u64>>,
         limit: usize,
+    },
+    /// Run an on-demand query (the funnel drill-down, a person).
+    Lookup(Lookup),
+    /// Write `csv` to a new file `file_name` (in the current directory, else the temporary
+    /// one).
+    Export {
+        file_name: String,
+        csv: String,
     },
 }

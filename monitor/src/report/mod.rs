@@ -7,10 +7,12 @@
 //!
 //! Invariant: the three formats print the same values; only the presentation differs.
 
+mod drill;
 mod person;
 mod table;
 mod tables;
 
+pub use drill::render_drop_off;
 pub use person::render_person;
 pub use table::Table;
 

@@ -10,6 +10,7 @@
 
 mod bench;
 mod fetch;
+mod lookup;
 mod terminal;
 
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     analysis::Analysis,
-    app::{update, App, Cmd, Config, FetchOutcome, Msg, TimeRange},
+    app::{resolve, update, App, Cmd, Config, FetchOutcome, Hits, Lookup, Msg, TimeRange},
     poll, ui,
 };
 
@@ -62,8 +63,13 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
         .database_url
         .clone()
         .map(|url| fetch::spawn_worker(url, tx.clone()));
+    let lookups = source
+        .database_url
+        .clone()
+        .map(|url| lookup::spawn_worker(url, tx.clone()));
     let workers = Workers {
         fetcher,
+        lookups,
         to_ui: tx.clone(),
         collectors: source.collectors.clone(),
         admin_token: source.admin_token.clone(),
@@ -92,8 +98,11 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     let result: anyhow::Result<()> = async {
+        let mut hits = Hits::default();
         loop {
-            guard.terminal.draw(|frame| ui::draw(frame, &app))?;
+            guard
+                .terminal
+                .draw(|frame| hits = ui::draw_with_hits(frame, &app))?;
             let first = tokio::select! {
                 Some(msg) = rx.recv() => msg,
                 _ = ticker.tick() => Msg::Tick(OffsetDateTime::now_utc()),
@@ -104,6 +113,13 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
                 pending.push(msg);
             }
             for msg in pending {
+                let msg = match msg {
+                    Msg::Mouse(event) => match resolve(event, &hits) {
+                        Some(m) => m,
+                        None => continue,
+                    },
+                    other => other,
+                };
                 for cmd in update(&mut app, msg) {
                     workers.perform(cmd);
                 }
@@ -123,6 +139,7 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
 /// Where the state's commands are performed, off the UI task.
 struct Workers {
     fetcher: Option<mpsc::Sender<FetchRequest>>,
+    lookups: Option<mpsc::Sender<Lookup>>,
     to_ui: mpsc::UnboundedSender<Msg>,
     collectors: Vec<String>,
     admin_token: Option<String>,
@@ -155,6 +172,22 @@ impl Workers {
                         done: true,
                     })));
                 }
+            }
+            Cmd::Lookup(l) => {
+                let refused = match self.lookups.as_ref() {
+                    Some(w) => w.try_send(l).err().map(|e| match e {
+                        mpsc::error::TrySendError::Full(l) => (l, "busy: try again"),
+                        mpsc::error::TrySendError::Closed(l) => (l, "the lookup worker stopped"),
+                    }),
+                    None => Some((l, "no database configured")),
+                };
+                if let Some((l, why)) = refused {
+                    let answer = lookup::failed(l, why.to_string());
+                    let _ = self.to_ui.send(Msg::Looked(Box::new(answer)));
+                }
+            }
+            Cmd::Export { file_name, csv } => {
+                lookup::spawn_export(file_name, csv, self.to_ui.clone())
             }
             Cmd::Poll => spawn_polls(
                 self.collectors.clone(),

@@ -1,8 +1,8 @@
-//! The terminal: raw mode and the alternate screen while the dashboard runs, keyboard input
-//! on a thread of its own, and putting everything back.
+//! The terminal: raw mode, the alternate screen and mouse capture while the dashboard runs,
+//! keyboard and mouse input on a thread of its own, and putting everything back.
 //!
-//! Invariant: once [`enter`] succeeded, the terminal is restored (raw mode off, alternate
-//! screen left, cursor shown) exactly once, whichever way the program ends: a normal exit
+//! Invariant: once [`enter`] succeeded, the terminal is restored (raw mode off, mouse
+//! capture off, alternate screen left, cursor shown) exactly once, whichever way the program ends: a normal exit
 //! (the guard's drop), an error, or a panic on any thread other than an [`isolated`] task
 //! (whose panic becomes that task's error and leaves the screen alone).
 
@@ -22,7 +22,7 @@ use std::{
 
 use crossterm::{
     cursor::Show,
-    event::{self, Event},
+    event::{self, DisableMouseCapture, EnableMouseCapture, Event},
     execute,
     terminal::{
         disable_raw_mode, enable_raw_mode, Clear, ClearType, EnterAlternateScreen,
@@ -61,12 +61,12 @@ pub fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
         let _ = disable_raw_mode();
         let mut out = io::stdout();
-        let _ = execute!(out, LeaveAlternateScreen, Show);
+        let _ = execute!(out, DisableMouseCapture, LeaveAlternateScreen, Show);
         let _ = out.flush();
     }
 }
 
-/// Raw mode, alternate screen, hidden cursor; installs the panic hook first.
+/// Raw mode, alternate screen, mouse capture, hidden cursor; installs the panic hook first.
 pub fn enter() -> io::Result<Guard> {
     install_panic_hook();
     enable_raw_mode()?;
@@ -74,7 +74,12 @@ pub fn enter() -> io::Result<Guard> {
     let entered = (|| {
         // No `Terminal::clear`: it asks the terminal for the cursor position, which some
         // terminals (and pseudo-terminals without one behind) never answer.
-        execute!(io::stdout(), EnterAlternateScreen, Clear(ClearType::All))?;
+        execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            Clear(ClearType::All)
+        )?;
         let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
         terminal.hide_cursor()?;
         Ok(terminal)
@@ -168,6 +173,7 @@ fn read_loop(stop: &AtomicBool, to_ui: &mpsc::UnboundedSender<Msg>) {
             Ok(true) => match event::read() {
                 Ok(Event::Key(key)) => Msg::Key(key),
                 Ok(Event::Resize(..)) => Msg::Resize,
+                Ok(Event::Mouse(m)) => Msg::Mouse(m),
                 Ok(_) => continue,
                 // The terminal is gone: nobody can see or drive the dashboard.
                 Err(_) => Msg::Quit,

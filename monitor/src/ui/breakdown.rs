@@ -2,7 +2,8 @@
 //! name, side by side.
 //!
 //! Invariant: a pure function of the state; each table's share column is relative to that
-//! table's own event total, and rows keep the query's order.
+//! table's own event total, and rows keep the query's order unless `/` searches or `s`
+//! sorts them (one search and sort for the three tables, [`crate::app::arrange`]).
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -10,12 +11,17 @@ use ratatui::{
     Frame,
 };
 
-use crate::{analysis::Analysis, app::App, model::BreakdownRow, text};
+use crate::{
+    analysis::Analysis,
+    app::{self, App, Hits, List},
+    model::BreakdownRow,
+    text,
+};
 
-use super::{draw_missing, fmt, range_of, section_block, theme};
+use super::{draw_missing, fmt, list, range_of, section_block, theme};
 
 impl super::View for crate::model::Breakdown {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut Hits) {
         draw(frame, area, app);
     }
 }
@@ -41,32 +47,48 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     draw_table(
         frame,
         device,
+        app,
         section_block(app, Analysis::Breakdown, format!("Device · {range}")),
         &b.by_device,
     );
     draw_table(
         frame,
         country,
+        app,
         section_block(app, Analysis::Breakdown, format!("Country · {range}")),
         &b.by_country,
     );
     draw_table(
         frame,
         event,
+        app,
         section_block(app, Analysis::Breakdown, format!("Event · {range}")),
         &b.by_event,
     );
 }
 
-fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, rows: &[BreakdownRow]) {
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, block: Block<'_>, all: &[BreakdownRow]) {
+    let state = app.list_state(List::Breakdown);
+    let order = app::arrange(List::Breakdown, state, &app::lists::breakdown(all));
+    let block = match list::footer(app, List::Breakdown, order.len(), all.len()) {
+        Some(f) => block.title_bottom(f),
+        None => block,
+    };
+    let rows: Vec<&BreakdownRow> = order.iter().filter_map(|&i| all.get(i)).collect();
     if rows.is_empty() {
         frame.render_widget(
-            Paragraph::new("no events").style(theme::dim()).block(block),
+            Paragraph::new(if all.is_empty() {
+                "no events"
+            } else {
+                "no match"
+            })
+            .style(theme::dim())
+            .block(block),
             area,
         );
         return;
     }
-    let total: i64 = rows.iter().map(|r| r.events).sum();
+    let total: i64 = all.iter().map(|r| r.events).sum();
     // Narrow: key, events, users. Wide: plus share and a bar.
     let wide = area.width >= 48;
     let inner_w = area.width.saturating_sub(2);
@@ -106,9 +128,30 @@ fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, rows: &[Breakdown
         Constraint::Length(num_w),
     ];
     let mut header = vec![
-        Cell::from(""),
-        Cell::from(format!("{:>w$}", "Events", w = num_w as usize)),
-        Cell::from(format!("{:>w$}", "Users", w = num_w as usize)),
+        Cell::from(list::header(
+            app,
+            List::Breakdown,
+            0,
+            "",
+            key_w as usize,
+            false,
+        )),
+        Cell::from(list::header(
+            app,
+            List::Breakdown,
+            1,
+            "Events",
+            num_w as usize,
+            true,
+        )),
+        Cell::from(list::header(
+            app,
+            List::Breakdown,
+            2,
+            "Users",
+            num_w as usize,
+            true,
+        )),
     ];
     if wide {
         widths.extend([Constraint::Length(share_w), Constraint::Length(bar_w)]);

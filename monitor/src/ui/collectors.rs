@@ -4,7 +4,8 @@
 //! the detail view of one collector with its buffer history.
 //!
 //! Invariant: a pure function of the state; a collector that is stale, filling up, not
-//! draining or failing says so in words as well as in colour.
+//! draining or failing says so in words as well as in colour; rows are sorted by id unless
+//! `/` searches or `s` sorts them ([`crate::app::arrange`]).
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -15,34 +16,46 @@ use ratatui::{
 
 use crate::{
     analysis::Analysis,
-    app::{App, CollectorLine},
+    app::{App, CollectorLine, Hits, List},
     model::{CollectorHealth, HistoryPoint, Source},
     text,
 };
 
-use super::{draw_missing, fmt, overview::fill_style, section_block, stretch, theme};
+use super::{draw_missing, fmt, list, overview::fill_style, section_block, stretch, theme};
 
 impl super::View for crate::model::Collectors {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
-        draw(frame, area, app);
+    fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
+        draw(frame, area, app, hits);
     }
 }
 
-fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let lines = app.collector_lines();
-    if lines.is_empty() {
+fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
+    let all = app.collector_lines();
+    if all.is_empty() {
         draw_missing(frame, area, app, Analysis::Collectors, "Collectors");
         return;
     }
-    let selected = app.selection(Analysis::Collectors).min(lines.len() - 1);
+    let lines: Vec<CollectorLine> = app
+        .arranged(List::Collectors)
+        .into_iter()
+        .filter_map(|i| all.get(i).cloned())
+        .collect();
+    let selected = app
+        .selection(Analysis::Collectors)
+        .min(lines.len().saturating_sub(1));
     if app.detail {
-        draw_detail(frame, area, app, &lines[selected]);
-        return;
+        if let Some(line) = lines.get(selected) {
+            draw_detail(frame, area, app, line);
+            return;
+        }
     }
     let [table_area, info_area] =
         Layout::vertical([Constraint::Min(5), Constraint::Length(6)]).areas(area);
-    draw_table(frame, table_area, app, &lines, selected);
-    draw_info(frame, info_area, app, &lines[selected]);
+    let offset = draw_table(frame, table_area, app, (&lines, all.len()), selected);
+    list::table_rows(hits, table_area, offset, lines.len());
+    if let Some(line) = lines.get(selected) {
+        draw_info(frame, info_area, app, line);
+    }
 }
 
 fn age_cell(l: &CollectorLine) -> Cell<'static> {
@@ -74,10 +87,17 @@ fn fill_cell(l: &CollectorLine, gauge_width: usize) -> Cell<'static> {
     }
 }
 
-fn draw_table(frame: &mut Frame, area: Rect, app: &App, lines: &[CollectorLine], selected: usize) {
+/// The fleet table; returns the first row shown (its scroll offset).
+fn draw_table(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    (lines, all): (&[CollectorLine], usize),
+    selected: usize,
+) -> usize {
     let wide = area.width >= 140;
     let stale = lines.iter().filter(|l| l.stale()).count();
-    let mut title = format!("Collectors ({})", lines.len());
+    let mut title = format!("Collectors ({all})");
     if stale > 0 {
         title.push_str(&format!(" · {stale} stale"));
     }
@@ -95,21 +115,33 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, lines: &[CollectorLine],
     if wide {
         header.extend(["Database", "Last error"]);
     }
+    let columns = List::Collectors.columns();
+    let header: Vec<String> = header
+        .into_iter()
+        .map(|h| match columns.iter().position(|c| c.name == h) {
+            Some(i) => format!("{h}{}", list::mark(app, List::Collectors, i)),
+            None => h.to_string(),
+        })
+        .collect();
     let (id_w, region_w) = if wide { (18, 10) } else { (14, 9) };
     let rows = lines
         .iter()
         .map(|l| fleet_row(l, wide, (id_w, region_w), gauge_width));
     let widths = fleet_widths(wide, (id_w, region_w), gauge_width);
-    let block = block.title_bottom(Line::from(Span::styled(
-        " ↑↓ select · Enter buffer history ",
-        theme::dim(),
-    )));
+    let block = match list::footer(app, List::Collectors, lines.len(), all) {
+        Some(f) => block.title_bottom(f),
+        None => block.title_bottom(Line::from(Span::styled(
+            " ↑↓ select · Enter buffer history ",
+            theme::dim(),
+        ))),
+    };
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme::header()))
         .row_highlight_style(theme::selected())
         .block(block);
-    let mut state = TableState::default().with_selected(Some(selected));
+    let mut state = TableState::default().with_selected((!lines.is_empty()).then_some(selected));
     frame.render_stateful_widget(table, area, &mut state);
+    state.offset()
 }
 
 /// One collector's row of the fleet table.

@@ -25,7 +25,7 @@ use crate::{
 use super::{draw_missing, fmt, section_block, theme};
 
 impl super::View for crate::model::DatabaseHealth {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut crate::app::Hits) {
         draw(frame, area, app);
     }
 }

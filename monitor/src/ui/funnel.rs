@@ -3,6 +3,7 @@
 //!
 //! Invariant: a pure function of the state; bars are proportional to sessions against the
 //! first step, so a step never looks larger than the ones before it unless the data says so.
+//! The selected step (↑↓, a click) is the one Enter drills into ([`super::drill`]).
 
 use ratatui::{
     layout::Rect,
@@ -13,20 +14,20 @@ use ratatui::{
 
 use crate::{
     analysis::Analysis,
-    app::App,
+    app::{App, Hits},
     model::{Funnel, FunnelStep},
     text,
 };
 
-use super::{draw_missing, fmt, range_of, section_block, theme};
+use super::{draw_missing, fmt, list, range_of, section_block, theme};
 
 impl super::View for Funnel {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
-        draw(frame, area, app);
+    fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
+        draw(frame, area, app, hits);
     }
 }
 
-fn draw(frame: &mut Frame, area: Rect, app: &App) {
+fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
     let title = format!(
         "Funnel · {} · {}",
         app.steps.join(" → "),
@@ -42,7 +43,10 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
         draw_missing(frame, area, app, Analysis::Funnel, &title);
         return;
     };
-    let block = section_block(app, Analysis::Funnel, title);
+    let block = section_block(app, Analysis::Funnel, title).title_bottom(Line::from(Span::styled(
+        " ↑↓ select a step · Enter who dropped off there ",
+        theme::dim(),
+    )));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if funnel.steps.is_empty() {
@@ -57,11 +61,14 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // Two lines per step when there is room: a blank one between bars.
     let spaced = inner.height as usize >= funnel.steps.len() * 2 + 4;
     let mut previous: Option<i64> = None;
+    let selected = app.selection(Analysis::Funnel).min(funnel.steps.len() - 1);
     for (i, step) in funnel.steps.iter().enumerate() {
         if spaced {
             lines.push(Line::raw(""));
         }
-        lines.push(cols.step(i, step, previous));
+        let y = inner.y.saturating_add(lines.len() as u16);
+        list::rows(hits, inner, y, i, 1);
+        lines.push(cols.step(i, step, previous, i == selected));
         previous = Some(step.sessions);
     }
     lines.extend(overall(funnel));
@@ -124,8 +131,15 @@ impl Columns {
         Line::from(header).style(theme::header())
     }
 
-    /// Step `i` (0-based); `previous` is the previous step's sessions.
-    fn step(&self, i: usize, step: &FunnelStep, previous: Option<i64>) -> Line<'static> {
+    /// Step `i` (0-based); `previous` is the previous step's sessions; the selected step's
+    /// number and name are reversed.
+    fn step(
+        &self,
+        i: usize,
+        step: &FunnelStep,
+        previous: Option<i64>,
+        selected: bool,
+    ) -> Line<'static> {
         let Columns {
             name_w,
             num_w,
@@ -139,9 +153,14 @@ impl Columns {
         } else {
             theme::plain()
         };
+        let (num_style, name_style) = if selected {
+            (theme::selected(), theme::selected())
+        } else {
+            (theme::dim(), theme::bold())
+        };
         let mut spans = vec![
-            Span::styled(format!("{:>2} ", i + 1), theme::dim()),
-            Span::styled(text::left(&step.name, name_w), theme::bold()),
+            Span::styled(format!("{:>2} ", i + 1), num_style),
+            Span::styled(text::left(&step.name, name_w), name_style),
             Span::raw(" "),
             Span::raw(format!(
                 "{:<bar_w$}",

@@ -1,16 +1,19 @@
 //! Drawing the dashboard: the tab bar, the status line, the database banner, the current
-//! view and the help overlay.
+//! view (or the funnel drill-down over it), the search line and the help overlay.
 //!
 //! Invariant: drawing is a pure function of [`App`]: it changes nothing, reads no clock
 //! (the time shown is `app.now`) and does no I/O, so one state always draws the same screen
 //! — which the snapshot tests pin at 80×24 and 160×48 — and any size, however small, draws
-//! without panicking.
+//! without panicking. What it returns besides the screen is where it drew the clickable
+//! tabs and rows ([`Hits`]), for the runtime to resolve mouse clicks.
 
 mod breakdown;
 mod collectors;
 mod database;
+mod drill;
 pub mod fmt;
 mod funnel;
+mod list;
 mod overview;
 mod pages;
 mod paths;
@@ -20,6 +23,10 @@ pub mod theme;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_drill;
+#[cfg(test)]
+mod tests_habits;
 #[cfg(test)]
 mod tests_style;
 #[cfg(test)]
@@ -37,21 +44,29 @@ use ratatui::{
 
 use crate::{
     analysis::{with_model, Analysis},
-    app::{App, DbStatus, SLOW_AFTER, STALE_AFTER},
+    app::{App, DbStatus, Hits, Target, SLOW_AFTER, STALE_AFTER},
     text,
 };
 
-/// A tab's drawing, implemented by each view module for its analysis' model type.
+/// A tab's drawing, implemented by each view module for its analysis' model type; a view
+/// with clickable rows records them in `hits`.
 pub(crate) trait View {
-    fn draw(frame: &mut Frame, area: Rect, app: &App);
+    fn draw(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits);
 }
 
 /// The smallest screen the layout is designed for.
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
 
-/// Draws the whole screen.
+/// Draws the whole screen (the tests' entry; the runtime keeps the hits).
+#[cfg(test)]
 pub fn draw(frame: &mut Frame, app: &App) {
+    draw_with_hits(frame, app);
+}
+
+/// Draws the whole screen; returns where the tabs and rows were drawn.
+pub fn draw_with_hits(frame: &mut Frame, app: &App) -> Hits {
+    let mut hits = Hits::default();
     let area = frame.area();
     if area.width < 40 || area.height < 10 {
         frame.render_widget(
@@ -62,7 +77,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .wrap(Wrap { trim: true }),
             area,
         );
-        return;
+        return hits;
     }
     let banner = banner(app);
     let banner_height = banner.as_ref().map_or(0, |(_, text)| {
@@ -79,7 +94,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Min(0),
     ])
     .areas(area);
-    draw_tabs(frame, tabs_area, app);
+    draw_tabs(frame, tabs_area, app, &mut hits);
     draw_status(frame, status_area, app);
     if let Some((style, text)) = banner {
         frame.render_widget(
@@ -87,16 +102,49 @@ pub fn draw(frame: &mut Frame, app: &App) {
             banner_area,
         );
     }
-    with_model!(app.view, M => <M as View>::draw(frame, body, app));
+    let searching = app.input.as_ref().and_then(|i| i.search);
+    let [body, search_area] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(u16::from(searching.is_some())),
+    ])
+    .areas(body);
+    if app.view == Analysis::Funnel && app.drill.is_some() {
+        drill::draw(frame, body, app, &mut hits);
+    } else {
+        with_model!(app.view, M => <M as View>::draw(frame, body, app, &mut hits));
+    }
+    if let Some(list) = searching {
+        list::draw_search(frame, search_area, app, list);
+    }
     if app.help {
         draw_help(frame, area, app);
+        hits = Hits::default();
     }
+    hits
 }
 
-fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
+fn draw_tabs(frame: &mut Frame, area: Rect, app: &App, hits: &mut Hits) {
     let wide = area.width >= 100;
     let selected = app.tabs.iter().position(|t| *t == app.view).unwrap_or(0);
     let titles = tab_labels(&app.tabs, selected, wide, area.width as usize);
+    // Where each label lands, as ratatui's Tabs lays them out: padding, label, padding,
+    // then a one-cell divider.
+    let pad = if wide { 2 } else { 0 };
+    let mut x = area.x;
+    for (tab, label) in app.tabs.iter().zip(&titles) {
+        let w = (text::width(label) + pad) as u16;
+        let w = w.min((area.x + area.width).saturating_sub(x));
+        hits.add(
+            Rect {
+                x,
+                y: area.y,
+                width: w,
+                height: 1,
+            },
+            Target::Tab(*tab),
+        );
+        x = x.saturating_add(w + 1);
+    }
     let tabs = Tabs::new(titles)
         .select(selected)
         .style(theme::plain())
@@ -114,6 +162,18 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     if app.paused {
         spans.push(Span::styled(" PAUSED ", theme::selected()));
         spans.push(Span::raw(" "));
+    }
+    if let Some(n) = app.current_notice() {
+        // An export's path or an error: the whole line, so a path is not cut.
+        let style = if n.error {
+            theme::error()
+        } else {
+            theme::good()
+        };
+        let room = (area.width as usize).saturating_sub(spans.iter().map(|s| s.width()).sum());
+        spans.push(Span::styled(text::fit(&n.text, room), style));
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        return;
     }
     let loading_other = app.has_database() && app.data_range != Some(app.range);
     if loading_other && app.fetch_started.is_some() {
@@ -337,16 +397,23 @@ pub(crate) fn stretch(values: &[f64], width: usize) -> Vec<f64> {
 }
 
 /// Every key, one line each.
-pub const HELP: [(&str, &str); 12] = [
+pub const HELP: [(&str, &str); 16] = [
     ("Tab / Shift-Tab", "next / previous view"),
     ("1 … 7", "go to a view (numbered on the tab bar)"),
     ("← / →", "time range: 15m 1h 24h 7d 30d"),
     ("↑ ↓  j k", "select a row (PgUp PgDn Home End)"),
-    ("Enter", "Collectors: the selected one's buffer history"),
-    ("Esc", "close the collector detail"),
+    (
+        "Enter",
+        "Collectors: buffer history · Funnel: who dropped off",
+    ),
+    ("", "at the step · drill-down: that session's person"),
+    ("Esc", "back (clears a search first)"),
+    ("/", "search the list · Tail: filter (name=X user=N k=v)"),
+    ("s / S", "sort by the next column / reverse the order"),
+    ("e", "export the view as CSV (same as monitor query)"),
+    ("mouse", "click a tab or a row; click it again to open it"),
     ("c", "Retention: rates ↔ user counts"),
     ("r", "refresh now (and retry a failing database now)"),
-    ("/", "Tail: filter events (word, name=X user=N key=value)"),
     ("p", "pause / resume refreshing (and the Tail)"),
     ("?", "this help (any key closes it)"),
     ("q / Ctrl-C", "quit"),

@@ -2,7 +2,8 @@
 //! ingest lag, error counts, top events and a summary of the collectors.
 //!
 //! Invariant: a pure function of the state; numbers come from `Live` and the merged
-//! collector rows only, and a section without data shows why instead of zeros.
+//! collector rows only, and a section without data shows why instead of zeros; top events
+//! keep the query's order unless `/` searches or `s` sorts them.
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -11,12 +12,16 @@ use ratatui::{
     Frame,
 };
 
-use crate::{analysis::Analysis, app::App, text};
+use crate::{
+    analysis::Analysis,
+    app::{App, Hits, List},
+    text,
+};
 
-use super::{draw_missing, fmt, section_block, stretch, theme};
+use super::{draw_missing, fmt, list, section_block, stretch, theme};
 
 impl super::View for crate::model::Live {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut Hits) {
         draw(frame, area, app);
     }
 }
@@ -168,7 +173,11 @@ fn draw_top_events(frame: &mut Frame, area: Rect, app: &App) {
         draw_missing(frame, area, app, Analysis::Live, title);
         return;
     };
-    let block = section_block(app, Analysis::Live, title.into());
+    let order = app.arranged(List::TopEvents);
+    let mut block = section_block(app, Analysis::Live, title.into());
+    if let Some(f) = list::footer(app, List::TopEvents, order.len(), live.top_events.len()) {
+        block = block.title_bottom(f);
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if live.top_events.is_empty() {
@@ -186,9 +195,9 @@ fn draw_top_events(frame: &mut Frame, area: Rect, app: &App) {
     let name_w = (width / 2).clamp(8, 24);
     let count_w = 9;
     let bar_w = width.saturating_sub(name_w + count_w + 2);
-    let lines: Vec<Line> = live
-        .top_events
+    let lines: Vec<Line> = order
         .iter()
+        .filter_map(|&i| live.top_events.get(i))
         .take(inner.height as usize)
         .map(|e| {
             Line::from(vec![

@@ -71,7 +71,7 @@ fn short(n: i64) -> String {
 }
 
 impl super::View for crate::model::Retention {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut crate::app::Hits) {
         draw(frame, area, app);
     }
 }

@@ -24,7 +24,7 @@ use crate::{
 use super::{fmt, section_block, theme};
 
 impl super::View for Tail {
-    fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    fn draw(frame: &mut Frame, area: Rect, app: &App, _hits: &mut crate::app::Hits) {
         draw(frame, area, app);
     }
 }

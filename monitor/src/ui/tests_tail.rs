@@ -104,6 +104,7 @@ fn tail_view_filtered_paused_and_editing() {
     app.input = Some(Input {
         text: "user=佐藤".into(),
         error: Some("\"user=佐藤\": a user id is an integer".into()),
+        search: None,
     });
     snap("tail_paused_input", &app);
 }
