@@ -190,7 +190,7 @@ async fn the_tail_shows_events_being_buffered_while_the_database_is_down() -> an
     let find = |name: &str| lines.iter().find(|l| l["event_name"] == name).cloned();
     let cart = find("加入购物车").context("no 加入购物车 line")?;
     assert_eq!(cart["collector_id"], "edge-tail-a", "{cart}");
-    assert_eq!(cart["user_id"], 42);
+    assert_eq!(cart["user_id"], "42", "the user id as sent, as text");
     assert_eq!(cart["properties"]["plan"], "pro");
     assert_eq!(cart["properties"]["note"], "备注");
     let buy = find("購入完了🎉").context("no 購入完了🎉 line")?;

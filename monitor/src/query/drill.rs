@@ -1,20 +1,20 @@
 //! A funnel step's drop-off: the sessions that reached step k and did not go on to step
 //! k+1 (the funnel view's Enter, `monitor query funnel --drop-off STEP`).
 //!
-//! Definitions (the funnel's, see [`super::funnel`]): only events with event_time in
-//! `[from, to)` and a session_id count; a session reaches step 1 when it has a step-1 event,
-//! and step k when the first occurrence of step k comes strictly after the first occurrence
-//! of step k−1 and it reached step k−1. It *drops off* at step k when it reached k and not
-//! k+1; at the last step every session that reached it is listed (it completed the funnel).
-//! Each session is listed with its last event in the range (latest event_time, ties: the
-//! larger event_id) and its person (README "Metric definitions", through the
+//! Definitions (the funnel's, see [`super::funnel`]): a session is judged on all its events
+//! and belongs to the range when its first step-1 event is in `[from, to)`; it reaches
+//! step 1 with a step-1 event, and step k when its first step-k event comes strictly after
+//! its first step-(k−1) event and it reached step k−1. It *drops off* at step k when it
+//! reached k and not k+1; at the last step every session that reached it is listed (it
+//! completed the funnel). Each session is listed with its last event (latest event_time,
+//! ties: the larger event_id) and its person (README "Metric definitions", through the
 //! `person_events` view: the person of its latest event that has one, same ties). Newest
 //! last event first (ties: session id, byte order), at most [`DROP_OFF_SESSIONS`]; `total`
 //! counts them all.
 //!
-//! Invariant: read-only, every value a bind parameter; read from raw events over the range
-//! (bounded by it), so it agrees with the funnel's counts: `total` for step k is the
-//! funnel's sessions(k) − sessions(k+1).
+//! Invariant: read-only, every value a bind parameter; read from raw events (the sessions
+//! with a step-1 event in the range, then all their events), so it agrees with the funnel's
+//! counts: `total` for step k is the funnel's sessions(k) − sessions(k+1).
 
 use tokio_postgres::Client;
 
@@ -51,16 +51,20 @@ pub async fn drop_off(
         String::new()
     };
     let sql = format!(
-        "WITH ev AS (
-             SELECT session_id, event_name, event_time, event_id, person
-             FROM person_events
+        "WITH entered AS (
+             SELECT DISTINCT session_id FROM user_events
              WHERE event_time >= $1 AND event_time < $2 AND session_id IS NOT NULL
+               AND event_name = ($3::TEXT[])[1]
+         ),
+         ev AS (
+             SELECT p.session_id, p.event_name, p.event_time, p.event_id, p.person
+             FROM person_events p JOIN entered USING (session_id)
          ),
          firsts AS (
              SELECT session_id, {firsts} FROM ev GROUP BY session_id
          ),
          dropped AS (
-             SELECT session_id FROM firsts WHERE {reached}{not_next}
+             SELECT session_id FROM firsts WHERE t1 >= $1 AND t1 < $2 AND {reached}{not_next}
          ),
          last AS (
              SELECT DISTINCT ON (ev.session_id) ev.session_id, ev.event_name, ev.event_time

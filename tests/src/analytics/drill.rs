@@ -1,5 +1,5 @@
-//! The funnel drill-down, computed independently: the sessions that reached step k and not
-//! step k+1 over `[from, to)`, each with its last event and its person, newest first — the
+//! The funnel drill-down, computed independently: the sessions entering in `[from, to)`
+//! (first step-1 event there, judged on all their events) that reached step k and not k+1, each with its last event and its person, newest first — the
 //! README's funnel and person definitions applied to the generated events.
 //!
 //! Invariant: shares nothing with the monitor's SQL; ties are broken as the README states
@@ -47,11 +47,8 @@ impl Dataset {
     ) -> (i64, Vec<DropRow>) {
         let people = self.people();
         let mut by_session: HashMap<&str, Vec<&Event>> = HashMap::new();
-        for e in self
-            .events
-            .iter()
-            .filter(|e| e.event_time >= from && e.event_time < to)
-        {
+        // Sessions are judged on all their events.
+        for e in &self.events {
             if let Some(s) = e.session_id.as_deref() {
                 by_session.entry(s).or_default().push(e);
             }
@@ -66,6 +63,10 @@ impl Dataset {
                     .min()
             };
             let times: Vec<Option<OffsetDateTime>> = steps.iter().map(|s| first(s)).collect();
+            // The session belongs to the range where its first step-1 event lies.
+            if !times[0].is_some_and(|t| t >= from && t < to) {
+                continue;
+            }
             // How far the session got: step 1 present, each next one strictly later.
             let mut reached = 0;
             let mut prev: Option<OffsetDateTime> = None;
