@@ -146,12 +146,9 @@ pub async fn run(small: u64, large: u64) -> anyhow::Result<()> {
         db.drop_db().await?;
     }
     println!(
-        "  {:<10} {}",
+        "  ms at {small} / {large} events (ratio), by range:\n  {:<10}{}",
         "analysis",
-        RANGES
-            .iter()
-            .map(|r| format!("{:>22}", format!("{r}: {small}/{large} ×")))
-            .collect::<String>()
+        RANGES.iter().map(|r| format!("{r:>22}")).collect::<String>()
     );
     for what in ANALYSES {
         let (a, b) = (&tables[0][what], &tables[1][what]);
@@ -159,11 +156,11 @@ pub async fn run(small: u64, large: u64) -> anyhow::Result<()> {
             .iter()
             .zip(b)
             .map(|(x, y)| {
-                let flag = if *y <= TARGET_MS { " " } else { "!" };
-                format!("{:>22}", format!("{x:.0}/{y:.0}{flag} {:.1}", y / x))
+                let flag = if *y <= TARGET_MS { ' ' } else { '!' };
+                format!("{:>22}", format!("{x:.0} / {y:.0}{flag} ({:.1}x)", y / x))
             })
             .collect();
-        println!("  {what:<10} {cells}");
+        println!("  {what:<10}{cells}");
     }
     println!("  (! = over the target at the larger size; × = larger/smaller)");
     Ok(())

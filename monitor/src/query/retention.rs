@@ -37,29 +37,28 @@ pub async fn retention(client: &Client, range: Range) -> Result<Retention, Query
     // Rows with n NULL are cohort sizes; the others retained counts.
     let rows = client
         .query(
-            "WITH candidates AS (
-                 -- Every person whose first event can lie in the range has an actor first
-                 -- seen in it.
-                 SELECT DISTINCT COALESCE(l.app_user_id, f.actor) AS person
-                 FROM actor_first_seen f
-                 LEFT JOIN identity_links l ON l.anonymous_id = f.actor
-                 WHERE f.first_seen >= $1 AND f.first_seen < $2
+            "WITH early AS (
+                 -- People with an id first seen before the range: not in any cohort of it.
+                 -- Only linked people can have an id outside the range and one inside.
+                 SELECT DISTINCT l.app_user_id AS person
+                 FROM identity_links l
+                 JOIN actor_first_seen f ON f.actor IN (l.anonymous_id, l.app_user_id)
+                 WHERE f.first_seen < $1
              ),
              cohort AS (
-                 SELECT c.person, time_bucket(INTERVAL '1 day', p.first_seen) AS day
-                 FROM candidates c
-                 CROSS JOIN LATERAL (
-                     SELECT min(first_seen) AS first_seen
-                     FROM (
-                         SELECT first_seen FROM actor_first_seen WHERE actor = c.person
-                         UNION ALL
-                         SELECT f.first_seen
-                         FROM identity_links l
-                         JOIN actor_first_seen f ON f.actor = l.anonymous_id
-                         WHERE l.app_user_id = c.person
-                     ) x
-                 ) p
-                 WHERE p.first_seen >= $1 AND p.first_seen < $2
+                 -- Every person first seen in the range has an id first seen in it; their
+                 -- first time is the earliest of those ids (ids first seen later cannot
+                 -- be earlier).
+                 SELECT c.person, time_bucket(INTERVAL '1 day', c.first) AS day
+                 FROM (
+                     SELECT COALESCE(l.app_user_id, f.actor) AS person, min(f.first_seen) AS first
+                     FROM actor_first_seen f
+                     LEFT JOIN identity_links l ON l.anonymous_id = f.actor
+                     WHERE f.first_seen >= $1 AND f.first_seen < $2
+                     GROUP BY 1
+                 ) c
+                 LEFT JOIN early e ON e.person = c.person
+                 WHERE e.person IS NULL
              ),
              active AS (
                  SELECT DISTINCT COALESCE(l.app_user_id, a.actor) AS person, a.day
