@@ -14,11 +14,15 @@
 //! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote;
 //! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench);
 //! - [`tui`]: the real monitor in a pseudo-terminal, its screen emulated;
-//! - [`sdk`]: real client libraries' scripts run against a collector.
+//! - [`sdk`]: real client libraries' scripts run against a collector;
+//! - [`tls`]: a test certificate authority and a TLS client that trusts only it;
+//! - [`browser`]: headless Chromium over WebDriver, and a small web server (HTTP or
+//!   HTTPS) for the pages it opens.
 //!
 //! Nothing here mocks the database.
 
 pub mod analytics;
+pub mod browser;
 pub mod check;
 pub mod client;
 pub mod db;
@@ -29,6 +33,7 @@ pub mod proc;
 pub mod relay;
 pub mod replication;
 pub mod sdk;
+pub mod tls;
 pub mod tui;
 
 use std::path::PathBuf;

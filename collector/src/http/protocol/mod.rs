@@ -185,6 +185,14 @@ pub static ROUTES: &[Route] = &[
         Some("alias"),
     ),
     route("/v1/batch", "batch", Shape::Many, &segment::Segment, None),
+    // The one-letter paths analytics.js (@segment/analytics-next) posts to.
+    route("/v1/t", "track", Shape::One, &segment::Segment, Some("track")),
+    route("/v1/p", "track", Shape::One, &segment::Segment, Some("page")),
+    route("/v1/s", "track", Shape::One, &segment::Segment, Some("screen")),
+    route("/v1/i", "track", Shape::One, &segment::Segment, Some("identify")),
+    route("/v1/g", "track", Shape::One, &segment::Segment, Some("group")),
+    route("/v1/a", "track", Shape::One, &segment::Segment, Some("alias")),
+    route("/v1/b", "batch", Shape::Many, &segment::Segment, None),
     route("/v1/import", "batch", Shape::Many, &segment::Segment, None),
     // PostHog's capture API: an array of events or `{"batch": [...]}`.
     route("/e", "batch", Shape::Many, &posthog::PostHog, None),
