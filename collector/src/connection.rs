@@ -111,15 +111,11 @@ pub async fn serve<F, Fut>(
 {
     let Some(acceptor) = tls else {
         let svc = service_fn(move |req| handler(peer, req));
-        let conn = protocols
-            .http1
-            .serve_connection(TokioIo::new(stream), svc);
+        let conn = protocols.http1.serve_connection(TokioIo::new(stream), svc);
         return drive(conn, peer, stop, None).await;
     };
-    let handshake = tokio::time::timeout(
-        protocols.bounds.handshake_timeout,
-        acceptor.accept(stream),
-    );
+    let handshake =
+        tokio::time::timeout(protocols.bounds.handshake_timeout, acceptor.accept(stream));
     let stream = match stop.or(handshake).await {
         None => return,
         Some(Err(_)) => {
@@ -144,16 +140,12 @@ pub async fn serve<F, Fut>(
                 r
             }
         });
-        let conn = protocols
-            .http2
-            .serve_connection(TokioIo::new(stream), svc);
+        let conn = protocols.http2.serve_connection(TokioIo::new(stream), svc);
         let idle = (activity, protocols.bounds.header_timeout);
         drive(conn, peer, stop, Some(idle)).await
     } else {
         let svc = service_fn(move |req| handler(peer, req));
-        let conn = protocols
-            .http1
-            .serve_connection(TokioIo::new(stream), svc);
+        let conn = protocols.http1.serve_connection(TokioIo::new(stream), svc);
         drive(conn, peer, stop, None).await
     }
 }
@@ -259,7 +251,10 @@ mod tests {
         let limit = Duration::from_millis(200);
         let busy = a.begin();
         let waited = tokio::time::timeout(limit * 3, a.idle_for(limit)).await;
-        assert!(waited.is_err(), "a request in progress keeps the connection");
+        assert!(
+            waited.is_err(),
+            "a request in progress keeps the connection"
+        );
         drop(busy);
         let t = Instant::now();
         a.idle_for(limit).await;

@@ -355,8 +355,12 @@ async fn accept_loop<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (handler, tls, protocols, stop) =
-            (handler.clone(), tls.clone(), protocols.clone(), stop.clone());
+        let (handler, tls, protocols, stop) = (
+            handler.clone(),
+            tls.clone(),
+            protocols.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             crate::connection::serve(stream, peer, tls, &protocols, handler, stop).await;
             drop(permit);

@@ -124,10 +124,7 @@ impl Certificates {
 
     /// A rustls server configuration resolving every handshake through `self`, offering
     /// HTTP/2 then HTTP/1.1 by ALPN (or only HTTP/1.1 when `http2` is off).
-    pub fn server_config(
-        self: &Arc<Self>,
-        http2: bool,
-    ) -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn server_config(self: &Arc<Self>, http2: bool) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
@@ -149,11 +146,7 @@ impl ResolvesServerCert for Certificates {
 }
 
 /// Reads, parses and checks one certificate/key pair.
-fn load_pair(
-    cert: &Path,
-    key: &Path,
-    provider: &CryptoProvider,
-) -> Result<CertifiedKey, TlsError> {
+fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let read = |name: &'static str, path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             key: name,
@@ -161,13 +154,12 @@ fn load_pair(
             source,
         })
     };
-    let pem_error = |name: &'static str, path: &Path, e: rustls_pki_types::pem::Error| {
-        TlsError::Pem {
+    let pem_error =
+        |name: &'static str, path: &Path, e: rustls_pki_types::pem::Error| TlsError::Pem {
             key: name,
             path: path.to_path_buf(),
             reason: e.to_string(),
-        }
-    };
+        };
     let cert_pem = read("tls.cert", cert)?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()

@@ -145,7 +145,10 @@ impl TlsConn {
         let connector = tokio_rustls::TlsConnector::from(ca.client_config(alpn)?);
         let tcp = TcpStream::connect(addr).await?;
         let name = ServerName::IpAddress(addr.ip().into());
-        let tls = connector.connect(name, tcp).await.context("TLS handshake")?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake")?;
         let (_, session) = tls.get_ref();
         let leaf = session
             .peer_certificates()
@@ -235,7 +238,10 @@ pub async fn leaf_of(addr: SocketAddr, ca: &TestCa) -> anyhow::Result<Certificat
     let connector = tokio_rustls::TlsConnector::from(ca.client_config(&[b"http/1.1"])?);
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::IpAddress(addr.ip().into());
-    let tls = connector.connect(name, tcp).await.context("TLS handshake")?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .context("TLS handshake")?;
     match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
         Some(c) => Ok(c.clone().into_owned()),
         None => bail!("no server certificate"),

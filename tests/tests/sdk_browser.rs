@@ -10,6 +10,9 @@ use std::time::Duration;
 use e2e::{browser::Browser, browser::Site, check::wait_rows, db::TestDb, proc::CollectorOpts};
 use serde_json::{json, Value};
 
+/// Event name, event type, user id as sent, anonymous id.
+type Identity = (String, Option<String>, Option<String>, Option<String>);
+
 const WAIT: Duration = Duration::from_secs(30);
 const WRITE_KEY: &str = "seg-browser-key";
 
@@ -118,7 +121,7 @@ async fn analytics_next_in_chromium_lands_once_with_identity_and_traits() {
         )
         .await
         .expect("query");
-    let got: Vec<(String, Option<String>, Option<String>, Option<String>)> = rows
+    let got: Vec<Identity> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
@@ -128,7 +131,12 @@ async fn analytics_next_in_chromium_lands_once_with_identity_and_traits() {
         [
             ("page_view".into(), s("page"), None, s(&anonymous)),
             ("加入购物车".into(), s("track"), None, s(&anonymous)),
-            ("identify".into(), s("identify"), s("user-42"), s(&anonymous)),
+            (
+                "identify".into(),
+                s("identify"),
+                s("user-42"),
+                s(&anonymous)
+            ),
             ("购买完成".into(), s("track"), s("user-42"), s(&anonymous)),
         ],
         "names, types, user and anonymous ids"

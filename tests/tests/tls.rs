@@ -135,7 +135,10 @@ async fn curl_over_http2_and_http1_on_one_port_lands_events() {
     assert_eq!(wait_rows(&db, 3, WAIT).await, 3);
     let client = db.client().await.expect("client");
     let names: Vec<String> = client
-        .query("SELECT event_name FROM user_events ORDER BY event_name", &[])
+        .query(
+            "SELECT event_name FROM user_events ORDER BY event_name",
+            &[],
+        )
         .await
         .expect("query")
         .iter()
@@ -327,7 +330,10 @@ fn missing_unreadable_or_mismatched_files_stop_the_start_with_a_clear_message() 
     );
     // A directory cannot be read as a file (root reads files whatever their mode).
     let err = serve(&pki.cert, &pki.dir);
-    assert!(err.contains("tls.key") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("tls.key") && err.contains("cannot read"),
+        "{err}"
+    );
     let err = serve(&pki.key, &pki.key);
     assert!(err.contains("no PEM certificate"), "{err}");
     let err = serve(&pki.cert, &pki.cert);
@@ -336,7 +342,11 @@ fn missing_unreadable_or_mismatched_files_stop_the_start_with_a_clear_message() 
     assert!(err.contains("do not match"), "{err}");
 
     let (code, _, err) = collector(
-        &["serve", "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"],
+        &[
+            "serve",
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+        ],
         &[("COLLECTOR_TLS__CERT", &pki.cert.display().to_string())],
     )
     .expect("run collector");
