@@ -58,6 +58,7 @@ pub struct Config {
     pub buffer: BufferConfig,
     pub forward: ForwardConfig,
     pub geo: GeoConfig,
+    pub tls: TlsConfig,
     /// Seconds between heartbeats written to `collector_heartbeats`.
     pub heartbeat_interval_secs: u64,
     /// On SIGTERM, how long open connections may take to finish their requests before they
@@ -170,6 +171,29 @@ pub struct GeoConfig {
     pub trusted_proxies: Vec<String>,
 }
 
+/// HTTPS on the listeners. Plain HTTP unless `cert` and `key` are set; then the ingest
+/// listener speaks only TLS, HTTP/2 and HTTP/1.1 chosen by ALPN. Both files are read again
+/// on SIGHUP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (e.g. a `fullchain.pem`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: Option<PathBuf>,
+    /// Also serve the admin listener over TLS, with the same certificate.
+    pub admin: bool,
+    /// Seconds a client may take to complete the TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Offer HTTP/2 by ALPN (HTTP/1.1 is always offered).
+    pub http2: bool,
+    /// Requests one HTTP/2 connection may have in progress at once.
+    pub http2_max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 pings on a connection with no traffic; a ping unanswered for
+    /// as long closes the connection (a vanished peer).
+    pub http2_keep_alive_secs: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -188,6 +212,7 @@ impl Default for Config {
             buffer: BufferConfig::default(),
             forward: ForwardConfig::default(),
             geo: GeoConfig::default(),
+            tls: TlsConfig::default(),
             heartbeat_interval_secs: 10,
             shutdown_timeout_secs: 5,
         }
@@ -239,6 +264,49 @@ impl Default for ForwardConfig {
             connect_timeout_secs: 5,
             operation_timeout_secs: 30,
         }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            admin: false,
+            handshake_timeout_secs: 10,
+            http2: true,
+            http2_max_concurrent_streams: 100,
+            http2_keep_alive_secs: 20,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on.
+    pub fn files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        match (&self.cert, &self.key) {
+            (Some(_), None) => return invalid("tls.cert is set without tls.key: set both"),
+            (None, Some(_)) => return invalid("tls.key is set without tls.cert: set both"),
+            (None, None) if self.admin => {
+                return invalid("tls.admin needs tls.cert and tls.key");
+            }
+            _ => {}
+        }
+        if self.handshake_timeout_secs == 0 {
+            return invalid("tls.handshake_timeout_secs must be positive");
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return invalid("tls.http2_max_concurrent_streams must be positive");
+        }
+        if self.http2_keep_alive_secs == 0 {
+            return invalid("tls.http2_keep_alive_secs must be positive");
+        }
+        Ok(())
     }
 }
 
@@ -333,6 +401,7 @@ impl Config {
             )));
         }
         crate::geo::trusted_proxies(&self.geo.trusted_proxies).map_err(ConfigError::Invalid)?;
+        self.tls.validate()?;
         if self.collector_id.is_empty() || self.collector_id.len() > 128 {
             return Err(ConfigError::Invalid(
                 "collector_id must be 1 to 128 bytes".into(),
@@ -489,6 +558,23 @@ mod tests {
             e.contains("geo.trusted_proxies") && e.contains("10.0.0.0/33"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs() {
+        let mut c = Config::default();
+        assert!(c.tls.files().is_none(), "plain HTTP by default");
+        c.tls.cert = Some("cert.pem".into());
+        let e = c.validate().expect_err("cert without key").to_string();
+        assert!(e.contains("tls.key"), "{e}");
+        c.tls.key = Some("key.pem".into());
+        c.validate().expect("both");
+        c.tls = TlsConfig {
+            admin: true,
+            ..TlsConfig::default()
+        };
+        let e = c.validate().expect_err("admin without files").to_string();
+        assert!(e.contains("tls.admin"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! task watches), [`logging`] (never blocks or fails a request), [`memory`], [`respond`]
 //! (JSON answers), [`config`], [`geo`] (the geography database, read once at start).
 //!
-//! Around it: [`server`] wires the stages and runs the listeners, [`admin`] exposes metrics
+//! Around it: [`server`] wires the stages and runs the listeners ([`connection`] serves one
+//! accepted connection, [`tls`] holds the certificate and its reload), [`admin`] exposes metrics
 //! and control, [`heartbeat`] records health into the buffer, [`ops`] holds the operator
 //! commands that work on a stopped collector's buffer, [`cli`] the command line.
 
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod database;
 pub mod event;
 pub mod forward;
@@ -41,3 +43,4 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod tail;
+pub mod tls;

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The accept loop follows mini-redis: a semaphore bounds open connections, each connection
-//! is served on its own task, and shutdown is one [`Shutdown`] signal. On SIGTERM/SIGINT the
+//! is served on its own task ([`crate::connection`]: TLS when `[tls]` is set, then HTTP/1.1
+//! or HTTP/2), and shutdown is one [`Shutdown`] signal. SIGHUP reloads the TLS certificate
+//! ([`crate::tls`]) without touching open connections. On SIGTERM/SIGINT the
 //! listeners stop accepting, in-flight requests finish (each one's events are flushed before
 //! its 2xx), a batch being forwarded is abandoned (it stays in the buffer), the buffer is
 //! flushed, and the process exits 0.
@@ -19,34 +21,28 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request};
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
-};
+use hyper::{body::Incoming, Request};
 use thiserror::Error;
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
 
 use crate::{
     admin::Admin,
     buffer::{Buffer, BufferError},
     config::Config,
+    connection::{Bounds, Protocols},
     forward::Forwarder,
     http::{geo::Locator, Ingest},
     metrics::Metrics,
     shutdown::Shutdown,
     state::ForwardState,
     tail::Tail,
+    tls::{Certificates, Hangup, TlsError},
 };
 
 /// How long a stopping task may take once the signal fired (all of them race their steps
 /// against it, so this only guards against a step that never yields).
 const TASK_GRACE: Duration = Duration::from_secs(2);
-
-/// The most one connection buffers while reading (request headers must fit). It is held
-/// per connection, outside [`crate::memory`]'s bound, so it is kept small:
-/// `max_connections` × this is part of the documented memory baseline.
-const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -60,6 +56,10 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot register the SIGHUP handler: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// A bound, not yet running collector. Binding first lets callers learn the real ports.
@@ -71,13 +71,30 @@ pub struct Server {
     forwarder: Option<Forwarder>,
     buffer: Buffer,
     config: Config,
+    /// The TLS certificate, when `[tls]` is set, and the listeners it serves.
+    certs: Option<Arc<Certificates>>,
+    ingest_tls: Option<TlsAcceptor>,
+    admin_tls: Option<TlsAcceptor>,
+    hangup: Hangup,
 }
 
 impl Server {
-    /// Opens the buffer and binds both listeners.
+    /// Loads the TLS certificate (when configured), registers SIGHUP, opens the buffer and
+    /// binds both listeners.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         // First: a geography file that cannot be used stops the start before anything else.
         let locator = Locator::from_config(&config.geo, config.limits.max_string_bytes)?;
+        let certs = match config.tls.files() {
+            Some((cert, key)) => Some(Certificates::load(cert, key)?),
+            None => None,
+        };
+        let acceptor = match &certs {
+            Some(c) => Some(TlsAcceptor::from(c.server_config(config.tls.http2)?)),
+            None => None,
+        };
+        let ingest_tls = acceptor.clone();
+        let admin_tls = acceptor.filter(|_| config.tls.admin);
+        let hangup = Hangup::register().map_err(ServeError::Signal)?;
         let buffer = open_or_set_aside(&config)?;
         let stats = buffer.stats();
         if stats.damaged_records > 0 {
@@ -124,7 +141,16 @@ impl Server {
             forwarder,
             buffer,
             config,
+            certs,
+            ingest_tls,
+            admin_tls,
+            hangup,
         })
+    }
+
+    /// Whether the ingest and admin listeners speak TLS.
+    pub fn tls(&self) -> (bool, bool) {
+        (self.ingest_tls.is_some(), self.admin_tls.is_some())
     }
 
     pub fn ingest_addr(&self) -> std::io::Result<SocketAddr> {
@@ -145,7 +171,16 @@ impl Server {
             forwarder,
             buffer,
             config,
+            certs,
+            ingest_tls,
+            admin_tls,
+            hangup,
         } = self;
+        if let Some(c) = &certs {
+            tracing::info!(cert = %c.cert_path().display(), key = %c.key_path().display(),
+                admin = admin_tls.is_some(), http2 = config.tls.http2,
+                "TLS on the ingest listener; SIGHUP reloads the certificate");
+        }
         let (trigger, stop) = Shutdown::new();
         let flusher = buffer.spawn_flusher();
         let forward_task = forwarder.map(|f| tokio::spawn(f.run(stop.clone())));
@@ -168,20 +203,34 @@ impl Server {
             })
         };
 
+        let reload = tokio::spawn(crate::tls::reload_on_hangup(hangup, certs, stop.clone()));
+
         let limits = &config.limits;
         let grace = Duration::from_secs(config.shutdown_timeout_secs);
+        let bounds = Bounds {
+            header_timeout: Duration::from_secs(limits.header_timeout_secs),
+            handshake_timeout: Duration::from_secs(config.tls.handshake_timeout_secs),
+            http2_max_concurrent_streams: config.tls.http2_max_concurrent_streams,
+            http2_keep_alive: Duration::from_secs(config.tls.http2_keep_alive_secs),
+        };
         let ingest_loop = tokio::spawn(accept_loop(
-            ingest_listener,
-            limits.max_connections,
-            Duration::from_secs(limits.header_timeout_secs),
+            Listener {
+                tcp: ingest_listener,
+                tls: ingest_tls,
+                max_connections: limits.max_connections,
+            },
+            bounds,
             grace,
             stop.clone(),
             move |peer, req| ingest.clone().handle(peer, req),
         ));
         let admin_loop = tokio::spawn(accept_loop(
-            admin_listener,
-            64,
-            Duration::from_secs(limits.header_timeout_secs),
+            Listener {
+                tcp: admin_listener,
+                tls: admin_tls,
+                max_connections: 64,
+            },
+            bounds,
             grace,
             stop.clone(),
             move |_peer, req| admin.clone().handle(req),
@@ -197,6 +246,7 @@ impl Server {
         join_within(ingest_loop, grace + TASK_GRACE, "ingest listener").await;
         join_within(admin_loop, TASK_GRACE, "admin listener").await;
         join_within(trim, TASK_GRACE, "rate limiter").await;
+        join_within(reload, TASK_GRACE, "TLS reload").await;
         join_within(heartbeat_task, TASK_GRACE, "heartbeats").await;
         if let Some(t) = forward_task {
             join_within(t, TASK_GRACE, "forwarder").await;
@@ -260,12 +310,19 @@ fn open_or_set_aside(config: &Config) -> Result<Buffer, ServeError> {
     }
 }
 
-/// Accepts connections until `stop` fires, then waits (up to `grace`) for open connections
-/// to finish their in-flight requests; idle keep-alive connections close at once.
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
+/// A bound listener: its socket, TLS when configured, and its connection limit.
+struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
     max_connections: usize,
-    header_timeout: Duration,
+}
+
+/// Accepts connections until `stop` fires, then waits (up to `grace`) for open connections
+/// to finish their in-flight requests; idle keep-alive connections close at once. The TLS
+/// handshake runs on the connection's task, so a slow one never holds the accept loop.
+async fn accept_loop<F, Fut>(
+    listener: Listener,
+    bounds: Bounds,
     grace: Duration,
     mut stop: Shutdown,
     handler: F,
@@ -279,19 +336,18 @@ async fn accept_loop<F, Fut>(
         > + Send
         + 'static,
 {
+    let Listener {
+        tcp,
+        tls,
+        max_connections,
+    } = listener;
     let limit = Arc::new(Semaphore::new(max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true)
-        .max_buf_size(READ_BUFFER_BYTES);
+    let protocols = Arc::new(Protocols::new(bounds));
     loop {
         let Some(Ok(permit)) = stop.or(limit.clone().acquire_owned()).await else {
             break;
         };
-        let (stream, peer) = match stop.or(listener.accept()).await {
+        let (stream, peer) = match stop.or(tcp.accept()).await {
             None => break,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -304,19 +360,21 @@ async fn accept_loop<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let svc = service_fn(move |req| handler(peer, req));
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
+        let (handler, tls, protocols, stop) = (
+            handler.clone(),
+            tls.clone(),
+            protocols.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
+            crate::connection::serve(stream, peer, tls, &protocols, handler, stop).await;
             drop(permit);
         });
     }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    drop(tcp);
+    // Every connection holds a permit until it ends: all of them back means all closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, limit.acquire_many(all))
         .await
         .is_err()
     {

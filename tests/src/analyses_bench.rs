@@ -148,7 +148,10 @@ pub async fn run(small: u64, large: u64) -> anyhow::Result<()> {
     println!(
         "  ms at {small} / {large} events (ratio), by range:\n  {:<10}{}",
         "analysis",
-        RANGES.iter().map(|r| format!("{r:>22}")).collect::<String>()
+        RANGES
+            .iter()
+            .map(|r| format!("{r:>22}"))
+            .collect::<String>()
     );
     for what in ANALYSES {
         let (a, b) = (&tables[0][what], &tables[1][what]);

@@ -1,16 +1,27 @@
-//! Headless Chromium driven over plain W3C WebDriver HTTP/JSON (`ureq`), for the browser
-//! tracker's tests: Debian's `chromium` and `chromedriver` (package `chromium-driver`),
-//! installed by `deploy/install-chromium`, which the test command (`deploy/test`) runs.
-//! Without them [`Browser::start`] fails with that instruction; tests never skip.
-//! `E2E_CHROMIUM` and `E2E_CHROMEDRIVER` override the binaries' paths.
+//! Headless Chromium driven over W3C WebDriver (Debian's `chromedriver`, plain HTTP/JSON
+//! with `ureq`), and [`Site`], a small web server (HTTP, or HTTPS with a certificate of the
+//! test CA) for the pages the browser opens.
 //!
-//! Invariant: a [`Browser`] owns its chromedriver process, its profile directory and its
-//! session; dropping it ends all three.
+//! Chromium, chromedriver and `certutil` are installed by `deploy/install-chromium`, which
+//! the test command (`deploy/test`) runs; without them the browser tests fail with that
+//! instruction, they never skip. `E2E_CHROMIUM` and `E2E_CHROMEDRIVER` override the
+//! binaries' paths.
+//!
+//! Invariant: the browser and its driver end when the [`Browser`] is dropped, the server's
+//! threads when the [`Site`] is; no certificate error is ever ignored (an https page loads
+//! only when its certificate chains to a CA the browser was told to trust).
 
 use std::{
-    net::TcpListener,
-    path::PathBuf,
+    collections::HashMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -19,6 +30,7 @@ use serde_json::{json, Value};
 
 use crate::proc::temp_dir;
 
+/// The flags Chromium needs on this closed network and in a container running as root.
 const CHROMIUM_ARGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
@@ -31,6 +43,10 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-dev-shm-usage",
     "--window-size=1024,768",
 ];
+
+// ---------------------------------------------------------------------------------------------
+// WebDriver over HTTP/JSON
+// ---------------------------------------------------------------------------------------------
 
 /// An executable from an environment override or the PATH.
 fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
@@ -54,6 +70,14 @@ pub struct Browser {
 
 impl Browser {
     pub fn start(name: &str) -> anyhow::Result<Browser> {
+        Browser::start_trusting(name, None)
+    }
+
+    /// A browser that also trusts the CA certificate `ca_pem` (PEM) for https pages and
+    /// requests: it is added to an NSS database in the browser's own `$HOME`
+    /// (`~/.pki/nssdb`, where Chromium on Linux reads locally trusted roots), with Debian's
+    /// `certutil` (package `libnss3-tools`, installed by `deploy/install-chromium`).
+    pub fn start_trusting(name: &str, ca_pem: Option<&std::path::Path>) -> anyhow::Result<Browser> {
         let install = "run deploy/install-chromium (apt-get install chromium chromium-driver) \
                        or set E2E_CHROMIUM / E2E_CHROMEDRIVER";
         let chromium = find_binary("E2E_CHROMIUM", &["chromium", "chromium-browser"])
@@ -67,6 +91,10 @@ impl Browser {
         let dir = temp_dir(name);
         let profile = dir.join("profile");
         std::fs::create_dir_all(&profile)?;
+        let home = dir.join("home");
+        if let Some(ca) = ca_pem {
+            trust_in_nss(&home, ca)?;
+        }
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(60))
             .build();
@@ -79,6 +107,7 @@ impl Browser {
                     "--log-path={}",
                     dir.join("chromedriver.log").display()
                 ))
+                .envs(ca_pem.map(|_| ("HOME", home.clone())))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -271,11 +300,11 @@ fn call(
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if f() {
@@ -284,4 +313,187 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+/// Makes `home/.pki/nssdb` trust the CA certificate at `ca` for TLS servers.
+fn trust_in_nss(home: &Path, ca: &Path) -> anyhow::Result<()> {
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db)?;
+    let db_arg = format!("sql:{}", db.display());
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("certutil")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("certutil is required to trust the test CA (deploy/install-chromium installs libnss3-tools)")?;
+        if !out.status.success() {
+            bail!(
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    run(&["-N", "-d", &db_arg, "--empty-password"])?;
+    let ca = ca.display().to_string();
+    run(&[
+        "-A",
+        "-d",
+        &db_arg,
+        "-n",
+        "e2e test CA",
+        "-t",
+        "C,,",
+        "-i",
+        &ca,
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Site: a small web server for the browser's pages
+// ---------------------------------------------------------------------------------------------
+
+/// A page or file: content type and body.
+#[derive(Clone)]
+struct Resource {
+    content_type: String,
+    body: Vec<u8>,
+}
+
+/// Serves the resources it was given on 127.0.0.1 (HTTPS when started with a TLS
+/// configuration), each request on its own thread, one request per connection, until
+/// dropped. Unknown paths are 404.
+pub struct Site {
+    pub addr: SocketAddr,
+    tls: bool,
+    resources: Arc<Mutex<HashMap<String, Resource>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Site {
+    /// A plain HTTP site.
+    pub fn http() -> anyhow::Result<Site> {
+        Site::start(None)
+    }
+
+    /// An HTTPS site with `config` (see [`crate::tls::TestCa::server_config`]).
+    pub fn https(config: Arc<rustls::ServerConfig>) -> anyhow::Result<Site> {
+        Site::start(Some(config))
+    }
+
+    fn start(tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<Site> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let resources: Arc<Mutex<HashMap<String, Resource>>> = Arc::default();
+        let (flag, shared, secure) = (stop.clone(), resources.clone(), tls.is_some());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (shared, tls) = (shared.clone(), tls.clone());
+                        std::thread::spawn(move || {
+                            let _ = serve_connection(stream, tls, &shared);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(Site {
+            addr,
+            tls: secure,
+            resources,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://…`.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Serves `body` at `path` (the query string is ignored when matching).
+    pub fn put(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) {
+        if let Ok(mut r) = self.resources.lock() {
+            r.insert(
+                path.to_string(),
+                Resource {
+                    content_type: content_type.to_string(),
+                    body: body.into(),
+                },
+            );
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    resources: &Mutex<HashMap<String, Resource>>,
+) -> anyhow::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    match tls {
+        None => serve_one(stream, resources),
+        Some(config) => {
+            let conn = rustls::ServerConnection::new(config)?;
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            serve_one(&mut tls, resources)?;
+            tls.conn.send_close_notify();
+            tls.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn serve_one(
+    mut stream: impl Read + Write,
+    resources: &Mutex<HashMap<String, Resource>>,
+) -> anyhow::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split('?').next().unwrap_or("");
+    let found = resources.lock().ok().and_then(|r| r.get(path).cloned());
+    let (status, resource) = match found {
+        Some(r) => ("200 OK", r),
+        None => (
+            "404 Not Found",
+            Resource {
+                content_type: "text/plain".into(),
+                body: b"not found".to_vec(),
+            },
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        resource.content_type,
+        resource.body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&resource.body)?;
+    stream.flush()?;
+    Ok(())
 }

@@ -15,8 +15,10 @@
 //! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench);
 //! - [`tui`]: the real monitor in a pseudo-terminal, its screen emulated;
 //! - [`sdk`]: real client libraries' scripts run against a collector;
-//! - [`browser`]: headless Chromium over WebDriver; [`shop`]: the page, collector and rows
-//!   of the browser tracker's tests.
+//! - [`browser`]: headless Chromium over WebDriver, and a small web server (HTTP or
+//!   HTTPS) for the pages it opens; [`shop`]: the page, collector and rows of the browser
+//!   tracker's tests;
+//! - [`tls`]: a test certificate authority and a TLS client that trusts only it;
 //!
 //! Nothing here mocks the database.
 
@@ -34,6 +36,7 @@ pub mod relay;
 pub mod replication;
 pub mod sdk;
 pub mod shop;
+pub mod tls;
 pub mod tui;
 
 use std::path::PathBuf;

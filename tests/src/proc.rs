@@ -115,6 +115,12 @@ impl CollectorOpts {
         self
     }
 
+    /// Serves the ingest listener over TLS with the PEM files `cert` and `key`.
+    pub fn tls(self, cert: &Path, key: &Path) -> CollectorOpts {
+        self.env("COLLECTOR_TLS__CERT", cert.display().to_string())
+            .env("COLLECTOR_TLS__KEY", key.display().to_string())
+    }
+
     /// Starts with forwarding paused (`--paused`).
     pub fn paused(self) -> CollectorOpts {
         self.arg("--paused")
@@ -226,6 +232,24 @@ impl CollectorProc {
         signal(self.child.id(), libc::SIGKILL);
         self.child.wait()?;
         Ok(())
+    }
+
+    /// SIGHUP: reload the TLS certificate.
+    pub fn hangup(&self) {
+        signal(self.child.id(), libc::SIGHUP);
+    }
+
+    /// Waits until the log holds `needle` at least `count` times; whether it did within
+    /// `timeout`.
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if self.log_text().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// SIGTERM, then wait up to `timeout` for a graceful exit.

@@ -168,6 +168,10 @@ fn the_documented_config_file_loads() {
         serde_json::to_value(&cfg.geo).ok(),
         serde_json::to_value(&defaults.geo).ok()
     );
+    assert_eq!(
+        serde_json::to_value(&cfg.tls).ok(),
+        serde_json::to_value(&defaults.tls).ok()
+    );
 }
 
 /// A database as the previous release left it (migrations up to 0009) holding events and
