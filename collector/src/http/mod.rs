@@ -343,7 +343,7 @@ impl Ingest {
                 .map_err(|e| self.buffer_refusal(e, processed))?;
             self.metrics.events_accepted.inc_by(processed as u64);
             // Durable now: only from here may the live tail show these events.
-            self.tail.push(&record);
+            self.tail.push(record);
         }
         let mut body = json!({"status": "success"});
         if endpoint != "track" {
