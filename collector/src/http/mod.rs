@@ -331,6 +331,9 @@ impl Ingest {
             return Err(r);
         }
         let processed = events.len();
+        // The JSON tree is no longer needed: freed now, while it is still in the cache, and
+        // not held by the up to `max_connections` requests waiting for a flush.
+        drop(items);
         if endpoint != "validate" {
             let record = Record {
                 collector_id: self.config.collector_id.clone(),
