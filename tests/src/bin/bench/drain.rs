@@ -15,15 +15,18 @@ use e2e::{
 use super::{rss_kib, Args};
 
 /// Writes `n` seed-shaped events into a stopped collector's buffer (records of 50 events),
-/// and the same rows as CSV for `psql \copy`.
+/// and, given `csv`, the same rows as CSV for `psql \copy`.
 pub(crate) fn prefill(
     buffer_dir: &std::path::Path,
-    csv: &std::path::Path,
+    csv: Option<&std::path::Path>,
     n: usize,
 ) -> anyhow::Result<()> {
     use collector::{buffer::Buffer, event, record::Record};
     let buffer = Buffer::open(buffer_dir, &Default::default())?;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
+    let mut out = match csv {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
     let mut rng = gen::rng(42);
     let now = time::OffsetDateTime::now_utc();
     let limits = collector::config::Limits::default();
@@ -44,6 +47,10 @@ pub(crate) fn prefill(
                 s.as_deref()
                     .map(|x| format!("\"{}\"", x.replace('"', "\"\"")))
                     .unwrap_or_default()
+            };
+            let Some(out) = out.as_mut() else {
+                events.push(e);
+                continue;
             };
             writeln!(
                 out,
@@ -75,7 +82,9 @@ pub(crate) fn prefill(
         done += per;
     }
     buffer.flush()?;
-    out.flush()?;
+    if let Some(out) = out.as_mut() {
+        out.flush()?;
+    }
     Ok(())
 }
 
@@ -97,7 +106,7 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
     let dir = proc::temp_dir("bench-drain");
     let (master, csv) = (dir.join("master"), dir.join("rows.csv"));
     let t = Instant::now();
-    prefill(&master, &csv, n)?;
+    prefill(&master, Some(&csv), n)?;
     println!(
         "  prefilled the buffer in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -1,13 +1,16 @@
 //! `bench`: the project's benchmark command. Every figure is measured in one run on this
-//! machine, side by side with its baseline, and printed with the ratio.
+//! machine, side by side with its baseline, and printed with the ratio and its target
+//! (`figure | measured | baseline | ratio | target MET/NOT MET`).
 //!
 //! ```text
-//! cargo run --release -p e2e --bin bench -- [ingest|e2e|drain|monitor|fanin|all] [--seconds N] [--events N] [--collectors 1,2,4,8]
+//! cargo run --release -p e2e --bin bench -- [ingest|startup|e2e|drain|monitor|fanin|all] [--seconds N] [--events N] [--collectors 1,2,4,8]
 //! ```
 //!
 //! - `ingest`: durable-ack throughput (64 keep-alive clients, 50-event batches) against the
-//!   no-op endpoint `/v1/validate` (parse and validate, no buffer); single-event `/track`
-//!   latency at a fixed 1,000 requests/s.
+//!   no-op endpoint `/v1/validate` (parse and validate, no buffer), flush and fsync mode,
+//!   in alternating 2 s slices (see `ingest.rs`); single-event `/track` latency at a fixed
+//!   1,000 requests/s; the collector's peak RSS.
+//! - `startup`: collector start-up time with `--events` events buffered.
 //! - `e2e`: events/s from HTTP load to rows in TimescaleDB for a burst as fast as 64
 //!   clients go (all rows landed), then a sustained fixed rate (15,000 events/s) and the
 //!   ingest lag (`created_at - received_at`) p50/p99 while sustaining it.
@@ -83,8 +86,9 @@ fn args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [ingest|e2e|drain|monitor|fanin|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep]\n\n\
-                          ingest:  durable acks vs no-op endpoint, /track latency at 1,000 req/s\n\
+                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep]\n\n\
+                          ingest:  durable acks vs no-op endpoint (flush and fsync mode), /track latency at 1,000 req/s\n\
+                          startup: collector start-up time with --events events buffered\n\
                           e2e:     HTTP -> TimescaleDB: burst rate, then lag at a sustained rate\n\
                           drain:   drain a pre-filled buffer vs psql \\copy of the same rows\n\
                           monitor: dashboard refresh time over the drained events (with drain)\n\
@@ -97,7 +101,9 @@ fn args() -> anyhow::Result<Args> {
                 );
                 std::process::exit(0);
             }
-            w @ ("ingest" | "e2e" | "drain" | "monitor" | "fanin" | "all") => a.what = w.into(),
+            w @ ("ingest" | "startup" | "e2e" | "drain" | "monitor" | "fanin" | "all") => {
+                a.what = w.into()
+            }
             other => anyhow::bail!("unknown argument {other:?} (see --help)"),
         }
     }
@@ -146,6 +152,25 @@ fn row(name: &str, r: &LoadReport) {
     );
 }
 
+/// One figure with its baseline, ratio and target side by side, and whether it is met.
+fn verdict(
+    name: &str,
+    measured: &str,
+    baseline: &str,
+    ratio: Option<f64>,
+    target: &str,
+    met: bool,
+) {
+    let ratio = ratio
+        .map(|r| format!("{r:.2}"))
+        .unwrap_or_else(|| "-".into());
+    let baseline = if baseline.is_empty() { "-" } else { baseline };
+    println!(
+        "  {name} | {measured} | {baseline} | {ratio} | {target} {}",
+        if met { "MET" } else { "NOT MET" }
+    );
+}
+
 fn rss_kib(pid: u32) -> u64 {
     proc::peak_rss_kib(pid).unwrap_or(0)
 }
@@ -160,6 +185,9 @@ async fn main() -> anyhow::Result<()> {
     );
     if a.what == "ingest" || a.what == "all" {
         ingest::ingest(&a).await?;
+    }
+    if a.what == "startup" || a.what == "all" {
+        ingest::startup(&a).await?;
     }
     if a.what == "e2e" || a.what == "all" {
         pipeline::end_to_end(&a).await?;

@@ -27,6 +27,7 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
     let c = CollectorOpts::in_dir(dir.join("buffer"))
         .database(&db.url)
         .env("COLLECTOR_FORWARD__LINGER_MS", "200")
+        .env("COLLECTOR_BUFFER__MAX_BYTES", (1u64 << 30).to_string())
         .start()?;
     // Without event ids: every accepted event is a new row (resent ids would deduplicate).
     let batches = Arc::new(load::bodies_without_ids(3, 2000, 50));
@@ -119,7 +120,15 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
         p99 * 1e3,
         s.p99.as_secs_f64() * 1e3
     );
-    println!("  collector peak RSS {} MiB", rss_kib(c.pid()) / 1024);
+    let rss = rss_kib(c.pid());
+    super::verdict(
+        "collector peak RSS end to end (1 GiB buffer limit)",
+        &format!("{:.1} MiB", rss as f64 / 1024.0),
+        "",
+        None,
+        "<= 96 MiB",
+        rss <= 96 * 1024,
+    );
     anyhow::ensure!(
         rows == acked && landed == sent,
         "acknowledged events did not all reach the database ({rows} of {acked}, {landed} of {sent}); the collector's buffer is kept in {}",
