@@ -127,6 +127,10 @@ pub struct BufferConfig {
     /// Linux). `fsync`: additionally fsync the buffer's files before answering, so a 2xx also
     /// survives power loss, at a throughput cost.
     pub durability: Durability,
+    /// Group-commit window (µs): a flush starts at most this long after the previous one
+    /// started, so that busy ingest shares each flush among more requests (0: flush as
+    /// soon as anything waits). An idle buffer flushes at once.
+    pub commit_window_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +252,7 @@ impl Default for BufferConfig {
             max_bytes: 1 << 30,
             cache_bytes: 64 << 20,
             durability: Durability::Flush,
+            commit_window_us: 1000,
         }
     }
 }

@@ -91,31 +91,39 @@ impl Tail {
     }
 
     /// Adds a buffered record's events. Call only once the record is durably in the buffer.
-    pub fn push(&self, record: &Record) {
+    /// The record is taken by value: its events move into the ring (strings cut in place),
+    /// so pushing copies nothing but the fields it cuts.
+    pub fn push(&self, record: Record) {
         if self.capacity == 0 {
             return;
         }
         // Only the newest `capacity` of a large batch can stay; the cutting happens outside
         // the lock.
         let skip = record.events.len().saturating_sub(self.capacity);
-        let mut entries: Vec<TailEvent> = record.events[skip..]
-            .iter()
-            .map(|e| shrink(e, record.received_at_us))
+        let at = record.received_at_us;
+        let mut entries: Vec<TailEvent> = record
+            .events
+            .into_iter()
+            .skip(skip)
+            .map(|e| shrink(e, at))
             .collect();
-        let Ok(mut ring) = self.ring.lock() else {
-            return;
+        let evicted: Vec<TailEvent> = {
+            let Ok(mut ring) = self.ring.lock() else {
+                return;
+            };
+            // The oldest events of a batch too large for the ring still take their numbers,
+            // so a client counts them as missed.
+            ring.next_seq += skip as u64;
+            for e in &mut entries {
+                e.seq = ring.next_seq;
+                ring.next_seq += 1;
+            }
+            ring.events.extend(entries);
+            let over = ring.events.len().saturating_sub(self.capacity);
+            ring.events.drain(..over).collect()
         };
-        // The oldest events of a batch too large for the ring still take their numbers, so
-        // a client counts them as missed.
-        ring.next_seq += skip as u64;
-        for e in &mut entries {
-            e.seq = ring.next_seq;
-            ring.next_seq += 1;
-        }
-        ring.events.extend(entries);
-        while ring.events.len() > self.capacity {
-            ring.events.pop_front();
-        }
+        // Freed outside the lock.
+        drop(evicted);
     }
 
     /// Events after `after` (oldest first, at most `limit`, at most [`MAX_PAGE`]); without
@@ -161,59 +169,63 @@ impl Tail {
     }
 }
 
-/// `s` cut to at most `max` bytes at a character boundary; whether it was cut.
-fn cut(s: &str, max: usize) -> (String, bool) {
+/// `s` cut in place to at most `max` bytes at a character boundary; whether it was cut.
+fn cut_in_place(s: &mut String, max: usize) -> bool {
     if s.len() <= max {
-        return (s.to_string(), false);
+        return false;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    (s[..end].to_string(), true)
+    s.truncate(end);
+    s.shrink_to_fit();
+    true
 }
 
-/// The event as the tail keeps it: strings cut, properties bounded.
-fn shrink(e: &Event, received_at_us: i64) -> TailEvent {
+/// `s` cut to at most `max` bytes at a character boundary; whether it was cut.
+fn cut(s: &str, max: usize) -> (String, bool) {
+    let mut owned = s.to_string();
+    let was = cut_in_place(&mut owned, max);
+    (owned, was)
+}
+
+/// The event as the tail keeps it: strings cut, properties bounded, traits left out. The
+/// event's own strings are reused (moved, cut in place).
+fn shrink(mut e: Event, received_at_us: i64) -> TailEvent {
     let mut truncated = false;
-    let mut c = |s: &String| {
-        let (v, was) = cut(s, MAX_FIELD_BYTES);
-        truncated |= was;
-        v
-    };
-    let event = Event {
-        event_id: e.event_id,
-        user_id: e.user_id,
-        session_id: e.session_id.as_ref().map(&mut c),
-        event_type: e.event_type.as_ref().map(&mut c),
-        event_name: c(&e.event_name),
-        page_url: e.page_url.as_ref().map(&mut c),
-        referrer: e.referrer.as_ref().map(&mut c),
-        device_type: e.device_type.clone(),
-        browser: e.browser.as_ref().map(&mut c),
-        os: e.os.as_ref().map(&mut c),
-        country_code: e.country_code.clone(),
-        region: e.region.as_ref().map(&mut c),
-        city: e.city.as_ref().map(&mut c),
-        event_time_us: e.event_time_us,
-        properties: None,
-        app_user_id: e.app_user_id.as_ref().map(&mut c),
-        anonymous_id: e.anonymous_id.as_ref().map(&mut c),
-        source: e.source.clone(),
-        traits: None,
-    };
-    let properties = e.properties.as_deref().map(|p| {
+    let mut c = |s: &mut String| truncated |= cut_in_place(s, MAX_FIELD_BYTES);
+    for s in [
+        &mut e.session_id,
+        &mut e.event_type,
+        &mut e.page_url,
+        &mut e.referrer,
+        &mut e.browser,
+        &mut e.os,
+        &mut e.region,
+        &mut e.city,
+        &mut e.app_user_id,
+        &mut e.anonymous_id,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        c(s);
+    }
+    c(&mut e.event_name);
+    e.traits = None;
+    let properties = e.properties.take().map(|p| {
         if p.len() <= MAX_PROPERTIES_BYTES {
-            p.to_string()
+            p
         } else {
             truncated = true;
-            shrink_properties(p)
+            shrink_properties(&p)
         }
     });
     TailEvent {
         seq: 0,
         received_at_us,
-        event,
+        event: e,
         properties,
         truncated,
     }
@@ -346,8 +358,8 @@ mod tests {
     #[test]
     fn the_ring_is_bounded_and_numbers_every_event() {
         let tail = Tail::new(3);
-        tail.push(&record(&["a", "b"]));
-        tail.push(&record(&["c", "d", "e"]));
+        tail.push(record(&["a", "b"]));
+        tail.push(record(&["c", "d", "e"]));
         let p = tail.page(None, 10);
         assert_eq!(names(&p), ["c", "d", "e"], "only the newest 3 are held");
         assert_eq!((p.first_seq, p.last_seq), (3, 5));
@@ -368,7 +380,7 @@ mod tests {
         assert_eq!(names(&tail.page(Some(99), 10)), ["c", "d", "e"]);
 
         // A batch larger than the ring keeps its newest events; the rest count as missed.
-        tail.push(&record(&["f", "g", "h", "i", "j"]));
+        tail.push(record(&["f", "g", "h", "i", "j"]));
         let p = tail.page(Some(5), 10);
         assert_eq!(names(&p), ["h", "i", "j"]);
         assert_eq!((p.missed, p.last_seq), (2, 10));
@@ -386,7 +398,7 @@ mod tests {
         let mut r = record(&[]);
         r.events.push(e);
         r.events.push(event("small"));
-        tail.push(&r);
+        tail.push(r);
         let p = tail.page(None, 10);
         let t = &p.events[0];
         assert!(t.truncated);
@@ -410,7 +422,7 @@ mod tests {
     #[test]
     fn off_holds_nothing() {
         let tail = Tail::new(0);
-        tail.push(&record(&["a"]));
+        tail.push(record(&["a"]));
         assert!(tail.page(None, 10).events.is_empty());
         assert!(!tail.enabled());
     }

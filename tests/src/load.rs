@@ -127,6 +127,59 @@ pub async fn closed_loop(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<LoadReport> {
+    let mut m = Merged::new(per);
+    closed_loop_into(&mut m, addr, path, bodies, connections, duration).await?;
+    Ok(m.report())
+}
+
+/// Several slices of one load added up: a benchmark that alternates short slices of two
+/// loads (A B A B …) compares them under the same machine conditions, which drift on a
+/// shared machine.
+pub struct Merged {
+    h: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    elapsed: Duration,
+    per: usize,
+}
+
+impl Merged {
+    /// An empty total for requests of `per` events.
+    pub fn new(per: usize) -> Merged {
+        Merged {
+            h: histogram(),
+            ok: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            per,
+        }
+    }
+
+    /// The slices so far as one report (throughput over their summed time, latency
+    /// percentiles over all their requests).
+    pub fn report(&self) -> LoadReport {
+        let us = |q: f64| Duration::from_micros(self.h.value_at_quantile(q));
+        LoadReport {
+            requests: self.ok,
+            events: self.ok * self.per as u64,
+            errors: self.errors,
+            elapsed: self.elapsed,
+            p50: us(0.5),
+            p99: us(0.99),
+            max: Duration::from_micros(self.h.max()),
+        }
+    }
+}
+
+/// One closed-loop slice (see [`closed_loop`]), added to `into`.
+pub async fn closed_loop_into(
+    into: &mut Merged,
+    addr: SocketAddr,
+    path: &str,
+    bodies: Arc<Vec<Bytes>>,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + duration;
@@ -149,7 +202,16 @@ pub async fn closed_loop(
             anyhow::Ok((h, ok, errors))
         }));
     }
-    collect(tasks, per, start).await
+    for t in tasks {
+        let (th, o, e) = t.await??;
+        into.h
+            .add(th)
+            .map_err(|e| anyhow::anyhow!("histogram: {e:?}"))?;
+        into.ok += o;
+        into.errors += e;
+    }
+    into.elapsed += start.elapsed();
+    Ok(())
 }
 
 /// Open loop: `rate` requests per second spread over `connections` connections for

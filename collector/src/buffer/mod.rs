@@ -12,7 +12,7 @@
 //!   buffered). `quarantine` holds events
 //!   the database refused, with the error. `heartbeats` holds heartbeats waiting to be sent.
 //! - **Group commit.** [`Buffer::append`] inserts without flushing, then waits for the shared
-//!   flusher task. The flusher notes how many inserts have completed, runs one `flush()`, and
+//!   flusher thread. The flusher notes how many inserts have completed, runs one `flush()`, and
 //!   then releases every writer whose insert came before that note. Many requests share one
 //!   flush, so throughput is not capped by the disk's ~250 flushes per second.
 //! - **Durability.** sled's `flush()` uses `sync_file_range` on Linux: a returned append
@@ -43,7 +43,7 @@ use std::{
 };
 
 use thiserror::Error;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 mod commit;
 mod records;
@@ -119,7 +119,7 @@ struct Counters {
     damaged: AtomicU64,
 }
 
-/// The group-commit state shared between writers and the flusher task.
+/// The group-commit state shared between writers and the flusher thread.
 struct GroupCommit {
     /// Number of inserts that have completed (a writer's ticket is this value after its insert).
     inserted: AtomicU64,
@@ -127,7 +127,10 @@ struct GroupCommit {
     /// acknowledged when a successful flush covers its ticket; a failed flush covering it (and
     /// no later success) fails the request.
     flushed: watch::Sender<Flushed>,
-    wake: Notify,
+    /// The flusher sleeps on `wake` (under `sleep`) while nothing waits, with `sleeping` set.
+    wake: std::sync::Condvar,
+    sleep: std::sync::Mutex<()>,
+    sleeping: AtomicBool,
     closed: AtomicBool,
     /// Set while the last flush failed (for readiness).
     failed: AtomicBool,
@@ -152,6 +155,8 @@ struct Inner {
     /// limit (hysteresis, so ingest does not flap between 503 and 200 at the edge).
     full: AtomicBool,
     durability: Durability,
+    /// See [`commit`]: the shortest time between the starts of two flushes.
+    commit_window: std::time::Duration,
     dir: PathBuf,
     flush_latency: crate::metrics::Histogram,
     /// Held from taking a record's key to inserting it (see the module docs: keys appear in
@@ -202,13 +207,16 @@ impl Buffer {
             commit: GroupCommit {
                 inserted: AtomicU64::new(0),
                 flushed,
-                wake: Notify::new(),
+                wake: std::sync::Condvar::new(),
+                sleep: std::sync::Mutex::new(()),
+                sleeping: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 failed: AtomicBool::new(false),
             },
             limit: cfg.max_bytes,
             full: AtomicBool::new(false),
             durability: cfg.durability,
+            commit_window: std::time::Duration::from_micros(cfg.commit_window_us),
             dir: dir.to_path_buf(),
             db,
             flush_latency: crate::metrics::Histogram::flush_latency(),
@@ -262,8 +270,8 @@ impl Buffer {
 
     /// Stops the flusher after a last flush; later appends fail with [`BufferError::Closed`].
     pub fn close(&self) -> Result<(), BufferError> {
-        self.inner.commit.closed.store(true, Ordering::Release);
-        self.inner.commit.wake.notify_one();
+        self.inner.commit.closed.store(true, Ordering::SeqCst);
+        self.inner.commit.wake();
         self.inner.flush_once()
     }
 

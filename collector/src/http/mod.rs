@@ -340,6 +340,9 @@ impl Ingest {
             return Err(r);
         }
         let processed = events.len();
+        // The JSON tree is no longer needed: freed now, while it is still in the cache, and
+        // not held by the up to `max_connections` requests waiting for a flush.
+        drop(items);
         if endpoint != "validate" {
             let record = Record {
                 collector_id: self.config.collector_id.clone(),
@@ -352,7 +355,7 @@ impl Ingest {
                 .map_err(|e| self.buffer_refusal(e, processed))?;
             self.metrics.events_accepted.inc_by(processed as u64);
             // Durable now: only from here may the live tail show these events.
-            self.tail.push(&record);
+            self.tail.push(record);
         }
         let mut body = json!({"status": "success"});
         if endpoint != "track" {
