@@ -150,6 +150,15 @@ BEGIN
 END
 $fn$;
 
+-- The counters fed by the rows a batch inserted (`edge_inserted`); a later migration that
+-- adds a rollup replaces this function, not `edge_merge_batch()`.
+CREATE OR REPLACE FUNCTION edge_rollups() RETURNS VOID
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM edge_rollup_transitions();
+END
+$fn$;
+
 -- One forwarded batch, in its transaction, after the rows were staged in `edge_staging`:
 -- insert what is new, then every per-batch summary; returns the rows inserted.
 CREATE OR REPLACE FUNCTION edge_merge_batch() RETURNS BIGINT
@@ -186,7 +195,7 @@ BEGIN
     GET DIAGNOSTICS inserted = ROW_COUNT;
 
     PERFORM edge_after_batch();
-    PERFORM edge_rollup_transitions();
+    PERFORM edge_rollups();
     RETURN inserted;
 END
 $fn$;

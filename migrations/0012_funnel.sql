@@ -38,24 +38,34 @@ RETURNS INT LANGUAGE sql IMMUTABLE AS $fn$
                 ELSE 4 END
 $fn$;
 
-INSERT INTO session_funnel
-SELECT session_id,
-       min(event_time) FILTER (WHERE event_name = 'page_view'),
-       min(event_time) FILTER (WHERE event_name = 'add_to_cart'),
-       min(event_time) FILTER (WHERE event_name = 'checkout_start'),
-       min(event_time) FILTER (WHERE event_name = 'purchase')
-FROM user_events
-WHERE session_id IS NOT NULL
-  AND event_name IN ('page_view', 'add_to_cart', 'checkout_start', 'purchase')
-GROUP BY session_id;
+-- Both tables computed from scratch from `user_events` (the backfill below; a repair; the
+-- analyses benchmark's loader).
+CREATE OR REPLACE FUNCTION edge_rebuild_funnel() RETURNS VOID
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM rollup_funnel_hourly;
+    DELETE FROM session_funnel;
+    INSERT INTO session_funnel
+    SELECT session_id,
+           min(event_time) FILTER (WHERE event_name = 'page_view'),
+           min(event_time) FILTER (WHERE event_name = 'add_to_cart'),
+           min(event_time) FILTER (WHERE event_name = 'checkout_start'),
+           min(event_time) FILTER (WHERE event_name = 'purchase')
+    FROM user_events
+    WHERE session_id IS NOT NULL
+      AND event_name IN ('page_view', 'add_to_cart', 'checkout_start', 'purchase')
+    GROUP BY session_id;
+    INSERT INTO rollup_funnel_hourly
+    SELECT time_bucket(INTERVAL '1 hour', page_view_time),
+           edge_funnel_level(page_view_time, add_to_cart_time, checkout_start_time, purchase_time),
+           count(*)
+    FROM session_funnel
+    WHERE page_view_time IS NOT NULL
+    GROUP BY 1, 2;
+END
+$fn$;
 
-INSERT INTO rollup_funnel_hourly
-SELECT time_bucket(INTERVAL '1 hour', page_view_time),
-       edge_funnel_level(page_view_time, add_to_cart_time, checkout_start_time, purchase_time),
-       count(*)
-FROM session_funnel
-WHERE page_view_time IS NOT NULL
-GROUP BY 1, 2;
+SELECT edge_rebuild_funnel();
 
 CREATE OR REPLACE FUNCTION edge_rollup_funnel() RETURNS VOID
 LANGUAGE plpgsql AS $fn$
@@ -118,44 +128,12 @@ BEGIN
 END
 $fn$;
 
--- edge_merge_batch() (0011) with the funnel rollup added.
-CREATE OR REPLACE FUNCTION edge_merge_batch() RETURNS BIGINT
+-- The rollups of 0011 plus the funnel's.
+CREATE OR REPLACE FUNCTION edge_rollups() RETURNS VOID
 LANGUAGE plpgsql AS $fn$
-DECLARE
-    inserted BIGINT;
 BEGIN
-    IF to_regclass('pg_temp.edge_inserted') IS NULL THEN
-        CREATE TEMP TABLE edge_inserted (
-            event_id UUID, session_id TEXT, event_name TEXT, event_time TIMESTAMPTZ
-        ) ON COMMIT DELETE ROWS;
-    END IF;
-
-    PERFORM pg_advisory_xact_lock(k)
-    FROM (
-        SELECT DISTINCT hashtextextended(session_id, 0) AS k
-        FROM edge_staging WHERE session_id IS NOT NULL
-    ) s
-    ORDER BY k;
-
-    WITH ins AS (
-        INSERT INTO user_events (event_id, user_id, session_id, event_type, event_name,
-                                 page_url, referrer, device_type, browser, os, country_code,
-                                 region, city, event_time, properties, received_at,
-                                 collector_id, app_user_id, anonymous_id, source, traits)
-        SELECT event_id, user_id, session_id, event_type, event_name, page_url, referrer,
-               device_type, browser, os, country_code, region, city, event_time, properties,
-               received_at, collector_id, app_user_id, anonymous_id, source, traits
-        FROM edge_staging
-        ON CONFLICT (event_id, event_time) DO NOTHING
-        RETURNING event_id, session_id, event_name, event_time
-    )
-    INSERT INTO edge_inserted SELECT * FROM ins;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-
-    PERFORM edge_after_batch();
     PERFORM edge_rollup_transitions();
     PERFORM edge_rollup_funnel();
-    RETURN inserted;
 END
 $fn$;
 

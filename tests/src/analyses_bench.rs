@@ -66,20 +66,7 @@ pub async fn load(n: u64) -> anyhow::Result<TestDb> {
          SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 hour');
          INSERT INTO rollup_transitions_minute
          SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute');
-         INSERT INTO session_funnel
-         SELECT session_id, min(event_time) FILTER (WHERE event_name = 'page_view'),
-                min(event_time) FILTER (WHERE event_name = 'add_to_cart'),
-                min(event_time) FILTER (WHERE event_name = 'checkout_start'),
-                min(event_time) FILTER (WHERE event_name = 'purchase')
-         FROM user_events
-         WHERE session_id IS NOT NULL
-           AND event_name IN ('page_view', 'add_to_cart', 'checkout_start', 'purchase')
-         GROUP BY session_id;
-         INSERT INTO rollup_funnel_hourly
-         SELECT time_bucket(INTERVAL '1 hour', page_view_time),
-                edge_funnel_level(page_view_time, add_to_cart_time, checkout_start_time, purchase_time),
-                count(*)
-         FROM session_funnel WHERE page_view_time IS NOT NULL GROUP BY 1, 2;",
+         SELECT edge_rebuild_funnel();",
     )
     .await
     .context("build the per-batch tables")?;

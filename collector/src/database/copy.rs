@@ -179,19 +179,10 @@ impl ToSql for RawJsonb<'_> {
 
 #[cfg(test)]
 mod tests {
-    /// `edge_merge_batch()` (migrations 0011, 0012) inserts the columns the COPY stages, by
-    /// name.
+    /// `edge_merge_batch()` (migration 0011) inserts the columns the COPY stages, by name.
     #[test]
     fn the_merge_function_inserts_every_staged_column() {
-        for sql in [
-            include_str!("../../../migrations/0011_transitions.sql"),
-            include_str!("../../../migrations/0012_funnel.sql"),
-        ] {
-            check(sql);
-        }
-    }
-
-    fn check(sql: &str) {
+        let sql = include_str!("../../../migrations/0011_transitions.sql");
         let insert = sql
             .split("INSERT INTO user_events (")
             .nth(1)

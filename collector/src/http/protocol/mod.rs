@@ -257,6 +257,21 @@ pub fn stable_event_id(namespace: &Uuid, id: Option<&str>, key: Option<&str>) ->
     Some(Uuid::new_v5(namespace, name.as_bytes()))
 }
 
+/// Browser, OS and device class from a message's own User-Agent (preferred over the
+/// request's header, which validation uses only for the fields still missing).
+pub fn insert_user_agent(out: &mut serde_json::Map<String, Value>, ua: Option<&str>) {
+    let Some(ua) = ua.and_then(crate::event::parse_user_agent) else {
+        return;
+    };
+    if let Some(b) = ua.browser {
+        out.insert("browser".into(), Value::String(b));
+    }
+    if let Some(o) = ua.os {
+        out.insert("os".into(), Value::String(o));
+    }
+    out.insert("device_type".into(), Value::String(ua.device_type.into()));
+}
+
 /// The route for `path` (a trailing slash tolerated).
 pub fn find(path: &str) -> Option<&'static Route> {
     let path = match path.strip_suffix('/') {

@@ -29,7 +29,6 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{Protocol, Request};
-use crate::event;
 
 pub struct PostHog;
 
@@ -158,17 +157,8 @@ fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
     }
     let ua = ["$raw_user_agent", "$user_agent"]
         .iter()
-        .find_map(|k| props.get(*k).and_then(Value::as_str))
-        .and_then(event::parse_user_agent);
-    if let Some(ua) = ua {
-        if let Some(b) = ua.browser {
-            out.insert("browser".into(), json!(b));
-        }
-        if let Some(o) = ua.os {
-            out.insert("os".into(), json!(o));
-        }
-        out.insert("device_type".into(), json!(ua.device_type));
-    }
+        .find_map(|k| props.get(*k).and_then(Value::as_str));
+    super::insert_user_agent(&mut out, ua);
     let mut extra = Map::new();
     if let Some(d) = distinct_id {
         extra.insert("distinct_id".into(), d);

@@ -33,7 +33,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{Protocol, Request};
-use crate::{config::Limits, event, event::FieldError, http::Refusal};
+use crate::{config::Limits, event::FieldError, http::Refusal};
 
 pub struct Segment;
 
@@ -218,15 +218,7 @@ fn to_event(msg: &Map<String, Value>, kind: &str, write_key: Option<&str>) -> Ma
             out.insert(field.into(), json!(v));
         }
     }
-    if let Some(ua) = str_at(&whole, &["context", "userAgent"]).and_then(event::parse_user_agent) {
-        if let Some(b) = ua.browser {
-            out.insert("browser".into(), json!(b));
-        }
-        if let Some(o) = ua.os {
-            out.insert("os".into(), json!(o));
-        }
-        out.insert("device_type".into(), json!(ua.device_type));
-    }
+    super::insert_user_agent(&mut out, str_at(&whole, &["context", "userAgent"]));
     // The end user's address, for geography only (see crate::http::geo): never stored.
     if let Some(ip) = str_at(&whole, &["context", "ip"]) {
         out.insert("ip".into(), json!(ip));

@@ -30,7 +30,6 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{Protocol, Request};
-use crate::event;
 
 pub struct Snowplow;
 
@@ -210,19 +209,7 @@ fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
             out.insert(field.into(), json!(v));
         }
     }
-    if let Some(ua) = msg
-        .get("ua")
-        .and_then(Value::as_str)
-        .and_then(event::parse_user_agent)
-    {
-        if let Some(b) = ua.browser {
-            out.insert("browser".into(), json!(b));
-        }
-        if let Some(o) = ua.os {
-            out.insert("os".into(), json!(o));
-        }
-        out.insert("device_type".into(), json!(ua.device_type));
-    }
+    super::insert_user_agent(&mut out, msg.get("ua").and_then(Value::as_str));
     match json_field(msg, "co", "cx") {
         // {"schema": "…/contexts/…", "data": [{"schema": …, "data": …}, …]}
         Some(c) => {
