@@ -13,6 +13,11 @@
 //! events (each event there with its predecessor, one index lookup). The cost follows the
 //! number of buckets, not of events.
 //!
+//! Under a filter ([`paths_filtered`]) the transitions are those between consecutive
+//! *matching* events of a session (the same definition over only the matching events),
+//! read from raw events: each matching event of the range with the session's previous
+//! matching event; ties are then cut by names in byte order.
+//!
 //! Invariant: the result equals the definition evaluated over the raw events, whichever
 //! grain each piece of the range is read from.
 
@@ -22,8 +27,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{check_range, split, Binds, QueryError};
-use crate::model::{Paths, Range, Transition};
+use super::{check_range, filter::FilterSql, split, Binds, QueryError};
+use crate::model::{Filter, Paths, Range, Transition};
 
 /// How many transitions [`paths`] lists.
 pub const TOP: i64 = 20;
@@ -108,11 +113,67 @@ pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Path
     Ok(Paths { transitions })
 }
 
+/// [`paths`] over the events matching `filter`, from raw events.
+pub async fn paths_filtered(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Paths, QueryError> {
+    check_range(range)?;
+    let where_sql = FilterSql::new(filter);
+    let mut params = Binds::default();
+    let (pa, pb, limit) = (
+        params.push(&range.from),
+        params.push(&range.to),
+        params.push(&TOP),
+    );
+    let (ce, cq) = (where_sql.and("e", &mut params), where_sql.and("q", &mut params));
+    let sql = format!(
+        "SELECT from_name, to_name, sum(transitions)::INT8 AS n,
+                (sum(gap_us)::FLOAT8 / 1e6 / sum(transitions))::FLOAT8
+         FROM (
+             SELECT p.event_name, e.event_name, 1::INT8,
+                    (extract(epoch FROM e.event_time - p.event_time) * 1000000)::INT8
+             FROM user_events e
+             CROSS JOIN LATERAL (
+                 SELECT q.event_name, q.event_time
+                 FROM user_events q
+                 WHERE q.session_id = e.session_id
+                   AND q.event_time > e.event_time - edge_session_gap()
+                   AND (q.event_time, q.event_id) < (e.event_time, e.event_id){cq}
+                 ORDER BY q.event_time DESC, q.event_id DESC
+                 LIMIT 1
+             ) p
+             WHERE e.event_time >= {pa} AND e.event_time < {pb} AND e.session_id IS NOT NULL{ce}
+         ) t (from_name, to_name, transitions, gap_us)
+         GROUP BY from_name, to_name
+         ORDER BY n DESC, from_name COLLATE \"C\", to_name COLLATE \"C\"
+         LIMIT {limit}"
+    );
+    let rows = client.query(&sql, params.as_slice()).await?;
+    let transitions = rows
+        .iter()
+        .map(|r| {
+            Ok(Transition {
+                from: r.try_get(0)?,
+                to: r.try_get(1)?,
+                count: r.try_get(2)?,
+                avg_seconds: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(Paths { transitions })
+}
+
 impl super::Query for Paths {
     async fn run(
         client: &Client,
         params: crate::analysis::Params<'_>,
     ) -> Result<Paths, QueryError> {
-        paths(client, params.range).await
+        if params.filter.is_empty() {
+            paths(client, params.range).await
+        } else {
+            paths_filtered(client, params.range, params.filter).await
+        }
     }
 }
