@@ -272,8 +272,8 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
         (Kind::Analysis(Analysis::Funnel), None) if args.drop_off.is_some() => {
             let given = args.drop_off.as_deref().unwrap_or_default();
             let step = query::drill::parse_step(&args.steps, given)?;
-            let d = query::drill::drop_off_filtered(&client, range, &args.steps, step, &filter)
-                .await?;
+            let d =
+                query::drill::drop_off_filtered(&client, range, &args.steps, step, &filter).await?;
             report::render_drop_off(&d, args.format)?
         }
         (Kind::Analysis(what), None) => {
@@ -314,7 +314,13 @@ mod tests {
         use super::{Cli, Command};
         use clap::Parser;
         let cli = Cli::try_parse_from([
-            "monitor", "query", "live", "--where", "event=加入购物车", "--where", "prop.plan=pro",
+            "monitor",
+            "query",
+            "live",
+            "--where",
+            "event=加入购物车",
+            "--where",
+            "prop.plan=pro",
         ])
         .unwrap();
         let Some(Command::Query(q)) = cli.command else {

@@ -222,7 +222,10 @@ mod tests {
     #[test]
     fn clear_errors() {
         let err = |t: &str| Filter::parse(&[t]).unwrap_err();
-        assert_eq!(err("colour=red"), FilterError::UnknownField("colour".into()));
+        assert_eq!(
+            err("colour=red"),
+            FilterError::UnknownField("colour".into())
+        );
         assert!(err("colour=red").to_string().contains("prop.KEY"));
         assert_eq!(err("event"), FilterError::NotATerm("event".into()));
         assert_eq!(err("=x"), FilterError::NotATerm("=x".into()));

@@ -71,7 +71,10 @@ pub async fn drop_off_filtered(
     binds.push(&range.to);
     binds.push(&steps_param);
     binds.push(&DROP_OFF_SESSIONS);
-    let (cond_e, cond_p) = (where_sql.and("e", &mut binds), where_sql.and("p", &mut binds));
+    let (cond_e, cond_p) = (
+        where_sql.and("e", &mut binds),
+        where_sql.and("p", &mut binds),
+    );
     let sql = format!(
         "WITH entered AS (
              SELECT DISTINCT e.session_id FROM user_events e

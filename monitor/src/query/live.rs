@@ -149,7 +149,11 @@ pub async fn live_filtered(
     let where_sql = FilterSql::new(filter);
 
     let mut b1 = Binds::default();
-    let (p1, p2, p3) = (b1.push(&first_minute), b1.push(&last_minute), b1.push(&end_minute));
+    let (p1, p2, p3) = (
+        b1.push(&first_minute),
+        b1.push(&last_minute),
+        b1.push(&end_minute),
+    );
     let c1 = where_sql.and("e", &mut b1);
     let per_minute_sql = format!(
         "SELECT m.minute, COALESCE(a.events, 0)::INT8
@@ -163,7 +167,11 @@ pub async fn live_filtered(
          ORDER BY m.minute"
     );
     let mut b2 = Binds::default();
-    let (p1, p2, p3) = (b2.push(&first_minute), b2.push(&end_minute), b2.push(&TOP_EVENTS));
+    let (p1, p2, p3) = (
+        b2.push(&first_minute),
+        b2.push(&end_minute),
+        b2.push(&TOP_EVENTS),
+    );
     let c2 = where_sql.and("e", &mut b2);
     let top_sql = format!(
         "SELECT e.event_name, count(*)::INT8 AS n

@@ -127,7 +127,10 @@ pub async fn paths_filtered(
         params.push(&range.to),
         params.push(&TOP),
     );
-    let (ce, cq) = (where_sql.and("e", &mut params), where_sql.and("q", &mut params));
+    let (ce, cq) = (
+        where_sql.and("e", &mut params),
+        where_sql.and("q", &mut params),
+    );
     let sql = format!(
         "SELECT from_name, to_name, sum(transitions)::INT8 AS n,
                 (sum(gap_us)::FLOAT8 / 1e6 / sum(transitions))::FLOAT8

@@ -61,7 +61,10 @@ pub(super) fn draw_chips(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(" "));
     }
     let room = width.saturating_sub(used);
-    spans.push(Span::styled(text::fit(note.trim_start(), room), theme::dim()));
+    spans.push(Span::styled(
+        text::fit(note.trim_start(), room),
+        theme::dim(),
+    ));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
