@@ -27,6 +27,8 @@ mod tail;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_filter;
+#[cfg(test)]
 mod tests_habits;
 #[cfg(test)]
 mod tests_tail;

@@ -50,8 +50,9 @@ pub(super) fn draw_chips(frame: &mut Frame, area: Rect, app: &App) {
         // Room for this chip, the "+N" of the rest and the note.
         let more = if rest > 0 { 4 } else { 0 };
         if used + text::width(&chip) + 1 + more + note_w > width && i > 0 {
-            spans.push(Span::styled(format!("+{}", terms.len() - i), theme::dim()));
-            used += 1 + text::width(&(terms.len() - i).to_string());
+            let more = format!("+{} ", terms.len() - i);
+            used += text::width(&more);
+            spans.push(Span::styled(more, theme::dim()));
             break;
         }
         let room = width.saturating_sub(used + note_w);
@@ -92,7 +93,7 @@ pub(super) fn draw_prompt(frame: &mut Frame, area: Rect, app: &App) {
             format!(
                 "  {}",
                 text::fit(
-                    &format!("FIELD=VALUE ({}) · Enter adds · Esc", FILTER_FIELDS),
+                    &format!("Enter adds · Esc cancels · FIELD=VALUE: {FILTER_FIELDS}"),
                     room
                 )
             ),

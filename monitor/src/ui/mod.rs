@@ -28,6 +28,8 @@ mod tests;
 #[cfg(test)]
 mod tests_drill;
 #[cfg(test)]
+mod tests_filter;
+#[cfg(test)]
 mod tests_habits;
 #[cfg(test)]
 mod tests_style;
