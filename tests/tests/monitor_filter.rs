@@ -166,23 +166,34 @@ fn check(url: &str, want: &Dataset, terms: &[&str]) -> usize {
         .collect();
     assert_eq!(got_rows, exp_rows, "{what}: drop-off sessions");
 
-    let got: analytics::Retention = query(url, t0, &["retention", "--since", "31d"], terms);
-    assert_eq!(got, want.retention(t0 - days(31), t0), "{what}: retention");
-
-    let got: analytics::Paths = query(url, t0, &["paths", "--since", "31d"], terms);
-    let exp = want.paths(t0 - days(31), t0, 20);
-    let g: Vec<_> = got
-        .transitions
-        .iter()
-        .map(|t| (&t.from, &t.to, t.count))
-        .collect();
-    let w: Vec<_> = exp.iter().map(|t| (&t.from, &t.to, t.count)).collect();
-    assert_eq!(g, w, "{what}: paths");
-    for (g, w) in got.transitions.iter().zip(&exp) {
-        assert!(
-            close(g.avg_seconds, w.avg_seconds),
-            "{what}: {g:?} vs {w:?}"
+    for since in [31, 3] {
+        let range = format!("{since}d");
+        let got: analytics::Retention = query(url, t0, &["retention", "--since", &range], terms);
+        assert_eq!(
+            got,
+            want.retention(t0 - days(since), t0),
+            "{what}: retention {since}d"
         );
+    }
+
+    // Paths over everything, and over 3 days (pairs across the range's start).
+    for since in [31, 3] {
+        let range = format!("{since}d");
+        let got: analytics::Paths = query(url, t0, &["paths", "--since", &range], terms);
+        let exp = want.paths(t0 - days(since), t0, 20);
+        let g: Vec<_> = got
+            .transitions
+            .iter()
+            .map(|t| (&t.from, &t.to, t.count))
+            .collect();
+        let w: Vec<_> = exp.iter().map(|t| (&t.from, &t.to, t.count)).collect();
+        assert_eq!(g, w, "{what}: paths {since}d");
+        for (g, w) in got.transitions.iter().zip(&exp) {
+            assert!(
+                close(g.avg_seconds, w.avg_seconds),
+                "{what}: {g:?} vs {w:?}"
+            );
+        }
     }
 
     let got: analytics::Breakdown = query(url, t0, &["breakdown", "--since", "31d"], terms);
@@ -307,5 +318,46 @@ async fn every_analysis_under_a_filter_is_the_analysis_of_the_matching_events() 
     assert!(!ok && err.contains("desktop"), "{err}");
 
     drop(collector);
+    db.drop_db().await.expect("drop");
+}
+
+/// Latency of the filtered analyses (ignored: run by hand, it loads 1M events): each
+/// analysis as the real `monitor query` process, median of 3, unfiltered and under two
+/// filters, over session-shaped events loaded by SQL ([`e2e::analyses_bench::load`]).
+/// `E2E_FILTER_EVENTS` changes the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn filtered_query_latency() {
+    let n: u64 = std::env::var("E2E_FILTER_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let db = e2e::analyses_bench::load(n).await.expect("load");
+    let filters: [&[&str]; 3] = [&[], &["event=purchase"], &["device=mobile", "country=CN"]];
+    println!("ms (median of 3 processes) at {n} events");
+    for what in e2e::analyses_bench::ANALYSES {
+        for range in ["24h", "30d"] {
+            let mut cells = Vec::new();
+            for terms in filters {
+                let mut ms = Vec::new();
+                for _ in 0..3 {
+                    let mut args = vec![what, "--since", range, "--format", "json"];
+                    for t in terms {
+                        args.extend(["--where", t]);
+                    }
+                    let t = std::time::Instant::now();
+                    let (ok, _, err) = monitor(&db.url, OffsetDateTime::now_utc(), &args);
+                    assert!(ok, "{args:?}: {err}");
+                    ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                ms.sort_by(f64::total_cmp);
+                cells.push(format!("{:>8.0}", ms[1]));
+            }
+            println!(
+                "  {what:<10} {range:>4}  none {}  event {}  device+country {}",
+                cells[0], cells[1], cells[2]
+            );
+        }
+    }
     db.drop_db().await.expect("drop");
 }

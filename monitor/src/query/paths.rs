@@ -15,8 +15,9 @@
 //!
 //! Under a filter ([`paths_filtered`]) the transitions are those between consecutive
 //! *matching* events of a session (the same definition over only the matching events),
-//! read from raw events: each matching event of the range with the session's previous
-//! matching event; ties are then cut by names in byte order.
+//! read from raw events: one window over the matching events of the range and of the day
+//! before it (an older one is too far to pair), each with its session's previous one; ties
+//! are then cut by names in byte order.
 //!
 //! Invariant: the result equals the definition evaluated over the raw events, whichever
 //! grain each piece of the range is read from.
@@ -127,28 +128,22 @@ pub async fn paths_filtered(
         params.push(&range.to),
         params.push(&TOP),
     );
-    let (ce, cq) = (
-        where_sql.and("e", &mut params),
-        where_sql.and("q", &mut params),
-    );
+    let cond = where_sql.and("e", &mut params);
     let sql = format!(
         "SELECT from_name, to_name, sum(transitions)::INT8 AS n,
                 (sum(gap_us)::FLOAT8 / 1e6 / sum(transitions))::FLOAT8
          FROM (
-             SELECT p.event_name, e.event_name, 1::INT8,
-                    (extract(epoch FROM e.event_time - p.event_time) * 1000000)::INT8
+             -- Each matching event with the session's previous matching event: only those
+             -- of the range and of the gap before it can pair with one in the range.
+             SELECT lag(e.event_name) OVER w, e.event_name, 1::INT8,
+                    (extract(epoch FROM e.event_time - lag(e.event_time) OVER w) * 1000000)::INT8,
+                    e.event_time, e.event_time - lag(e.event_time) OVER w
              FROM user_events e
-             CROSS JOIN LATERAL (
-                 SELECT q.event_name, q.event_time
-                 FROM user_events q
-                 WHERE q.session_id = e.session_id
-                   AND q.event_time > e.event_time - edge_session_gap()
-                   AND (q.event_time, q.event_id) < (e.event_time, e.event_id){cq}
-                 ORDER BY q.event_time DESC, q.event_id DESC
-                 LIMIT 1
-             ) p
-             WHERE e.event_time >= {pa} AND e.event_time < {pb} AND e.session_id IS NOT NULL{ce}
-         ) t (from_name, to_name, transitions, gap_us)
+             WHERE e.event_time >= {pa}::TIMESTAMPTZ - edge_session_gap() AND e.event_time < {pb}
+               AND e.session_id IS NOT NULL{cond}
+             WINDOW w AS (PARTITION BY e.session_id ORDER BY e.event_time, e.event_id)
+         ) t (from_name, to_name, transitions, gap_us, at, gap)
+         WHERE at >= {pa} AND gap < edge_session_gap()
          GROUP BY from_name, to_name
          ORDER BY n DESC, from_name COLLATE \"C\", to_name COLLATE \"C\"
          LIMIT {limit}"
