@@ -220,6 +220,9 @@ pub struct Params<'a> {
     pub range: model::Range,
     /// Funnel steps (the other analyses ignore them).
     pub steps: &'a [String],
+    /// Which events the analysis is computed over (empty: all of them); the collectors and
+    /// the database health ignore it.
+    pub filter: &'a model::Filter,
 }
 
 #[cfg(test)]

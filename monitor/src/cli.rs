@@ -12,6 +12,7 @@ use clap::{builder::PossibleValue, Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     analysis::{Analysis, Params},
+    model::Filter,
     query,
     report::{self, Format},
     tui,
@@ -77,6 +78,11 @@ pub struct TuiArgs {
     /// shows a banner: the numbers are older than shown.
     #[arg(long, default_value = "30s", value_parser = parse_span)]
     pub max_replica_lag: Duration,
+    /// Start with the analyses computed over only the events matching FIELD=VALUE; repeatable, all
+    /// must hold. Fields: source (write key name), event, device (desktop, mobile, tablet,
+    /// other), country (two letters), prop.KEY (a top-level property, compared as text).
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub filter: Vec<String>,
     /// Benchmark (hidden; used by `bench`): run N refreshes of every analysis without a
     /// terminal, print one JSON line each and the peak resident memory, and exit.
     #[arg(long, hide = true, value_name = "N")]
@@ -139,6 +145,12 @@ pub struct QueryArgs {
     /// name) and not the next one, newest first (at most 100), instead of the counts.
     #[arg(long, value_name = "STEP")]
     pub drop_off: Option<String>,
+    /// Compute the analysis over only the events matching FIELD=VALUE (the collectors and
+    /// database kinds ignore it); repeatable, all
+    /// must hold. Fields: source (write key name), event, device (desktop, mobile, tablet,
+    /// other), country (two letters), prop.KEY (a top-level property, compared as text).
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub filter: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -209,7 +221,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     tui::bench_main(t.source.database_url, &t.bench_range, &t.steps, n).await
                 }
                 None => {
+                    let filter = Filter::parse(&t.filter).context("--where")?;
                     tui::run(tui::Options {
+                        filter,
                         database_url: t.source.database_url,
                         collectors: t.source.collectors,
                         admin_token: t.source.admin_token,
@@ -234,6 +248,10 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
         .context("no database: pass --database-url or set DATABASE_URL")?;
     let now = query::as_of(std::env::var(query::AS_OF_ENV).ok().as_deref())?;
     let range = query::range_ending(now, args.since);
+    let filter = Filter::parse(&args.filter).context("--where")?;
+    if !filter.is_empty() && args.what == Kind::User {
+        anyhow::bail!("--where is for the analyses, not `monitor query user`");
+    }
     let client = query::connect(url).await?;
     let text = match (args.what, args.id.as_deref()) {
         (Kind::User, Some(id)) => match query::person::person(&client, id).await? {
@@ -254,7 +272,8 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
         (Kind::Analysis(Analysis::Funnel), None) if args.drop_off.is_some() => {
             let given = args.drop_off.as_deref().unwrap_or_default();
             let step = query::drill::parse_step(&args.steps, given)?;
-            let d = query::drill::drop_off(&client, range, &args.steps, step).await?;
+            let d =
+                query::drill::drop_off_filtered(&client, range, &args.steps, step, &filter).await?;
             report::render_drop_off(&d, args.format)?
         }
         (Kind::Analysis(what), None) => {
@@ -264,6 +283,7 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
             let params = Params {
                 range,
                 steps: &args.steps,
+                filter: &filter,
             };
             let report = query::run(&client, what, params).await?;
             report::render(&report, args.format)?
@@ -287,5 +307,27 @@ mod tests {
         assert_eq!(parse_span("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_span("soon").is_err());
         assert!(parse_span("0").is_err());
+    }
+
+    #[test]
+    fn where_is_repeatable_on_query_and_the_dashboard() {
+        use super::{Cli, Command};
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "monitor",
+            "query",
+            "live",
+            "--where",
+            "event=加入购物车",
+            "--where",
+            "prop.plan=pro",
+        ])
+        .unwrap();
+        let Some(Command::Query(q)) = cli.command else {
+            panic!("not a query");
+        };
+        assert_eq!(q.filter, ["event=加入购物车", "prop.plan=pro"]);
+        let cli = Cli::try_parse_from(["monitor", "--where", "source=web"]).unwrap();
+        assert_eq!(cli.tui.filter, ["source=web"]);
     }
 }

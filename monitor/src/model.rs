@@ -2,10 +2,17 @@
 //!
 //! This module is the contract between the query library ([`crate::query`]) and the views
 //! ([`crate::ui`]): queries fill these types, views only read them, and render tests build
-//! them from fixed data. Times are UTC; rates are fractions in 0..=1.
+//! them from fixed data. Times are UTC; rates are fractions in 0..=1. [`Filter`] is what
+//! the analyses are asked to compute over (`--where`), the one input type here.
+
+mod filter;
 
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
+
+pub use filter::{
+    Filter, FilterError, FIELDS as FILTER_FIELDS, MAX_KEY_CHARS, MAX_PROPERTIES, MAX_VALUE_CHARS,
+};
 
 /// The time range of a query: from `now - since` to `now`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

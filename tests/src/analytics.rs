@@ -21,9 +21,11 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 mod drill;
+pub mod filter;
 mod generate;
 
 pub use drill::{DropOff, DropSession};
+pub use filter::Tagged;
 
 /// Whole UTC days of history before `t0`'s day.
 pub const DAYS: i64 = 10;

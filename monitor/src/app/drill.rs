@@ -8,7 +8,7 @@
 //! replaces what is on screen. At most one lookup of each kind is wanted at a time.
 
 use super::{App, Cmd, TimeRange};
-use crate::model::{DropOff, Person, Range};
+use crate::model::{DropOff, Filter, Person, Range};
 
 /// Something fetched on demand: asked for, there, or failed with the error.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +58,8 @@ pub enum Lookup {
         window: Range,
         steps: Vec<String>,
         step: usize,
+        /// The analyses' filter (a change of filter closes the drill-down).
+        filter: Filter,
     },
     Person {
         id: String,
@@ -108,6 +110,7 @@ impl App {
             window,
             steps: self.steps.clone(),
             step,
+            filter: self.filter.clone(),
         }))
     }
 
@@ -123,6 +126,7 @@ impl App {
             window: d.window,
             steps: d.steps.clone(),
             step: d.step,
+            filter: self.filter.clone(),
         }))
     }
 

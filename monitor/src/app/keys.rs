@@ -122,6 +122,7 @@ impl App {
                     text: self.tail_filter.text().to_string(),
                     error: None,
                     search: None,
+                    filter: false,
                 })
             }
             KeyCode::Char('/') if self.current_list().is_some() => {
@@ -130,6 +131,7 @@ impl App {
                         text: self.list_state(list).search.clone(),
                         error: None,
                         search: Some(list),
+                        filter: false,
                     })
                 }
             }
@@ -144,6 +146,8 @@ impl App {
                 }
             }
             KeyCode::Char('e') => cmds.extend(self.export()),
+            KeyCode::Char('f') => self.open_filter_prompt(),
+            KeyCode::Char('F') => self.clear_filter(),
             KeyCode::Char('?') => self.help = true,
             KeyCode::Esc => self.back(),
             KeyCode::Tab => self.open(self.tab_after(1)),
@@ -174,6 +178,10 @@ impl App {
         let Some(input) = self.input.as_mut() else {
             return;
         };
+        if input.filter {
+            self.on_filter_key(key);
+            return;
+        }
         if let Some(list) = input.search {
             match key.code {
                 KeyCode::Esc => {

@@ -15,6 +15,7 @@
 
 mod drill;
 mod export;
+mod filter;
 mod fleet;
 mod keys;
 pub mod lists;
@@ -25,6 +26,8 @@ mod schedule;
 mod tail;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_filter;
 #[cfg(test)]
 mod tests_habits;
 #[cfg(test)]
@@ -42,6 +45,7 @@ use crate::{
 
 pub use drill::{Drill, Loadable, Looked, Lookup, PersonPane};
 pub use export::{file_name, Notice, NOTICE_FOR};
+pub use filter::filtered;
 pub use fleet::{CollectorLine, PollSlot};
 pub use lists::{arrange, Column, Entry, Key, List, ListState, Sort};
 pub use mouse::{resolve, Hits, Target};
@@ -157,6 +161,10 @@ pub struct App {
     pub drill: Option<Drill>,
     /// The status line's message (an export's path, an error).
     pub notice: Option<Notice>,
+    /// Which events the analyses are computed over (`--where`, `f`; empty: all).
+    pub filter: crate::model::Filter,
+    /// The fetch in flight was asked for another filter: its answers are dropped.
+    pub(crate) stale_fetch: bool,
 }
 
 /// The one-line text input `/` opens: the Tail view's filter, or a list's search.
@@ -167,6 +175,8 @@ pub struct Input {
     pub error: Option<String>,
     /// The list it searches (typing filters it at once); None: the Tail's filter.
     pub search: Option<List>,
+    /// The analyses' filter prompt (`f`): Enter adds the `field=value` typed.
+    pub filter: bool,
 }
 
 pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -233,6 +243,8 @@ impl App {
             lists: Default::default(),
             drill: None,
             notice: None,
+            filter: crate::model::Filter::default(),
+            stale_fetch: false,
         }
     }
 

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::{Looked, Lookup, Target, TimeRange};
 use crate::{
     analysis::{Analysis, Snapshot},
-    model::{CollectorHealth, Range, ReplicaStatus, TailPage},
+    model::{CollectorHealth, Filter, Range, ReplicaStatus, TailPage},
 };
 
 /// One refresh's result: the analyses that answered, the errors of those that did not,
@@ -73,6 +73,8 @@ pub enum Cmd {
         range: TimeRange,
         window: Range,
         steps: Vec<String>,
+        /// The analyses' filter.
+        filter: Filter,
         /// In order: the visible view's first.
         sections: Vec<Analysis>,
     },

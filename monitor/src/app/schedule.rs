@@ -3,7 +3,7 @@
 //! and backing off while the database fails.
 //!
 //! Invariant: at most one fetch and one round of polls are in flight; an answer for a range
-//! no longer shown is dropped; an analysis that fails keeps its previous data.
+//! or a filter no longer shown is dropped; an analysis that fails keeps its previous data.
 
 use std::time::Duration;
 
@@ -27,6 +27,12 @@ impl App {
             self.fetch_started = None;
             self.pending.clear();
             self.section_started = None;
+        }
+        if self.stale_fetch {
+            // The filter changed while it ran: likewise.
+            self.stale_fetch = !outcome.done;
+            self.force_fetch = outcome.done;
+            return;
         }
         if outcome.range != self.range {
             // The range changed while it ran: drop what it brings, fetch the one on screen.
@@ -143,6 +149,7 @@ impl App {
                 range: self.range,
                 window: self.range.window(now),
                 steps: self.steps.clone(),
+                filter: self.filter.clone(),
                 sections: self.pending.clone(),
             });
         }

@@ -11,9 +11,9 @@ use super::*;
 use crate::model::{CollectorHealth, CollectorRow, Collectors, Live, Source};
 use time::macros::datetime;
 
-const T0: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
+pub(super) const T0: OffsetDateTime = datetime!(2025-03-01 12:00:00 UTC);
 
-fn app() -> App {
+pub(super) fn app() -> App {
     App::new(
         Config {
             refresh: Duration::from_secs(2),
@@ -28,12 +28,12 @@ fn app() -> App {
     )
 }
 
-fn key(c: KeyCode) -> Msg {
+pub(super) fn key(c: KeyCode) -> Msg {
     Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
 /// A fetch answered section by section: live data, a failed funnel, then the end.
-fn ok_fetch(range: TimeRange) -> Vec<Msg> {
+pub(super) fn ok_fetch(range: TimeRange) -> Vec<Msg> {
     let part = Fetched {
         snapshot: Snapshot {
             live: Some(Live::default()),
@@ -64,7 +64,7 @@ fn ok_fetch(range: TimeRange) -> Vec<Msg> {
 }
 
 /// Applies messages in order; returns the commands of the last.
-fn feed(a: &mut App, msgs: Vec<Msg>) -> Vec<Cmd> {
+pub(super) fn feed(a: &mut App, msgs: Vec<Msg>) -> Vec<Cmd> {
     let mut last = Vec::new();
     for m in msgs {
         last = update(a, m);

@@ -115,6 +115,7 @@ fn drilled(a: &mut App) -> Lookup {
         window,
         steps,
         step,
+        ..
     } = lookup.clone()
     else {
         panic!("{lookup:?}");
@@ -141,6 +142,7 @@ fn enter_on_a_step_asks_for_its_drop_off_over_the_range() {
             window: TimeRange::H1.window(T0),
             steps: a.steps.clone(),
             step: 1,
+            filter: Default::default(),
         }
     );
     let d = a.drill.as_ref().unwrap_or_else(|| panic!("no drill-down"));

@@ -12,14 +12,17 @@
 //! last event first (ties: session id, byte order), at most [`DROP_OFF_SESSIONS`]; `total`
 //! counts them all.
 //!
+//! Under a filter ([`drop_off_filtered`]) it is the same definition over only the matching
+//! events (step times, last event and person all from them), as the filtered funnel.
+//!
 //! Invariant: read-only, every value a bind parameter; read from raw events (the sessions
 //! with a step-1 event in the range, then all their events), so it agrees with the funnel's
 //! counts: `total` for step k is the funnel's sessions(k) − sessions(k+1).
 
 use tokio_postgres::Client;
 
-use super::{check_range, funnel::validate, QueryError};
-use crate::model::{DropOff, DropSession, Range, DROP_OFF_SESSIONS};
+use super::{check_range, filter::FilterSql, funnel::validate, Binds, QueryError};
+use crate::model::{DropOff, DropSession, Filter, Range, DROP_OFF_SESSIONS};
 
 /// The sessions of `range` that reached `steps[step]` (0-based) and not the next step.
 pub async fn drop_off(
@@ -27,6 +30,17 @@ pub async fn drop_off(
     range: Range,
     steps: &[String],
     step: usize,
+) -> Result<DropOff, QueryError> {
+    drop_off_filtered(client, range, steps, step, &Filter::default()).await
+}
+
+/// [`drop_off`] over the events matching `filter` (empty: the same statement).
+pub async fn drop_off_filtered(
+    client: &Client,
+    range: Range,
+    steps: &[String],
+    step: usize,
+    filter: &Filter,
 ) -> Result<DropOff, QueryError> {
     check_range(range)?;
     validate(steps)?;
@@ -50,15 +64,27 @@ pub async fn drop_off(
     } else {
         String::new()
     };
+    let steps_param: Vec<String> = steps.to_vec();
+    let where_sql = FilterSql::new(filter);
+    let mut binds = Binds::default();
+    binds.push(&range.from);
+    binds.push(&range.to);
+    binds.push(&steps_param);
+    binds.push(&DROP_OFF_SESSIONS);
+    let (cond_e, cond_p) = (
+        where_sql.and("e", &mut binds),
+        where_sql.and("p", &mut binds),
+    );
     let sql = format!(
         "WITH entered AS (
-             SELECT DISTINCT session_id FROM user_events
-             WHERE event_time >= $1 AND event_time < $2 AND session_id IS NOT NULL
-               AND event_name = ($3::TEXT[])[1]
+             SELECT DISTINCT e.session_id FROM user_events e
+             WHERE e.event_time >= $1 AND e.event_time < $2 AND e.session_id IS NOT NULL
+               AND e.event_name = ($3::TEXT[])[1]{cond_e}
          ),
          ev AS (
              SELECT p.session_id, p.event_name, p.event_time, p.event_id, p.person
              FROM person_events p JOIN entered USING (session_id)
+             WHERE TRUE{cond_p}
          ),
          firsts AS (
              SELECT session_id, {firsts} FROM ev GROUP BY session_id
@@ -85,13 +111,7 @@ pub async fn drop_off(
         firsts = firsts.join(", "),
         reached = reached.join(" AND "),
     );
-    let steps_param: Vec<String> = steps.to_vec();
-    let rows = client
-        .query(
-            &sql,
-            &[&range.from, &range.to, &steps_param, &DROP_OFF_SESSIONS],
-        )
-        .await?;
+    let rows = client.query(&sql, binds.as_slice()).await?;
     let mut total = 0;
     let mut sessions = Vec::with_capacity(rows.len());
     for r in &rows {

@@ -16,6 +16,10 @@
 //! Any other step list is computed from raw events: the sessions with a step-1 event in the
 //! range, then all their events (slower: it grows with the sessions in the range).
 //!
+//! Under a filter ([`crate::model::Filter`]), the funnel is the definition evaluated over
+//! only the matching events: a session's step times are those of its matching events (a
+//! filter on `event` leaves at most one step), always from raw events.
+//!
 //! Invariant: the result equals the definition evaluated over the raw events, whichever
 //! path is taken.
 
@@ -23,8 +27,8 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{check_range, ratio, split, Binds, QueryError};
-use crate::model::{Funnel, FunnelStep, Range};
+use super::{check_range, filter::FilterSql, ratio, split, Binds, QueryError};
+use crate::model::{Filter, Funnel, FunnelStep, Range};
 
 /// The seed's funnel.
 pub const DEFAULT_STEPS: [&str; 4] = ["page_view", "add_to_cart", "checkout_start", "purchase"];
@@ -43,6 +47,19 @@ pub async fn funnel(client: &Client, range: Range, steps: &[String]) -> Result<F
     } else {
         from_raw(client, range, steps).await?
     };
+    Ok(build(steps, &counts))
+}
+
+/// The funnel over the events matching `filter` (from raw events).
+pub async fn funnel_filtered(
+    client: &Client,
+    range: Range,
+    steps: &[String],
+    filter: &Filter,
+) -> Result<Funnel, QueryError> {
+    check_range(range)?;
+    validate(steps)?;
+    let counts = from_raw_where(client, range, steps, filter).await?;
     Ok(build(steps, &counts))
 }
 
@@ -90,7 +107,23 @@ async fn from_rollup(client: &Client, range: Range, n: usize) -> Result<Vec<i64>
 
 /// Any step list, from raw events.
 async fn from_raw(client: &Client, range: Range, steps: &[String]) -> Result<Vec<i64>, QueryError> {
+    from_raw_where(client, range, steps, &Filter::default()).await
+}
+
+/// Any step list over the events matching `filter`, from raw events.
+async fn from_raw_where(
+    client: &Client,
+    range: Range,
+    steps: &[String],
+    filter: &Filter,
+) -> Result<Vec<i64>, QueryError> {
     let steps_v: Vec<String> = steps.to_vec();
+    let where_sql = FilterSql::new(filter);
+    let mut binds = Binds::default();
+    binds.push(&range.from);
+    binds.push(&range.to);
+    binds.push(&steps_v);
+    let cond = where_sql.and("e", &mut binds);
     let cols: Vec<String> = (1..=steps.len())
         .map(|i| {
             format!("min(e.event_time) FILTER (WHERE e.event_name = ($3::TEXT[])[{i}]) AS t{i}")
@@ -108,23 +141,21 @@ async fn from_raw(client: &Client, range: Range, steps: &[String]) -> Result<Vec
         .collect();
     let sql = format!(
         "WITH entered AS (
-             SELECT DISTINCT session_id FROM user_events
-             WHERE event_time >= $1 AND event_time < $2
-               AND session_id IS NOT NULL AND event_name = ($3::TEXT[])[1]
+             SELECT DISTINCT e.session_id FROM user_events e
+             WHERE e.event_time >= $1 AND e.event_time < $2
+               AND e.session_id IS NOT NULL AND e.event_name = ($3::TEXT[])[1]{cond}
          ),
          sessions AS (
              SELECT e.session_id, {}
              FROM entered s JOIN user_events e ON e.session_id = s.session_id
-             WHERE e.event_name = ANY($3::TEXT[])
+             WHERE e.event_name = ANY($3::TEXT[]){cond}
              GROUP BY e.session_id
          )
          SELECT {} FROM sessions WHERE t1 >= $1 AND t1 < $2",
         cols.join(", "),
         counts.join(", ")
     );
-    let row = client
-        .query_one(&sql, &[&range.from, &range.to, &steps_v])
-        .await?;
+    let row = client.query_one(&sql, binds.as_slice()).await?;
     let mut out = Vec::with_capacity(steps.len());
     for i in 0..steps.len() {
         out.push(row.try_get::<_, i64>(i)?);
@@ -186,7 +217,11 @@ impl super::Query for Funnel {
         client: &Client,
         params: crate::analysis::Params<'_>,
     ) -> Result<Funnel, QueryError> {
-        funnel(client, params.range, params.steps).await
+        if params.filter.is_empty() {
+            funnel(client, params.range, params.steps).await
+        } else {
+            funnel_filtered(client, params.range, params.steps, params.filter).await
+        }
     }
 }
 

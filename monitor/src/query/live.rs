@@ -15,6 +15,11 @@
 //! - `lag_*`: percentiles of `created_at - received_at` over events with event_time in
 //!   `[to - 5 min, to)` and a received_at.
 //!
+//! Under a filter ([`live_filtered`]) every number is the same definition over only the
+//! matching events, all read from raw events (`per_minute` and `top_events` too: the
+//! aggregate keeps no source, device or property); top-event ties are then cut in byte
+//! order.
+//!
 //! Invariant: the windows are distinct counts over the whole window, whatever the bucket
 //! widths of the aggregates.
 
@@ -23,8 +28,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::{types::ToSql, Client};
 
-use super::{check_range, floor_to, QueryError};
-use crate::model::{Live, MinuteCount, NameCount, Range};
+use super::{check_range, filter::FilterSql, floor_to, Binds, QueryError};
+use crate::model::{Filter, Live, MinuteCount, NameCount, Range};
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// How many names `top_events` lists.
@@ -125,8 +130,128 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
     })
 }
 
+/// [`live`] over the events matching `filter`, from raw events.
+pub async fn live_filtered(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Live, QueryError> {
+    check_range(range)?;
+    let to = range.to;
+    let last_minute = floor_to(to, MINUTE);
+    let first_minute = last_minute - time::Duration::minutes(59);
+    // The aggregate's last bucket holds the whole minute.
+    let end_minute = last_minute + time::Duration::minutes(1);
+    let w24h = to - time::Duration::hours(24);
+    let w1h = to - time::Duration::hours(1);
+    let w5m = to - time::Duration::minutes(5);
+    let w10s = to - time::Duration::seconds(10);
+    let where_sql = FilterSql::new(filter);
+
+    let mut b1 = Binds::default();
+    let (p1, p2, p3) = (
+        b1.push(&first_minute),
+        b1.push(&last_minute),
+        b1.push(&end_minute),
+    );
+    let c1 = where_sql.and("e", &mut b1);
+    let per_minute_sql = format!(
+        "SELECT m.minute, COALESCE(a.events, 0)::INT8
+         FROM generate_series({p1}::TIMESTAMPTZ, {p2}::TIMESTAMPTZ, INTERVAL '1 minute') AS m(minute)
+         LEFT JOIN (
+             SELECT time_bucket(INTERVAL '1 minute', e.event_time) AS bucket, count(*) AS events
+             FROM user_events e
+             WHERE e.event_time >= {p1} AND e.event_time < {p3}{c1}
+             GROUP BY 1
+         ) a ON a.bucket = m.minute
+         ORDER BY m.minute"
+    );
+    let mut b2 = Binds::default();
+    let (p1, p2, p3) = (
+        b2.push(&first_minute),
+        b2.push(&end_minute),
+        b2.push(&TOP_EVENTS),
+    );
+    let c2 = where_sql.and("e", &mut b2);
+    let top_sql = format!(
+        "SELECT e.event_name, count(*)::INT8 AS n
+         FROM user_events e
+         WHERE e.event_time >= {p1} AND e.event_time < {p2}{c2}
+         GROUP BY e.event_name
+         ORDER BY n DESC, e.event_name COLLATE \"C\"
+         LIMIT {p3}"
+    );
+    let mut b3 = Binds::default();
+    let (p1, p2, p3, p4) = (b3.push(&w24h), b3.push(&w1h), b3.push(&w5m), b3.push(&to));
+    let c3 = where_sql.and("e", &mut b3);
+    let users_sql = format!(
+        "SELECT count(*) FILTER (WHERE last_at >= {p3})::INT8,
+                count(*) FILTER (WHERE last_at >= {p2})::INT8,
+                count(*)::INT8
+         FROM (
+             SELECT e.person, max(e.event_time) AS last_at
+             FROM person_events e
+             WHERE e.event_time >= {p1} AND e.event_time < {p4} AND e.person IS NOT NULL{c3}
+             GROUP BY e.person
+         ) u"
+    );
+    let mut b4 = Binds::default();
+    let (p1, p2, p3) = (b4.push(&w5m), b4.push(&w10s), b4.push(&to));
+    let c4 = where_sql.and("e", &mut b4);
+    let recent_sql = format!(
+        "SELECT count(*) FILTER (WHERE e.event_time >= {p2})::INT8,
+                percentile_cont(0.5) WITHIN GROUP (
+                    ORDER BY extract(epoch FROM e.created_at - e.received_at)::FLOAT8)
+                    FILTER (WHERE e.received_at IS NOT NULL),
+                percentile_cont(0.99) WITHIN GROUP (
+                    ORDER BY extract(epoch FROM e.created_at - e.received_at)::FLOAT8)
+                    FILTER (WHERE e.received_at IS NOT NULL)
+         FROM user_events e
+         WHERE e.event_time >= {p1} AND e.event_time < {p3}{c4}"
+    );
+    let (per_minute, top, users, recent) = tokio::try_join!(
+        client.query(&per_minute_sql, b1.as_slice()),
+        client.query(&top_sql, b2.as_slice()),
+        client.query_one(&users_sql, b3.as_slice()),
+        client.query_one(&recent_sql, b4.as_slice()),
+    )?;
+    let per_minute = per_minute
+        .iter()
+        .map(|r| {
+            Ok(MinuteCount {
+                minute: r.try_get::<_, OffsetDateTime>(0)?,
+                events: r.try_get(1)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let top_events = top
+        .iter()
+        .map(|r| {
+            Ok(NameCount {
+                name: r.try_get(0)?,
+                count: r.try_get(1)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let last_10s: i64 = recent.try_get(0)?;
+    Ok(Live {
+        per_minute,
+        events_per_second: last_10s as f64 / 10.0,
+        active_users_5m: users.try_get(0)?,
+        active_users_1h: users.try_get(1)?,
+        active_users_24h: users.try_get(2)?,
+        top_events,
+        lag_p50_seconds: recent.try_get(1)?,
+        lag_p99_seconds: recent.try_get(2)?,
+    })
+}
+
 impl super::Query for Live {
     async fn run(client: &Client, params: crate::analysis::Params<'_>) -> Result<Live, QueryError> {
-        live(client, params.range).await
+        if params.filter.is_empty() {
+            live(client, params.range).await
+        } else {
+            live_filtered(client, params.range, params.filter).await
+        }
     }
 }

@@ -6,7 +6,10 @@
 //! [`Query`] for its model type (and [`replica`], the replication status the Database
 //! analysis shows and the dashboard reads with every refresh); [`run`] is the one entry point the dashboard and
 //! `monitor query` use. [`drill`] (a funnel step's drop-off) and [`person`] take more than a
-//! range and are called directly. Every query takes a connected [`Client`] and a [`Range`]
+//! range and are called directly. Each analysis that reads events takes the run's
+//! [`crate::model::Filter`] ([`Params::filter`]): empty, it runs its unfiltered query;
+//! otherwise a separate function of its module computes it over the matching raw events
+//! ([`filter`] writes the conditions). Every query takes a connected [`Client`] and a [`Range`]
 //! (`[from, to)`, UTC; `to` is "now") and
 //! works the same on the Community edition (where the aggregates are continuous
 //! aggregates) and on the apache edition (where they are plain views over `user_events`).
@@ -32,6 +35,7 @@ pub mod breakdown;
 pub mod collectors;
 pub mod database;
 pub mod drill;
+pub(crate) mod filter;
 pub mod funnel;
 pub mod live;
 pub mod pages;

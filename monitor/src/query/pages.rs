@@ -8,12 +8,15 @@
 //!
 //! Computed over the raw events of the range (no aggregate is keyed by page_url).
 //!
+//! Under a filter ([`pages_filtered`]) it is the same definition over only the matching
+//! events (`event=` anything but `page_view` leaves no page).
+//!
 //! Invariant: distinct people are counted per page over raw events, never summed.
 
 use tokio_postgres::Client;
 
-use super::{check_range, QueryError};
-use crate::model::{PageRow, Pages, Range};
+use super::{check_range, filter::FilterSql, Binds, QueryError};
+use crate::model::{Filter, PageRow, Pages, Range};
 
 /// How many pages are listed.
 pub const TOP: i64 = 20;
@@ -45,11 +48,53 @@ pub async fn pages(client: &Client, range: Range) -> Result<Pages, QueryError> {
     Ok(Pages { pages })
 }
 
+/// [`pages`] over the events matching `filter`.
+pub async fn pages_filtered(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Pages, QueryError> {
+    check_range(range)?;
+    let where_sql = FilterSql::new(filter);
+    let mut binds = Binds::default();
+    let (pa, pb, top) = (
+        binds.push(&range.from),
+        binds.push(&range.to),
+        binds.push(&TOP),
+    );
+    let cond = where_sql.and("e", &mut binds);
+    let sql = format!(
+        "SELECT e.page_url, count(*)::INT8, count(DISTINCT e.person)::INT8
+         FROM person_events e
+         WHERE e.event_time >= {pa} AND e.event_time < {pb}
+           AND e.event_name = 'page_view' AND e.page_url IS NOT NULL{cond}
+         GROUP BY e.page_url
+         ORDER BY 2 DESC, e.page_url COLLATE \"C\"
+         LIMIT {top}"
+    );
+    let rows = client.query(&sql, binds.as_slice()).await?;
+    let pages = rows
+        .iter()
+        .map(|r| {
+            Ok(PageRow {
+                url: r.try_get(0)?,
+                views: r.try_get(1)?,
+                users: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(Pages { pages })
+}
+
 impl super::Query for Pages {
     async fn run(
         client: &Client,
         params: crate::analysis::Params<'_>,
     ) -> Result<Pages, QueryError> {
-        pages(client, params.range).await
+        if params.filter.is_empty() {
+            pages(client, params.range).await
+        } else {
+            pages_filtered(client, params.range, params.filter).await
+        }
     }
 }

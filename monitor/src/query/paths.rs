@@ -13,6 +13,12 @@
 //! events (each event there with its predecessor, one index lookup). The cost follows the
 //! number of buckets, not of events.
 //!
+//! Under a filter ([`paths_filtered`]) the transitions are those between consecutive
+//! *matching* events of a session (the same definition over only the matching events),
+//! read from raw events: one window over the matching events of the range and of the day
+//! before it (an older one is too far to pair), each with its session's previous one; ties
+//! are then cut by names in byte order.
+//!
 //! Invariant: the result equals the definition evaluated over the raw events, whichever
 //! grain each piece of the range is read from.
 
@@ -22,8 +28,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{check_range, split, Binds, QueryError};
-use crate::model::{Paths, Range, Transition};
+use super::{check_range, filter::FilterSql, split, Binds, QueryError};
+use crate::model::{Filter, Paths, Range, Transition};
 
 /// How many transitions [`paths`] lists.
 pub const TOP: i64 = 20;
@@ -108,11 +114,64 @@ pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Path
     Ok(Paths { transitions })
 }
 
+/// [`paths`] over the events matching `filter`, from raw events.
+pub async fn paths_filtered(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Paths, QueryError> {
+    check_range(range)?;
+    let where_sql = FilterSql::new(filter);
+    let mut params = Binds::default();
+    let (pa, pb, limit) = (
+        params.push(&range.from),
+        params.push(&range.to),
+        params.push(&TOP),
+    );
+    let cond = where_sql.and("e", &mut params);
+    let sql = format!(
+        "SELECT from_name, to_name, sum(transitions)::INT8 AS n,
+                (sum(gap_us)::FLOAT8 / 1e6 / sum(transitions))::FLOAT8
+         FROM (
+             -- Each matching event with the session's previous matching event: only those
+             -- of the range and of the gap before it can pair with one in the range.
+             SELECT lag(e.event_name) OVER w, e.event_name, 1::INT8,
+                    (extract(epoch FROM e.event_time - lag(e.event_time) OVER w) * 1000000)::INT8,
+                    e.event_time, e.event_time - lag(e.event_time) OVER w
+             FROM user_events e
+             WHERE e.event_time >= {pa}::TIMESTAMPTZ - edge_session_gap() AND e.event_time < {pb}
+               AND e.session_id IS NOT NULL{cond}
+             WINDOW w AS (PARTITION BY e.session_id ORDER BY e.event_time, e.event_id)
+         ) t (from_name, to_name, transitions, gap_us, at, gap)
+         WHERE at >= {pa} AND gap < edge_session_gap()
+         GROUP BY from_name, to_name
+         ORDER BY n DESC, from_name COLLATE \"C\", to_name COLLATE \"C\"
+         LIMIT {limit}"
+    );
+    let rows = client.query(&sql, params.as_slice()).await?;
+    let transitions = rows
+        .iter()
+        .map(|r| {
+            Ok(Transition {
+                from: r.try_get(0)?,
+                to: r.try_get(1)?,
+                count: r.try_get(2)?,
+                avg_seconds: r.try_get(3)?,
+            })
+        })
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    Ok(Paths { transitions })
+}
+
 impl super::Query for Paths {
     async fn run(
         client: &Client,
         params: crate::analysis::Params<'_>,
     ) -> Result<Paths, QueryError> {
-        paths(client, params.range).await
+        if params.filter.is_empty() {
+            paths(client, params.range).await
+        } else {
+            paths_filtered(client, params.range, params.filter).await
+        }
     }
 }

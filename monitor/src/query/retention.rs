@@ -14,6 +14,13 @@
 //! exact for late events on both editions), mapped to people through `identity_links` at
 //! query time, so a link that arrives later moves the visitor's past days to their user.
 //!
+//! Under a filter ([`retention_filtered`]) it is the same definition over only the matching
+//! events: a person's cohort is the day of their first *matching* event (so `event=purchase`
+//! gives cohorts of first purchases), and `retained[n]` counts cohort people with a matching
+//! event on day D+n. It is read from raw events (`person_events`, people as above), so a
+//! first matching event older than the raw events' retention is not known: the person then
+//! falls in the cohort of their oldest matching event still kept.
+//!
 //! Invariant: a person counts at most once per (cohort, n), and only in their own cohort.
 
 use std::time::Duration;
@@ -21,8 +28,8 @@ use std::time::Duration;
 use time::{Date, OffsetDateTime};
 use tokio_postgres::{types::ToSql, Client};
 
-use super::{check_range, floor_to, QueryError};
-use crate::model::{Cohort, Range, Retention};
+use super::{check_range, filter::FilterSql, floor_to, Binds, QueryError};
+use crate::model::{Cohort, Filter, Range, Retention};
 
 /// Days after the cohort day that are reported: n = 0..=MAX_DAY.
 pub const MAX_DAY: i64 = 30;
@@ -107,6 +114,74 @@ pub async fn retention(client: &Client, range: Range) -> Result<Retention, Query
     Ok(Retention { cohorts })
 }
 
+/// [`retention`] over the events matching `filter`, from raw events.
+pub async fn retention_filtered(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Retention, QueryError> {
+    check_range(range)?;
+    let from = floor_to(range.from, DAY);
+    let to = range.to;
+    let max_day = MAX_DAY as i32;
+    let where_sql = FilterSql::new(filter);
+    let mut binds = Binds::default();
+    let (p1, p2, p3) = (binds.push(&from), binds.push(&to), binds.push(&max_day));
+    let cond = where_sql.and("e", &mut binds);
+    let sql = format!(
+        "WITH ev AS (
+             SELECT e.person, e.event_time FROM person_events e
+             WHERE e.person IS NOT NULL{cond}
+         ),
+         cohort AS (
+             SELECT person, time_bucket(INTERVAL '1 day', min(event_time)) AS day
+             FROM ev
+             GROUP BY person
+             HAVING min(event_time) >= {p1} AND min(event_time) < {p2}
+         ),
+         active AS (
+             SELECT DISTINCT person, time_bucket(INTERVAL '1 day', event_time) AS day
+             FROM ev
+             WHERE event_time >= {p1} AND event_time < {p2}
+         )
+         SELECT (day AT TIME ZONE 'UTC')::DATE, NULL::INT4, count(*)::INT8
+         FROM cohort
+         GROUP BY day
+         UNION ALL
+         SELECT (c.day AT TIME ZONE 'UTC')::DATE,
+                round(extract(epoch FROM a.day - c.day) / 86400)::INT4,
+                count(*)::INT8
+         FROM cohort c
+         JOIN active a ON a.person = c.person
+         WHERE a.day >= c.day AND a.day <= c.day + {p3}::INT4 * INTERVAL '1 day'
+         GROUP BY 1, 2"
+    );
+    let rows = client.query(&sql, binds.as_slice()).await?;
+    let mut cohorts: Vec<Cohort> = Vec::new();
+    let mut retained = Vec::new();
+    for r in &rows {
+        let day: Date = r.try_get(0)?;
+        let users: i64 = r.try_get(2)?;
+        match r.try_get::<_, Option<i32>>(1)? {
+            None => cohorts.push(Cohort {
+                day,
+                users,
+                retained: vec![0; days_reported(day, to)],
+            }),
+            Some(n) => retained.push((day, n, users)),
+        }
+    }
+    cohorts.sort_by_key(|c| c.day);
+    for (day, n, users) in retained {
+        if let Some(c) = cohorts.iter_mut().find(|c| c.day == day) {
+            if let Some(slot) = usize::try_from(n).ok().and_then(|n| c.retained.get_mut(n)) {
+                *slot = users;
+            }
+        }
+    }
+    Ok(Retention { cohorts })
+}
+
 /// How many of days D+0..=D+30 have begun before `to`.
 pub fn days_reported(day: Date, to: OffsetDateTime) -> usize {
     let start = day.midnight().assume_utc();
@@ -122,7 +197,11 @@ impl super::Query for Retention {
         client: &Client,
         params: crate::analysis::Params<'_>,
     ) -> Result<Retention, QueryError> {
-        retention(client, params.range).await
+        if params.filter.is_empty() {
+            retention(client, params.range).await
+        } else {
+            retention_filtered(client, params.range, params.filter).await
+        }
     }
 }
 

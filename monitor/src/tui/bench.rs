@@ -26,7 +26,8 @@ pub async fn bench(
     for _ in 0..refreshes {
         let window = range.window(OffsetDateTime::now_utc());
         let sections: Vec<Analysis> = Analysis::queried().collect();
-        let fetched = fetch::fetch_snapshot(&client, window, steps, &sections).await;
+        let fetched =
+            fetch::fetch_snapshot(&client, window, steps, &Default::default(), &sections).await;
         out.push(fetched);
     }
     Ok(out)

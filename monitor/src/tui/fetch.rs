@@ -25,7 +25,7 @@ use super::terminal;
 use crate::{
     analysis::{Analysis, Params, Snapshot},
     app::{FetchOutcome, Fetched, Msg, TimeRange},
-    model::Range,
+    model::{Filter, Range},
 };
 
 /// Connecting gives up after this long.
@@ -39,13 +39,14 @@ pub async fn fetch_snapshot(
     client: &Client,
     range: Range,
     steps: &[String],
+    filter: &Filter,
     sections: &[Analysis],
 ) -> Fetched {
     let start = Instant::now();
     let mut out = Fetched::default();
     for &section in sections {
         let t = Instant::now();
-        let result = fetch_section(client, range, steps, section, &mut out.snapshot).await;
+        let result = fetch_section(client, range, steps, filter, section, &mut out.snapshot).await;
         out.timings.push((section, t.elapsed()));
         if let Err(e) = result {
             out.errors.push((section, e));
@@ -66,10 +67,15 @@ pub async fn fetch_section(
     client: &Client,
     range: Range,
     steps: &[String],
+    filter: &Filter,
     section: Analysis,
     snapshot: &mut Snapshot,
 ) -> Result<(), String> {
-    let params = Params { range, steps };
+    let params = Params {
+        range,
+        steps,
+        filter,
+    };
     match tokio::time::timeout(SECTION_TIMEOUT, crate::query::run(client, section, params)).await {
         Ok(Ok(report)) => {
             snapshot.put(report);
@@ -104,6 +110,7 @@ pub struct FetchRequest {
     pub range: TimeRange,
     pub window: Range,
     pub steps: Vec<String>,
+    pub filter: Filter,
     /// What to fetch, in order (the visible view first).
     pub sections: Vec<Analysis>,
 }
@@ -218,11 +225,11 @@ async fn serve(
         let t = Instant::now();
         let task = {
             let c = c.clone();
-            let (window, steps) = (req.window, req.steps.clone());
+            let (window, steps, filter) = (req.window, req.steps.clone(), req.filter.clone());
             // A panic in the query code ends this task only, reported as an error.
             tokio::spawn(terminal::isolated(async move {
                 let mut snapshot = Snapshot::default();
-                let r = fetch_section(&c, window, &steps, section, &mut snapshot).await;
+                let r = fetch_section(&c, window, &steps, &filter, section, &mut snapshot).await;
                 (snapshot, r)
             }))
         };

@@ -56,6 +56,7 @@ pub fn failed(lookup: Lookup, error: String) -> Looked {
             window,
             steps,
             step,
+            ..
         } => Looked::DropOff {
             window,
             steps,
@@ -81,8 +82,9 @@ async fn run(client: Arc<Client>, lookup: Lookup) -> Looked {
                     window,
                     steps,
                     step,
+                    filter,
                 } => {
-                    let q = query::drill::drop_off(&client, window, &steps, step);
+                    let q = query::drill::drop_off_filtered(&client, window, &steps, step, &filter);
                     let result = tokio::time::timeout(SECTION_TIMEOUT, q)
                         .await
                         .map_err(deadline)

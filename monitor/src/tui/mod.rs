@@ -39,6 +39,8 @@ pub struct Options {
     pub steps: Vec<String>,
     /// On a standby, a replay lag above this gets a banner.
     pub max_replica_lag: Duration,
+    /// The analyses' filter to start with (`--where`).
+    pub filter: crate::model::Filter,
 }
 
 /// How often the clock ticks (countdowns, ages, slow-query notices).
@@ -87,6 +89,7 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
         },
         OffsetDateTime::now_utc(),
     );
+    app.filter = source.filter.clone();
 
     ui::theme::set_color(ui::theme::color_from_env(
         std::env::var("NO_COLOR").ok().as_deref(),
@@ -154,6 +157,7 @@ impl Workers {
                 range,
                 window,
                 steps,
+                filter,
                 sections,
             } => {
                 let sent = self.fetcher.as_ref().is_some_and(|f| {
@@ -161,6 +165,7 @@ impl Workers {
                         range,
                         window,
                         steps,
+                        filter,
                         sections,
                     })
                     .is_ok()

@@ -1,5 +1,6 @@
 //! Drawing the dashboard: the tab bar, the status line, the database banner, the current
-//! view (or the funnel drill-down over it), the search line and the help overlay.
+//! view (or the funnel drill-down over it), the search line and the help overlay; and,
+//! while the analyses are filtered, the filter's chips under the status line ([`filter`]).
 //!
 //! Invariant: drawing is a pure function of [`App`]: it changes nothing, reads no clock
 //! (the time shown is `app.now`) and does no I/O, so one state always draws the same screen
@@ -11,6 +12,7 @@ mod breakdown;
 mod collectors;
 mod database;
 mod drill;
+mod filter;
 pub mod fmt;
 mod funnel;
 mod list;
@@ -25,6 +27,8 @@ pub mod theme;
 mod tests;
 #[cfg(test)]
 mod tests_drill;
+#[cfg(test)]
+mod tests_filter;
 #[cfg(test)]
 mod tests_habits;
 #[cfg(test)]
@@ -87,15 +91,17 @@ pub fn draw_with_hits(frame: &mut Frame, app: &App) -> Hits {
             1
         }
     });
-    let [tabs_area, status_area, banner_area, body] = Layout::vertical([
+    let [tabs_area, status_area, chips_area, banner_area, body] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
+        Constraint::Length(filter::chips_height(app)),
         Constraint::Length(banner_height),
         Constraint::Min(0),
     ])
     .areas(area);
     draw_tabs(frame, tabs_area, app, &mut hits);
     draw_status(frame, status_area, app);
+    filter::draw_chips(frame, chips_area, app);
     if let Some((style, text)) = banner {
         frame.render_widget(
             Paragraph::new(text).style(style).wrap(Wrap { trim: true }),
@@ -103,9 +109,10 @@ pub fn draw_with_hits(frame: &mut Frame, app: &App) -> Hits {
         );
     }
     let searching = app.input.as_ref().and_then(|i| i.search);
+    let prompting = filter::prompting(app);
     let [body, search_area] = Layout::vertical([
         Constraint::Min(0),
-        Constraint::Length(u16::from(searching.is_some())),
+        Constraint::Length(u16::from(searching.is_some() || prompting)),
     ])
     .areas(body);
     if app.view == Analysis::Funnel && app.drill.is_some() {
@@ -115,6 +122,9 @@ pub fn draw_with_hits(frame: &mut Frame, app: &App) -> Hits {
     }
     if let Some(list) = searching {
         list::draw_search(frame, search_area, app, list);
+    }
+    if prompting {
+        filter::draw_prompt(frame, search_area, app);
     }
     if app.help {
         draw_help(frame, area, app);
@@ -397,7 +407,7 @@ pub(crate) fn stretch(values: &[f64], width: usize) -> Vec<f64> {
 }
 
 /// Every key, one line each.
-pub const HELP: [(&str, &str); 16] = [
+pub const HELP: [(&str, &str); 17] = [
     ("Tab / Shift-Tab", "next / previous view"),
     ("1 … 7", "go to a view (numbered on the tab bar)"),
     ("← / →", "time range: 15m 1h 24h 7d 30d"),
@@ -411,6 +421,7 @@ pub const HELP: [(&str, &str); 16] = [
     ("/", "search the list · Tail: filter (name=X user=N k=v)"),
     ("s / S", "sort by the next column / reverse the order"),
     ("e", "export the view as CSV (same as monitor query)"),
+    ("f / F", "filter the analyses (event=X prop.k=v …) / clear"),
     ("mouse", "click a tab or a row; click it again to open it"),
     ("c", "Retention: rates ↔ user counts"),
     ("r", "refresh now (and retry a failing database now)"),

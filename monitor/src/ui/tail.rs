@@ -43,7 +43,9 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let input_height = u16::from(app.input.is_some());
+    // The analyses' filter prompt (`f`) is drawn by the frame, not here.
+    let tail_input = app.input.as_ref().filter(|i| !i.filter);
+    let input_height = u16::from(tail_input.is_some());
     let [info, table, input] = Layout::vertical([
         Constraint::Length(5),
         Constraint::Min(3),
@@ -52,7 +54,7 @@ fn draw(frame: &mut Frame, area: Rect, app: &App) {
     .areas(area);
     draw_info(frame, info, app, tail);
     draw_events(frame, table, app, tail);
-    if let Some(i) = &app.input {
+    if let Some(i) = tail_input {
         let mut spans = vec![
             Span::styled("filter / ", theme::bold()),
             Span::raw(text::clean(&i.text).into_owned()),

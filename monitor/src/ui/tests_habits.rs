@@ -28,6 +28,7 @@ fn search_being_typed_and_kept() {
         text: "商品".into(),
         error: None,
         search: Some(List::Pages),
+        filter: false,
     });
     snap("habits_pages_search_typing", &app);
     app.input = None;

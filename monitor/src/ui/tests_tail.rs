@@ -105,6 +105,7 @@ fn tail_view_filtered_paused_and_editing() {
         text: "user=佐藤".into(),
         error: Some("\"user=佐藤\": a user id is an integer".into()),
         search: None,
+        filter: false,
     });
     snap("tail_paused_input", &app);
 }
