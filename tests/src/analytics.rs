@@ -373,6 +373,34 @@ impl Dataset {
         }
     }
 
+    /// The retention counters (`rollup_retention`, migration 0014) over every cohort: per
+    /// (cohort day, n) the people of the cohort active on day + n (n = 0..=30), and per
+    /// (cohort day, -1) the cohort's size.
+    pub fn retention_cells(&self) -> BTreeMap<(Date, i16), i64> {
+        let people = self.people();
+        let mut first: BTreeMap<String, OffsetDateTime> = BTreeMap::new();
+        let mut active: BTreeMap<String, BTreeSet<Date>> = BTreeMap::new();
+        for e in &self.events {
+            if let Some(p) = people.of(e) {
+                let t = first.entry(p.clone()).or_insert(e.event_time);
+                *t = (*t).min(e.event_time);
+                active.entry(p).or_default().insert(e.event_time.date());
+            }
+        }
+        let mut cells: BTreeMap<(Date, i16), i64> = BTreeMap::new();
+        for (person, seen) in &first {
+            let cohort = seen.date();
+            *cells.entry((cohort, -1)).or_default() += 1;
+            for day in active.get(person).into_iter().flatten() {
+                let n = (*day - cohort).whole_days();
+                if (0..=30).contains(&n) {
+                    *cells.entry((cohort, n as i16)).or_default() += 1;
+                }
+            }
+        }
+        cells
+    }
+
     /// Every transition whose second event is in `[from, to)`: consecutive events of a
     /// session (all its events, by time then id) less than a day apart; by count desc,
     /// then names; `limit` of them.

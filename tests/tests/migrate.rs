@@ -289,6 +289,41 @@ async fn upgrades_a_database_holding_events_in_place() {
         "one transition per event after its session's first"
     );
 
+    // The retention counters (0014) from the old rows: per numeric user, the cohort is the
+    // day of their first event and the cells the days 0..30 after it they were active.
+    let retention_from_raw = "SELECT count(*) FROM (
+             (SELECT cohort, n, people FROM rollup_retention WHERE people <> 0
+              EXCEPT ALL
+              SELECT cohort, n::SMALLINT, count(*) FROM (
+                  SELECT f.cohort, -1 AS n FROM firsts f
+                  UNION ALL
+                  SELECT f.cohort, d.day - f.cohort FROM firsts f JOIN days d USING (person)
+                  WHERE d.day - f.cohort BETWEEN 0 AND 30) c
+              GROUP BY 1, 2)
+             UNION ALL
+             (SELECT cohort, n::SMALLINT, count(*) FROM (
+                  SELECT f.cohort, -1 AS n FROM firsts f
+                  UNION ALL
+                  SELECT f.cohort, d.day - f.cohort FROM firsts f JOIN days d USING (person)
+                  WHERE d.day - f.cohort BETWEEN 0 AND 30) c
+              GROUP BY 1, 2
+              EXCEPT ALL
+              SELECT cohort, n, people FROM rollup_retention WHERE people <> 0)
+         ) diff";
+    let retention_check = format!(
+        "WITH firsts AS (SELECT person, min((event_time AT TIME ZONE 'UTC')::DATE) AS cohort
+                         FROM person_events WHERE person IS NOT NULL GROUP BY 1),
+              days AS (SELECT DISTINCT person, (event_time AT TIME ZONE 'UTC')::DATE AS day
+                       FROM person_events WHERE person IS NOT NULL)
+         {retention_from_raw}"
+    );
+    let differ: i64 = c
+        .query_one(&retention_check, &[])
+        .await
+        .expect("retention counters")
+        .get(0);
+    assert_eq!(differ, 0, "rollup_retention from the old rows");
+
     // New events beside the old ones: a string id, an anonymous visitor who signs up as a
     // known numeric user (linking), and the old user's history intact.
     let col = CollectorOpts::new("upgrade")
@@ -328,6 +363,13 @@ async fn upgrades_a_database_holding_events_in_place() {
         .expect("link")
         .get(0);
     assert_eq!(link, "42");
+    // The visitor's day moved to user 42 in the counters too.
+    let differ: i64 = c
+        .query_one(&retention_check, &[])
+        .await
+        .expect("retention counters after the link")
+        .get(0);
+    assert_eq!(differ, 0, "rollup_retention after new events and a link");
     drop(col);
     drop(c);
     db.drop_db().await.expect("drop");

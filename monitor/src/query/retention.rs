@@ -10,9 +10,14 @@
 //! have begun before `to` (so the vector is shorter for recent cohorts). `retained[0]`
 //! equals `users` unless raw events were dropped.
 //!
-//! Read from `actor_first_seen` and `actor_daily` (set-like tables maintained per batch,
-//! exact for late events on both editions), mapped to people through `identity_links` at
-//! query time, so a link that arrives later moves the visitor's past days to their user.
+//! Read from the counters of migration 0014 (`rollup_retention`: people per (cohort, n),
+//! n = -1 the cohort's size), maintained per batch in the forwarder's transaction from
+//! `actor_first_seen`, `actor_daily` and `identity_links`, exact under replays, late events
+//! and links that arrive later or are replaced by earlier ones (a linked visitor's past
+//! days move to their user). The cost follows the number of cohort days (at most 31 × 32
+//! cells), not of events. The one partial bucket is the day holding `to` when `to` is not
+//! a midnight: its counters also hold the people first seen after `to` that day, who are
+//! subtracted (found through `actor_first_seen`'s time index, usually none).
 //!
 //! Under a filter ([`retention_filtered`]) it is the same definition over only the matching
 //! events: a person's cohort is the day of their first *matching* event (so `event=purchase`
@@ -25,7 +30,7 @@
 
 use std::time::Duration;
 
-use time::{Date, OffsetDateTime};
+use time::{Date, OffsetDateTime, UtcOffset};
 use tokio_postgres::{types::ToSql, Client};
 
 use super::{check_range, filter::FilterSql, floor_to, Binds, QueryError};
@@ -37,78 +42,69 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 pub async fn retention(client: &Client, range: Range) -> Result<Retention, QueryError> {
     check_range(range)?;
-    let from = floor_to(range.from, DAY);
+    let first = floor_to(range.from, DAY).to_offset(UtcOffset::UTC).date();
     let to = range.to;
-    let max_day = MAX_DAY as i32;
-    let params: [&(dyn ToSql + Sync); 3] = [&from, &to, &max_day];
-    // Rows with n NULL are cohort sizes; the others retained counts.
+    let to_day = floor_to(to, DAY);
+    // The last cohort: the day holding `to`, or the day before when `to` is a midnight.
+    let (last, late_end) = if to_day == to {
+        let day = to_day.to_offset(UtcOffset::UTC).date();
+        (day.previous_day().unwrap_or(day), to)
+    } else {
+        (to_day.to_offset(UtcOffset::UTC).date(), to_day + DAY)
+    };
+    let params: [&(dyn ToSql + Sync); 4] = [&first, &last, &to, &late_end];
+    // Rows with n = -1 are cohort sizes; the others retained counts.
     let rows = client
         .query(
-            "WITH early AS (
-                 -- People with an id first seen before the range: not in any cohort of it.
-                 -- Only linked people can have an id outside the range and one inside.
-                 SELECT DISTINCT l.app_user_id AS person
-                 FROM identity_links l
-                 JOIN actor_first_seen f ON f.actor IN (l.anonymous_id, l.app_user_id)
-                 WHERE f.first_seen < $1
-             ),
-             cohort AS (
-                 -- Every person first seen in the range has an id first seen in it; their
-                 -- first time is the earliest of those ids (ids first seen later cannot
-                 -- be earlier).
-                 SELECT c.person, time_bucket(INTERVAL '1 day', c.first) AS day
-                 FROM (
-                     SELECT COALESCE(l.app_user_id, f.actor) AS person, min(f.first_seen) AS first
-                     FROM actor_first_seen f
-                     LEFT JOIN identity_links l ON l.anonymous_id = f.actor
-                     WHERE f.first_seen >= $1 AND f.first_seen < $2
-                     GROUP BY 1
-                 ) c
-                 LEFT JOIN early e ON e.person = c.person
-                 WHERE e.person IS NULL
-             ),
-             active AS (
-                 SELECT DISTINCT COALESCE(l.app_user_id, a.actor) AS person, a.day
-                 FROM actor_daily a
-                 LEFT JOIN identity_links l ON l.anonymous_id = a.actor
-                 WHERE a.day >= $1 AND a.day < $2
-             )
-             SELECT (day AT TIME ZONE 'UTC')::DATE, NULL::INT4, count(*)::INT8
-             FROM cohort
-             GROUP BY day
-             UNION ALL
-             SELECT (c.day AT TIME ZONE 'UTC')::DATE,
-                    round(extract(epoch FROM a.day - c.day) / 86400)::INT4,
-                    count(*)::INT8
-             FROM cohort c
-             JOIN active a ON a.person = c.person
-             WHERE a.day >= c.day AND a.day <= c.day + $3::INT4 * INTERVAL '1 day'
+            "SELECT cohort, n::INT4, sum(people)::INT8
+             FROM (
+                 SELECT cohort, n, people
+                 FROM rollup_retention
+                 WHERE cohort >= $1 AND cohort <= $2 AND (n < 0 OR cohort + n::INT4 <= $2)
+                 UNION ALL
+                 -- People of the last cohort first seen at or after `to`: not in the range.
+                 SELECT $2, x.n, -count(*)
+                 FROM retention_person p
+                 CROSS JOIN (VALUES (-1::SMALLINT), (0::SMALLINT)) x(n)
+                 WHERE p.first_seen >= $3 AND p.first_seen < $4
+                   AND (x.n < 0 OR p.days & 1 = 1)
+                   -- (An array: primary-key probes for the few people, never a scan.)
+                   AND p.person = ANY (ARRAY(
+                       SELECT COALESCE(l.app_user_id, f.actor)
+                       FROM actor_first_seen f
+                       LEFT JOIN identity_links l ON l.anonymous_id = f.actor
+                       WHERE f.first_seen >= $3 AND f.first_seen < $4
+                   ))
+                 GROUP BY x.n
+             ) c
              GROUP BY 1, 2",
             &params,
         )
         .await?;
-    let (sizes, retained): (Vec<_>, Vec<_>) = rows
-        .iter()
-        .partition(|r| r.try_get::<_, Option<i32>>(1).ok().flatten().is_none());
-
-    let mut cohorts = Vec::with_capacity(sizes.len());
-    for r in sizes {
-        let day: Date = r.try_get(0)?;
-        cohorts.push(Cohort {
-            day,
-            users: r.try_get(2)?,
-            retained: vec![0; days_reported(day, to)],
-        });
-    }
-    cohorts.sort_by_key(|c| c.day);
-    for r in retained {
+    let mut cohorts: Vec<Cohort> = Vec::new();
+    let mut retained: Vec<(Date, usize, i64)> = Vec::new();
+    for r in &rows {
         let day: Date = r.try_get(0)?;
         let n: i32 = r.try_get(1)?;
-        let users: i64 = r.try_get(2)?;
-        if let Some(c) = cohorts.iter_mut().find(|c| c.day == day) {
-            if let Some(slot) = usize::try_from(n).ok().and_then(|n| c.retained.get_mut(n)) {
-                *slot = users;
-            }
+        let people: i64 = r.try_get(2)?;
+        match usize::try_from(n) {
+            Err(_) if people > 0 => cohorts.push(Cohort {
+                day,
+                users: people,
+                retained: vec![0; days_reported(day, to)],
+            }),
+            Err(_) => {}
+            Ok(n) => retained.push((day, n, people)),
+        }
+    }
+    cohorts.sort_by_key(|c| c.day);
+    for (day, n, people) in retained {
+        let k = cohorts.binary_search_by_key(&day, |c| c.day).ok();
+        if let Some(slot) = k
+            .and_then(|k| cohorts.get_mut(k))
+            .and_then(|c| c.retained.get_mut(n))
+        {
+            *slot = people;
         }
     }
     Ok(Retention { cohorts })
