@@ -78,10 +78,11 @@ pub fn parse_body(
         (_, v @ Value::Object(_)) if lone && v.get("event").is_some_and(Value::is_string) => {
             vec![v]
         }
-        (_, other) => return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "not_array",
-            format!(
+        (_, other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "not_array",
+                format!(
                 "this route takes a JSON array of events{} or {{\"{envelope}\": [...]}}, got {}",
                 if lone {
                     ", one event object (with an \"event\"),"
@@ -90,7 +91,8 @@ pub fn parse_body(
                 },
                 short_kind(&other)
             ),
-        )),
+            ))
+        }
     };
     if items.is_empty() {
         return Err(Refusal::new(
