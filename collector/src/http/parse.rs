@@ -79,19 +79,17 @@ pub fn parse_body(
             vec![v]
         }
         (_, other) => {
+            let one = if lone {
+                ", one event object (with an \"event\"),"
+            } else {
+                ""
+            };
+            let kind = short_kind(&other);
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "not_array",
-                format!(
-                "this route takes a JSON array of events{} or {{\"{envelope}\": [...]}}, got {}",
-                if lone {
-                    ", one event object (with an \"event\"),"
-                } else {
-                    ""
-                },
-                short_kind(&other)
-            ),
-            ))
+                format!("this route takes a JSON array of events{one} or {{\"{envelope}\": [...]}}, got {kind}"),
+            ));
         }
     };
     if items.is_empty() {
