@@ -18,6 +18,12 @@ use e2e::{
 use serde_json::json;
 
 const KEY: &str = "phc_edge_posthog";
+
+/// One request header, name and value.
+type Header = (&'static str, &'static str);
+
+/// An expected refusal: status and `code`.
+type Answer = (u16, &'static str);
 const FIXED_UUID: &str = "0190b6e4-0000-7000-8000-00000000c0de";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,11 +234,11 @@ async fn posthog_body_forms_land_once_and_malformed_ones_get_a_clear_4xx() {
         .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
         .start()
         .expect("start");
-    const TEXT: (&str, &str) = ("Content-Type", "text/plain");
-    const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+    const TEXT: Header = ("Content-Type", "text/plain");
+    const FORM: Header = ("Content-Type", "application/x-www-form-urlencoded");
     let loose = b64(&array("form-base64-loose-plus"));
     assert!(loose.contains('+'), "the case needs a `+`: {loose}");
-    let accepted: Vec<(&str, &str, Vec<u8>, (&str, &str))> = vec![
+    let accepted: Vec<(&str, &str, Vec<u8>, Header)> = vec![
         (
             "gzip-js-query",
             "/e/?compression=gzip-js&ver=1.100.0",
@@ -339,34 +345,30 @@ async fn posthog_body_forms_land_once_and_malformed_ones_get_a_clear_4xx() {
     assert_eq!(stored, expected, "every form, its name and distinct_id");
 
     let bomb = gzip(&vec![b' '; 8 << 20]);
-    let refused: Vec<(&str, &str, Vec<u8>, (&str, &str), u16, &str)> = vec![
-        ("a form without data", "/e/", b"compression=base64&_=1".to_vec(), FORM, 400, "form"),
-        ("a form label on text", "/e/", b"hello, world".to_vec(), FORM, 400, "form"),
-        ("broken base64", "/e/?compression=base64", b"e*J!".to_vec(), TEXT, 400, "base64"),
-        ("not gzip", "/e/?compression=gzip-js", b"not gzip at all".to_vec(), TEXT, 400, "gzip"),
-        ("truncated gzip", "/e/", gzip(&array("never"))[..12].to_vec(), TEXT, 400, "gzip"),
-        ("lz64", "/e/?compression=lz64", b"N4Ig".to_vec(), TEXT, 415, "compression"),
-        ("a gzip bomb", "/e/?compression=gzip-js", bomb, TEXT, 413, "too_large"),
+    let refused: Vec<(&str, &str, Vec<u8>, Header, Answer)> = vec![
+        ("a form without data", "/e/", b"compression=base64&_=1".to_vec(), FORM, (400, "form")),
+        ("a form label on text", "/e/", b"hello, world".to_vec(), FORM, (400, "form")),
+        ("broken base64", "/e/?compression=base64", b"e*J!".to_vec(), TEXT, (400, "base64")),
+        ("not gzip", "/e/?compression=gzip-js", b"not gzip at all".to_vec(), TEXT, (400, "gzip")),
+        ("truncated gzip", "/e/", gzip(&array("never"))[..12].to_vec(), TEXT, (400, "gzip")),
+        ("lz64", "/e/?compression=lz64", b"N4Ig".to_vec(), TEXT, (415, "compression")),
+        ("a gzip bomb", "/e/?compression=gzip-js", bomb, TEXT, (413, "too_large")),
         (
             "two keys",
             "/e/",
             json!([event("never"), {"event": "never", "distinct_id": "1", "properties": {"token": "phc_other"}}])
                 .to_string()
                 .into_bytes(),
-            TEXT,
-            400,
-            "multiple_tokens",
+            TEXT, (400, "multiple_tokens"),
         ),
         (
             "a wrong key in the events",
             "/e/",
             json!([{"event": "never", "distinct_id": "1", "properties": {"token": "phc_other"}}]).to_string().into_bytes(),
-            TEXT,
-            401,
-            "unauthorized",
+            TEXT, (401, "unauthorized"),
         ),
     ];
-    for (what, path, body, header, status, code) in &refused {
+    for (what, path, body, header, (status, code)) in &refused {
         let r = client::post(c.ingest, path, body, &[*header]).expect(what);
         let v = r.json();
         assert_eq!(

@@ -233,7 +233,7 @@ pub fn looks_like_form(b: &[u8]) -> bool {
 pub fn looks_like_base64(b: &[u8]) -> bool {
     let trimmed = b.trim_ascii_end();
     !trimmed.is_empty()
-        && trimmed.len() % 4 == 0
+        && trimmed.len().is_multiple_of(4)
         && trimmed.iter().take(SNIFF).copied().all(is_base64_byte)
 }
 
