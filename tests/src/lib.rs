@@ -14,7 +14,8 @@
 //! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote;
 //! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench);
 //! - [`tui`]: the real monitor in a pseudo-terminal, its screen emulated;
-//! - [`sdk`]: real client libraries' scripts run against a collector;
+//! - [`sdk`]: real client libraries' scripts run against a collector; [`hog`]: a real 503
+//!   for their first attempt (the in-flight memory bound filled);
 //! - [`browser`]: headless Chromium over WebDriver, and a small web server (HTTP or
 //!   HTTPS) for the pages it opens; [`shop`]: the page, collector and rows of the browser
 //!   tracker's tests;
@@ -30,6 +31,7 @@ pub mod client;
 pub mod db;
 pub mod fleet;
 pub mod gen;
+pub mod hog;
 pub mod load;
 pub mod proc;
 pub mod relay;

@@ -18,6 +18,12 @@ use e2e::{
 use serde_json::json;
 
 const KEY: &str = "phc_edge_posthog";
+
+/// One request header, name and value.
+type Header = (&'static str, &'static str);
+
+/// An expected refusal: status and `code`.
+type Answer = (u16, &'static str);
 const FIXED_UUID: &str = "0190b6e4-0000-7000-8000-00000000c0de";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,4 +200,192 @@ async fn posthog_journey(lib: &str, lib_name: &str) -> (TestDb, CollectorProc) {
     // a permanent 400.
     assert_resend_wrong_key_and_400(lib, &db, &c, KEY, 7).await;
     (db, c)
+}
+
+/// PostHog's other body forms, as `posthog-js` versions and older clients send them, with
+/// exact bytes (issue #14): each lands once, the key only inside the events
+/// (`properties.token`); each malformed form is a 4xx with a `code` and a `message`.
+#[tokio::test(flavor = "multi_thread")]
+async fn posthog_body_forms_land_once_and_malformed_ones_get_a_clear_4xx() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let gzip = |b: &[u8]| {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let form = |pairs: &[(&str, &str)]| {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            s.append_pair(k, v);
+        }
+        s.finish().into_bytes()
+    };
+    // One event named `name`, the key in its properties (as posthog-js sends it).
+    let event =
+        |name: &str| json!({"event": name, "distinct_id": ">>>", "properties": {"token": KEY}});
+    let array = |name: &str| json!([event(name)]).to_string().into_bytes();
+
+    let db = TestDb::migrated("sdk_posthog_forms").await.expect("db");
+    let c = CollectorOpts::new("sdk-posthog-forms")
+        .database(&db.url)
+        .fast_forwarding()
+        .env("COLLECTOR_WRITE_KEYS", format!("[\"{KEY}\"]"))
+        .start()
+        .expect("start");
+    const TEXT: Header = ("Content-Type", "text/plain");
+    const FORM: Header = ("Content-Type", "application/x-www-form-urlencoded");
+    let loose = b64(&array("form-base64-loose-plus"));
+    assert!(loose.contains('+'), "the case needs a `+`: {loose}");
+    let accepted: Vec<(&str, &str, Vec<u8>, Header)> = vec![
+        (
+            "gzip-js-query",
+            "/e/?compression=gzip-js&ver=1.100.0",
+            gzip(&array("gzip-js-query")),
+            TEXT,
+        ),
+        (
+            "gzip-sniffed-envelope",
+            "/i/v0/e/",
+            gzip(
+                json!({"api_key": KEY, "batch": [event("gzip-sniffed-envelope")]})
+                    .to_string()
+                    .as_bytes(),
+            ),
+            TEXT,
+        ),
+        (
+            "base64-query",
+            "/e/?compression=base64",
+            b64(&array("base64-query")).into_bytes(),
+            TEXT,
+        ),
+        (
+            "form-base64",
+            "/e/",
+            form(&[
+                ("data", &b64(&array("form-base64"))),
+                ("compression", "base64"),
+            ]),
+            FORM,
+        ),
+        (
+            "form-json",
+            "/capture/",
+            form(&[(
+                "data",
+                &String::from_utf8(array("form-json")).expect("utf-8"),
+            )]),
+            FORM,
+        ),
+        // A client that does not percent-encode: the `+` of base64 arrives as a space.
+        (
+            "form-base64-loose-plus",
+            "/e/?compression=base64",
+            format!("data={loose}").into_bytes(),
+            FORM,
+        ),
+        (
+            "whole-body-base64",
+            "/e/",
+            b64(&array("whole-body-base64")).into_bytes(),
+            TEXT,
+        ),
+        (
+            "gzip-param-plain-json",
+            "/e/?compression=gzip-js",
+            array("gzip-param-plain-json"),
+            TEXT,
+        ),
+        (
+            "lone-e",
+            "/e/",
+            event("lone-e").to_string().into_bytes(),
+            TEXT,
+        ),
+        (
+            "lone-capture",
+            "/capture/",
+            event("lone-capture").to_string().into_bytes(),
+            ("Content-Type", "application/json"),
+        ),
+        (
+            "lone-i-v0-e",
+            "/i/v0/e/?compression=gzip-js",
+            gzip(event("lone-i-v0-e").to_string().as_bytes()),
+            TEXT,
+        ),
+    ];
+    for (name, path, body, header) in &accepted {
+        let r = client::post(c.ingest, path, body, &[*header]).expect(name);
+        assert_eq!(r.status, 200, "{name} on {path}: {}", r.body);
+    }
+    let n = accepted.len() as i64;
+    assert_eq!(
+        wait_rows(&db, n, std::time::Duration::from_secs(30)).await,
+        n
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(db.count_events().await.expect("count"), (n, n), "each once");
+    let client = db.client().await.expect("client");
+    let mut stored: Vec<(String, Option<String>)> = client
+        .query("SELECT event_name, app_user_id FROM user_events", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    stored.sort();
+    let mut expected: Vec<(String, Option<String>)> = accepted
+        .iter()
+        .map(|(name, ..)| (name.to_string(), Some(">>>".to_string())))
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected, "every form, its name and distinct_id");
+
+    let bomb = gzip(&vec![b' '; 8 << 20]);
+    let refused: Vec<(&str, &str, Vec<u8>, Header, Answer)> = vec![
+        ("a form without data", "/e/", b"compression=base64&_=1".to_vec(), FORM, (400, "form")),
+        ("a form label on text", "/e/", b"hello, world".to_vec(), FORM, (400, "form")),
+        ("broken base64", "/e/?compression=base64", b"e*J!".to_vec(), TEXT, (400, "base64")),
+        ("not gzip", "/e/?compression=gzip-js", b"not gzip at all".to_vec(), TEXT, (400, "gzip")),
+        ("truncated gzip", "/e/", gzip(&array("never"))[..12].to_vec(), TEXT, (400, "gzip")),
+        ("lz64", "/e/?compression=lz64", b"N4Ig".to_vec(), TEXT, (415, "compression")),
+        ("a gzip bomb", "/e/?compression=gzip-js", bomb, TEXT, (413, "too_large")),
+        (
+            "two keys",
+            "/e/",
+            json!([event("never"), {"event": "never", "distinct_id": "1", "properties": {"token": "phc_other"}}])
+                .to_string()
+                .into_bytes(),
+            TEXT, (400, "multiple_tokens"),
+        ),
+        (
+            "a wrong key in the events",
+            "/e/",
+            json!([{"event": "never", "distinct_id": "1", "properties": {"token": "phc_other"}}]).to_string().into_bytes(),
+            TEXT, (401, "unauthorized"),
+        ),
+    ];
+    for (what, path, body, header, (status, code)) in &refused {
+        let r = client::post(c.ingest, path, body, &[*header]).expect(what);
+        let v = r.json();
+        assert_eq!(
+            (r.status, v["code"].as_str()),
+            (*status, Some(*code)),
+            "{what}: {}",
+            r.body
+        );
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: a message"
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        db.count_events().await.expect("count"),
+        (n, n),
+        "nothing refused was stored"
+    );
 }

@@ -1,5 +1,6 @@
-//! Request bodies: read under the limits and the in-flight memory bound, decoded (gzip),
-//! or — for a request refused before its body was read — read and thrown away.
+//! Request bodies: read under the limits and the in-flight memory bound, decoded (gzip;
+//! PostHog's forms in [`super::form`]), or — for a request refused before its body was
+//! read — read and thrown away.
 //!
 //! Invariants: no byte is read before the request's memory is charged
 //! ([`crate::memory`]); a body larger than `max_body_bytes` as sent, or `max_decoded_bytes`
@@ -38,12 +39,27 @@ impl Ingest {
                 .await?;
             return Ok((vec![parse::query_message(query)], None, query.len()));
         }
-        let any_type = route.protocol.any_content_type();
-        let bytes = self.read_body(&parts.headers, body, held, any_type).await?;
+        let p = route.protocol;
+        let media = match (p.any_content_type(), p.body_form()) {
+            (true, _) => Media::Any,
+            (false, protocol::BodyForm::PostHog) => Media::JsonOrForm,
+            (false, protocol::BodyForm::Json) => Media::Json,
+        };
+        let mut bytes = self.read_body(&parts.headers, body, held, media).await?;
+        if p.body_form() == protocol::BodyForm::PostHog {
+            bytes = self
+                .decode_posthog(bytes, &parts.headers, parts.uri.query(), held)
+                .await?;
+        }
         self.charge(held, memory::PARSE_FACTOR * bytes.len() as u64)
             .await?;
         let single = route.shape == protocol::Shape::One;
-        let (items, key) = parse::parse_body(&bytes, single, route.protocol.envelope(), limits)?;
+        let (items, key) =
+            parse::parse_body(&bytes, single, p.envelope(), p.lone_message(), limits)?;
+        let key = match key {
+            Some(k) => Some(k),
+            None => p.message_key(&items)?,
+        };
         Ok((items, key, bytes.len()))
     }
 
@@ -54,12 +70,10 @@ impl Ingest {
         headers: &HeaderMap,
         body: &mut Option<Incoming>,
         held: &mut Held,
-        any_content_type: bool,
+        media: Media,
     ) -> Result<Bytes, Refusal> {
         let limits = &self.config.limits;
-        if !any_content_type {
-            check_media_type(headers)?;
-        }
+        check_media_type(headers, media)?;
         let too_large = || {
             Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,7 +160,12 @@ impl Ingest {
 
     /// Decodes gzip, refusing (413) output larger than `max` — a gzip bomb stops at
     /// `max + 1` — and charging the output to the memory bound as it grows.
-    async fn gunzip(&self, raw: &[u8], max: usize, held: &mut Held) -> Result<Bytes, Refusal> {
+    pub(super) async fn gunzip(
+        &self,
+        raw: &[u8],
+        max: usize,
+        held: &mut Held,
+    ) -> Result<Bytes, Refusal> {
         const CHUNK: usize = memory::DECODE_CHUNK as usize;
         let mut out = Vec::new();
         let mut charged = 0usize;
@@ -207,9 +226,23 @@ pub(super) async fn linger(mut body: Incoming, limits: &crate::config::Limits) {
 /// The longest a lingering body may pause between two reads.
 const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Only JSON bodies are read: `application/json`, `text/plain` (what `sendBeacon` sends
-/// without a preflight), or no type at all.
-fn check_media_type(headers: &HeaderMap) -> Result<(), Refusal> {
+/// The media types a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Media {
+    /// JSON: `application/json`, `text/plain` (what `sendBeacon` sends without a
+    /// preflight), or no type at all.
+    Json,
+    /// JSON, or a form (`application/x-www-form-urlencoded`: PostHog's `data=` bodies).
+    JsonOrForm,
+    /// Anything: read as JSON whatever the label (client libraries that mislabel it).
+    Any,
+}
+
+/// Refuses (415) a body whose type `media` does not take.
+fn check_media_type(headers: &HeaderMap, media: Media) -> Result<(), Refusal> {
+    if media == Media::Any {
+        return Ok(());
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("(not visible ASCII)"))
@@ -223,9 +256,17 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), Refusal> {
     if matches!(mime.as_str(), "application/json" | "text/plain" | "") {
         return Ok(());
     }
+    if media == Media::JsonOrForm && mime == super::form::FORM_MIME {
+        return Ok(());
+    }
+    let form = if media == Media::JsonOrForm {
+        ", text/plain or application/x-www-form-urlencoded"
+    } else {
+        " or text/plain"
+    };
     Err(Refusal::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "media_type",
-        format!("content type {mime} is not supported: send application/json or text/plain"),
+        format!("content type {mime} is not supported: send application/json{form}"),
     ))
 }

@@ -42,7 +42,11 @@ pub(super) fn preflight() -> Resp {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Content-Type, Content-Encoding, X-Write-Key, Authorization"),
+        // X-Retry-Count: analytics-next marks its retries with it; without it here the
+        // browser blocks every retry at the preflight.
+        HeaderValue::from_static(
+            "Content-Type, Content-Encoding, X-Write-Key, Authorization, X-Retry-Count",
+        ),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

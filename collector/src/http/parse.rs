@@ -33,16 +33,18 @@ pub fn parse_items(
     single: bool,
     limits: &crate::config::Limits,
 ) -> Result<Vec<Value>, Refusal> {
-    parse_body(body, single, "batch", limits).map(|(items, _)| items)
+    parse_body(body, single, "batch", false, limits).map(|(items, _)| items)
 }
 
 /// [`parse_items`], and the key the body carries: `writeKey` (Segment-style clients), else
 /// `api_key` or `token` (PostHog's). `envelope` is the key of an object holding the
-/// messages (`batch`; Snowplow's `data`).
+/// messages (`batch`; Snowplow's `data`). With `lone`, an object with a string `event` and
+/// no envelope is one message (PostHog's single-event body).
 pub fn parse_body(
     body: &[u8],
     single: bool,
     envelope: &str,
+    lone: bool,
     limits: &crate::config::Limits,
 ) -> Result<(Vec<Value>, Option<String>), Refusal> {
     let parsed: Value = serde_json::from_slice(body).map_err(|e| {
@@ -73,15 +75,21 @@ pub fn parse_body(
                 _ => Vec::new(),
             }
         }
+        (_, v @ Value::Object(_)) if lone && v.get("event").is_some_and(Value::is_string) => {
+            vec![v]
+        }
         (_, other) => {
+            let one = if lone {
+                ", one event object (with an \"event\"),"
+            } else {
+                ""
+            };
+            let kind = short_kind(&other);
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "not_array",
-                format!(
-                    "this route takes a JSON array of events or {{\"{envelope}\": [...]}}, got {}",
-                    short_kind(&other)
-                ),
-            ))
+                format!("this route takes a JSON array of events{one} or {{\"{envelope}\": [...]}}, got {kind}"),
+            ));
         }
     };
     if items.is_empty() {

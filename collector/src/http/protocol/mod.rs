@@ -36,6 +36,16 @@ pub enum Shape {
     Query,
 }
 
+/// How a protocol's bodies are encoded besides `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyForm {
+    /// JSON as it is (labelled as the protocol allows: [`Protocol::any_content_type`]).
+    Json,
+    /// PostHog's: JSON, or gzip / base64 as the `compression` query parameter or form field
+    /// says (or the bytes show), or a form body whose `data` field holds the JSON.
+    PostHog,
+}
+
 /// What a route answers once its events are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
@@ -69,6 +79,21 @@ pub trait Protocol: Sync {
     /// The key of a body object that holds the messages (`{"batch": [...]}`).
     fn envelope(&self) -> &'static str {
         "batch"
+    }
+    /// How a body is encoded beyond `Content-Encoding`: plain JSON, or PostHog's forms
+    /// (the `compression` parameter, form bodies, base64; [`crate::http::form`]).
+    fn body_form(&self) -> BodyForm {
+        BodyForm::Json
+    }
+    /// Whether a body object that is neither an array nor an envelope, but has a string
+    /// `event`, is one message (PostHog's lone event on `/e/`, `/capture/`, `/i/v0/e/`).
+    fn lone_message(&self) -> bool {
+        false
+    }
+    /// The key the messages themselves carry (PostHog's `properties.token`), used when the
+    /// body has none at its top level; a refusal when they carry different keys.
+    fn message_key(&self, _messages: &[Value]) -> Result<Option<String>, Refusal> {
+        Ok(None)
     }
     /// The protocol's own bounds, checked on the messages as received (before
     /// translation): per-message errors (those messages are then not stored), or a

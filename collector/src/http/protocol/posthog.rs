@@ -1,7 +1,10 @@
 //! PostHog's capture API: events with an `event` and a `distinct_id`, posted as a batch
-//! (`{"api_key": …, "batch": [...]}`, what `posthog-node` sends, gzipped, to `/batch/`) or
-//! as an array to `/e/`, `/capture/` or `/i/v0/e/`. The project key is the body's
-//! `api_key` or `token` (or any of the header forms of [`crate::http::auth`]).
+//! (`{"api_key": …, "batch": [...]}`, what `posthog-node` sends, gzipped, to `/batch/`), as
+//! an array (what `posthog-js` sends to `/e/`) or as one event object, to `/e/`,
+//! `/capture/` or `/i/v0/e/` — in any of the body forms of [`crate::http::form`] (gzip by
+//! `?compression=gzip-js`, base64, `data=` forms). The project key is the body's `api_key`
+//! or `token`, else the events' own `token`, `$token`, `api_key` or `properties.token` (one
+//! key for all of them), or any of the header forms of [`crate::http::auth`].
 //!
 //! Mapping into the seed's event shape (see the README's PostHog table):
 //!
@@ -15,7 +18,7 @@
 //! | `properties.$anon_distinct_id` (an `$identify`), else `$device_id`; `distinct_id` when not identified | `anonymous_id` |
 //! | `$set` (in the properties, else top level) | `traits` |
 //! | `properties.$session_id` | `session_id` |
-//! | `properties.$current_url`, `properties.$referrer` | `page_url`, `referrer` |
+//! | `properties.$current_url`, `properties.$referrer` (not posthog-js's `$direct`, which stays a property) | `page_url`, `referrer` |
 //! | `properties.$raw_user_agent`, else `$user_agent` (preferred over the request's header) | `browser`, `os`, `device_type` |
 //! | `properties.$ip`, else a top-level `ip` (located instead of the request's address; never stored) | `ip` |
 //! | `properties` (less the fields above and `token`), plus `$posthog`: `distinct_id`, `$anon_distinct_id`, `$set`, `$set_once`, the message's other fields | `properties` |
@@ -28,7 +31,10 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{Protocol, Request};
+use http::StatusCode;
+
+use super::{BodyForm, Protocol, Request};
+use crate::http::Refusal;
 
 pub struct PostHog;
 
@@ -45,8 +51,12 @@ const CONSUMED: &[&str] = &[
     "properties",
     "api_key",
     "token",
+    "$token",
     "ip",
 ];
+
+/// Where an event may carry the project key, in order.
+const EVENT_KEYS: &[&str] = &["token", "$token", "api_key"];
 
 impl Protocol for PostHog {
     fn name(&self) -> &'static str {
@@ -57,6 +67,29 @@ impl Protocol for PostHog {
     fn key_in_body(&self) -> bool {
         true
     }
+    fn body_form(&self) -> BodyForm {
+        BodyForm::PostHog
+    }
+    fn lone_message(&self) -> bool {
+        true
+    }
+    fn message_key(&self, messages: &[Value]) -> Result<Option<String>, Refusal> {
+        let mut key: Option<&str> = None;
+        for m in messages {
+            let Some(k) = event_key(m) else { continue };
+            match key {
+                Some(seen) if seen != k => {
+                    return Err(Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "multiple_tokens",
+                        "the events carry different project keys (token): send one per request",
+                    ))
+                }
+                _ => key = Some(k),
+            }
+        }
+        Ok(key.map(str::to_string))
+    }
     fn translate(&self, messages: &mut [Value], request: &Request<'_>) {
         for m in messages.iter_mut() {
             let Value::Object(msg) = m else { continue };
@@ -66,6 +99,16 @@ impl Protocol for PostHog {
             *m = Value::Object(to_event(msg, request.write_key));
         }
     }
+}
+
+/// The project key one event carries: `token`, `$token`, `api_key`, else
+/// `properties.token` (what posthog-js sends).
+fn event_key(m: &Value) -> Option<&str> {
+    EVENT_KEYS
+        .iter()
+        .find_map(|k| m.get(*k).and_then(Value::as_str))
+        .or_else(|| m.get("properties")?.get("token")?.as_str())
+        .filter(|k| !k.is_empty())
 }
 
 /// The event id of a message: its `uuid` when that is a UUID, else a UUIDv5 of the key and
@@ -150,9 +193,14 @@ fn to_event(msg: &Map<String, Value>, key: Option<&str>) -> Map<String, Value> {
         ("page_url", "$current_url"),
         ("referrer", "$referrer"),
     ] {
-        if let Some(Value::String(v)) = props.get(prop) {
-            out.insert(field.into(), json!(v));
-            props.remove(prop);
+        match props.get(prop) {
+            // posthog-js's "no referrer": not a URL, kept as a property.
+            Some(Value::String(v)) if v == "$direct" => {}
+            Some(Value::String(v)) => {
+                out.insert(field.into(), json!(v));
+                props.remove(prop);
+            }
+            _ => {}
         }
     }
     let ua = ["$raw_user_agent", "$user_agent"]
@@ -293,6 +341,59 @@ mod tests {
             assert_eq!(route.protocol.name(), "posthog", "{path}");
             assert_eq!(route.endpoint, "batch", "{path}");
             assert_eq!(route.shape, super::super::Shape::Many, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_key_comes_from_the_events_when_the_body_has_none() {
+        let key = |v: Value| PostHog.message_key(v.as_array().expect("array"));
+        assert_eq!(
+            key(json!([{"event": "a", "properties": {"token": "phc_1"}},
+                       {"event": "b", "properties": {"token": "phc_1"}}]))
+            .expect("one key"),
+            Some("phc_1".to_string())
+        );
+        assert_eq!(
+            key(json!([{"event": "a", "$token": "phc_2"}])).expect("key"),
+            Some("phc_2".into())
+        );
+        assert_eq!(key(json!([{"event": "a"}])).expect("none"), None);
+        let e = key(json!([{"event": "a", "token": "phc_1"}, {"event": "b", "api_key": "phc_2"}]))
+            .expect_err("two keys");
+        assert_eq!((e.status.as_u16(), e.reason), (400, "multiple_tokens"));
+        let e = translate(json!({"event": "x", "$token": "phc_k", "distinct_id": "1"}));
+        assert!(
+            e["properties"]["$posthog"].get("$token").is_none(),
+            "the key is not kept"
+        );
+    }
+
+    #[test]
+    fn a_direct_visit_has_no_referrer_column() {
+        let e = translate(json!({"event": "$pageview", "distinct_id": "1",
+            "properties": {"$referrer": "$direct", "$current_url": "https://a.example/"}}));
+        assert!(e.get("referrer").is_none(), "{e}");
+        assert_eq!(e["properties"]["$referrer"], "$direct");
+        assert_eq!(e["page_url"], "https://a.example/");
+    }
+
+    #[test]
+    fn a_lone_event_object_is_one_message_on_posthog_routes_only() {
+        let limits = crate::config::Limits::default();
+        let lone = br#"{"event": "$pageview", "distinct_id": "1", "api_key": "phc_k"}"#;
+        let (items, key) =
+            crate::http::parse::parse_body(lone, false, "batch", true, &limits).expect("one");
+        assert_eq!((items.len(), key.as_deref()), (1, Some("phc_k")));
+        // Without `lone` (the Segment and Snowplow routes), or without a string `event`
+        // (a seed event sent to /batch), an object is still not a batch.
+        for (body, lone) in [
+            (&lone[..], false),
+            (br#"{"event_name": "x"}"#, true),
+            (br#"{"event": 1}"#, true),
+        ] {
+            let e = crate::http::parse::parse_body(body, false, "batch", lone, &limits)
+                .expect_err("not a batch");
+            assert_eq!(e.reason, "not_array");
         }
     }
 
