@@ -31,15 +31,19 @@
 -- person's rows are recomputed from the raw events of its remaining actors (old → new is
 -- found by comparing `identity_links` with `activity_links`).
 --
--- Concurrency: the forwarder runs up to 4 connections. `edge_rollup_activity()` takes the
--- transaction advisory lock (13, 0) first, so batches apply their activity changes one at
--- a time, each after the previous one committed, with a fresh snapshot (a link written by a
--- concurrent batch is either seen or that batch waits). It costs no parallelism the rollups
--- had: every batch already updates the same current-hour counter rows, which serialises
--- the end of their transactions anyway. It is the last lock a batch takes (after the
--- session locks of `edge_merge_batch()` and the rows of 0010–0012), so it cannot close a
--- cycle. Key 13 never collides with the session locks (one-argument form) or retention's
--- (14).
+-- Concurrency: the forwarder runs up to 4 connections. Batches that move no actor run
+-- side by side: the upserts' row locks serialise two batches on one key (the second sees
+-- the first's `last_at` as its `prev_last_at`, so the histogram moves chain: −a +b, then
+-- −b +c), counters are sums, and each table is written by one statement per batch in key
+-- order (no lock cycle). A batch that moves an actor takes the transaction advisory lock
+-- (13, 0) exclusively, the others take it shared: the move's recomputation runs alone,
+-- after every batch in flight committed and with a fresh snapshot (a batch that read the
+-- old link committed first and is recomputed; later ones see the new link). Whether a
+-- batch moves an actor is decided on links this batch holds row locks on (0010's upsert),
+-- so it cannot change under it. The lock is the last one a batch takes (after the session
+-- locks of `edge_merge_batch()` and the rows of 0010–0012) and a holder never waits for an
+-- earlier one, so it cannot close a cycle. Key 13 never collides with the session locks
+-- (one-argument form) or retention's (14).
 --
 -- Collectors older than this migration do not call `edge_rollups()` with these tables:
 -- upgrade every collector with the schema (a repair: `SELECT edge_rebuild_activity()`).
@@ -131,7 +135,6 @@ SELECT edge_rebuild_activity();
 CREATE OR REPLACE FUNCTION edge_rollup_activity() RETURNS VOID
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM pg_advisory_xact_lock(13, 0);
     IF to_regclass('pg_temp.edge_activity_rows') IS NULL THEN
         -- The inserted rows' keys.
         CREATE TEMP TABLE edge_activity_rows (
@@ -173,7 +176,15 @@ BEGIN
     LEFT JOIN activity_links m ON m.anonymous_id = c.anonymous_id
     WHERE l.app_user_id IS DISTINCT FROM m.app_user_id;
 
-    IF FOUND THEN
+    -- Moving an actor (rare) excludes every other batch's activity changes; all other
+    -- batches run theirs side by side (see the header).
+    IF EXISTS (SELECT 1 FROM edge_activity_moved) THEN
+        PERFORM pg_advisory_xact_lock(13, 0);
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(13, 0);
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM edge_activity_moved) THEN
         INSERT INTO activity_links AS m (anonymous_id, app_user_id)
         SELECT actor, new_person FROM edge_activity_moved ORDER BY actor
         ON CONFLICT (anonymous_id) DO UPDATE SET app_user_id = EXCLUDED.app_user_id;
@@ -191,8 +202,12 @@ BEGIN
         fresh AS (
             SELECT k.dim, k.value, a.person, max(e.event_time) AS last_at
             FROM actors a
-            JOIN user_events e ON COALESCE(e.app_user_id, e.user_id::TEXT, e.anonymous_id) = a.actor,
-                 edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
+            CROSS JOIN LATERAL (
+                SELECT x.device_type, x.country_code, x.event_name, x.page_url, x.event_time
+                FROM user_events x
+                WHERE COALESCE(x.app_user_id, x.user_id::TEXT, x.anonymous_id) = a.actor
+            ) e,
+            edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
             GROUP BY 1, 2, 3
         ),
         old AS (
@@ -220,26 +235,16 @@ BEGIN
             SET last_at = EXCLUDED.last_at, prev_last_at = p.last_at;
     END IF;
 
-    -- Max-merge: the batch's rows under their (current) person, and each moved actor's
-    -- whole history under its new person; persons recomputed above are complete already.
-    WITH cand AS (
+    -- Max-merge: the batch's rows under their (current) person; persons recomputed above
+    -- are complete already.
+    WITH merged AS (
         SELECT r.dim, r.value, COALESCE(l.app_user_id, r.actor) AS person,
                max(r.event_time) AS last_at
         FROM edge_activity_rows r
         LEFT JOIN identity_links l ON l.anonymous_id = r.actor
         WHERE r.actor IS NOT NULL
-        GROUP BY 1, 2, 3
-        UNION ALL
-        SELECT k.dim, k.value, m.new_person, max(e.event_time)
-        FROM edge_activity_moved m
-        JOIN user_events e ON COALESCE(e.app_user_id, e.user_id::TEXT, e.anonymous_id) = m.actor,
-             edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
-        GROUP BY 1, 2, 3
-    ),
-    merged AS (
-        SELECT dim, value, person, max(last_at) AS last_at
-        FROM cand c
-        WHERE NOT EXISTS (SELECT 1 FROM edge_activity_moved m WHERE m.old_person = c.person)
+          AND NOT EXISTS (SELECT 1 FROM edge_activity_moved m
+                          WHERE m.old_person = COALESCE(l.app_user_id, r.actor))
         GROUP BY 1, 2, 3
     ),
     up AS (
@@ -251,6 +256,32 @@ BEGIN
         RETURNING p.dim, p.value, p.person, p.prev_last_at, p.last_at
     )
     INSERT INTO edge_activity_delta SELECT *, FALSE FROM up;
+
+    -- Each moved actor's whole history joins its new person (a second max-merge: under
+    -- the lock the two merges of one key chain their histogram moves).
+    IF EXISTS (SELECT 1 FROM edge_activity_moved) THEN
+        WITH merged AS (
+            SELECT k.dim, k.value, m.new_person AS person, max(e.event_time) AS last_at
+            FROM edge_activity_moved m
+            CROSS JOIN LATERAL (
+                SELECT x.device_type, x.country_code, x.event_name, x.page_url, x.event_time
+                FROM user_events x
+                WHERE COALESCE(x.app_user_id, x.user_id::TEXT, x.anonymous_id) = m.actor
+            ) e,
+            edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
+            WHERE NOT EXISTS (SELECT 1 FROM edge_activity_moved o WHERE o.old_person = m.new_person)
+            GROUP BY 1, 2, 3
+        ),
+        up AS (
+            INSERT INTO activity_person_last AS p (dim, value, person, last_at)
+            SELECT dim, value, person, last_at FROM merged ORDER BY 1, 2, 3
+            ON CONFLICT (dim, value, person) DO UPDATE
+                SET prev_last_at = p.last_at, last_at = EXCLUDED.last_at
+                WHERE EXCLUDED.last_at > p.last_at
+            RETURNING p.dim, p.value, p.person, p.prev_last_at, p.last_at
+        )
+        INSERT INTO edge_activity_delta SELECT *, FALSE FROM up;
+    END IF;
 
     -- The histogram: each changed person leaves its old bucket and enters its new one.
     INSERT INTO activity_last_hourly AS h (dim, bucket, value, people)

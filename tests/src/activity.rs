@@ -54,9 +54,8 @@ async fn compare(c: &Client) -> anyhow::Result<Option<String>> {
     let mut report = String::new();
     for (i, (table, select)) in TABLES.iter().enumerate() {
         let kept = format!("SELECT * FROM activity_kept_{i}");
-        let only = |a: String, b: String| {
-            format!("SELECT x::TEXT FROM ({a} EXCEPT ALL {b}) x LIMIT 5")
-        };
+        let only =
+            |a: String, b: String| format!("SELECT x::TEXT FROM ({a} EXCEPT ALL {b}) x LIMIT 5");
         let only_kept: Vec<String> = c
             .query(&only(kept.clone(), select.to_string()), &[])
             .await?
@@ -80,8 +79,9 @@ async fn compare(c: &Client) -> anyhow::Result<Option<String>> {
 
 /// Rows in each activity table (to show a comparison is not over empty tables).
 pub async fn row_count(c: &Client) -> anyhow::Result<i64> {
-    Ok(c
-        .query_one("SELECT count(*) FROM activity_person_last", &[])
-        .await?
-        .try_get(0)?)
+    Ok(
+        c.query_one("SELECT count(*) FROM activity_person_last", &[])
+            .await?
+            .try_get(0)?,
+    )
 }

@@ -237,10 +237,13 @@ fn pages_of(url: &str, at: OffsetDateTime, since: &str) -> Vec<(String, i64, i64
 /// Events with event_time at or after `t`: none means live, breakdown and pages answer
 /// from migration 0013's rollups for ranges ending at `t`; some means from raw events.
 async fn events_from(c: &Client, t: OffsetDateTime) -> i64 {
-    c.query_one("SELECT count(*) FROM user_events WHERE event_time >= $1", &[&t])
-        .await
-        .expect("later events")
-        .get(0)
+    c.query_one(
+        "SELECT count(*) FROM user_events WHERE event_time >= $1",
+        &[&t],
+    )
+    .await
+    .expect("later events")
+    .get(0)
 }
 
 /// The monitor's `activity::MAX_LATER`: with more events at or after a range's end, live,
@@ -1103,7 +1106,11 @@ async fn apply_batch(c: &Client, events: &[&Event]) {
 /// A visitor (`swap-7`) linked to `late_u`, then to `early_u` by an earlier event (the
 /// earlier link replaces the first): its anonymous events move from one user to the other.
 fn relinked_visitor(t0: OffsetDateTime) -> Vec<Event> {
-    let ev = |k: u128, user: Option<&str>, anon: Option<&str>, name: &str, url: Option<&str>,
+    let ev = |k: u128,
+              user: Option<&str>,
+              anon: Option<&str>,
+              name: &str,
+              url: Option<&str>,
               back_min: i64| Event {
         event_id: uuid::Uuid::from_u128(0x5a17_0000_0000_0000_0000_0000_0000_0000 + k),
         user_id: None,
@@ -1120,7 +1127,14 @@ fn relinked_visitor(t0: OffsetDateTime) -> Vec<Event> {
     };
     vec![
         ev(1, None, Some("swap-7"), "page_view", Some("/swap"), 50),
-        ev(2, None, Some("swap-7"), "page_view", Some("/swap"), 26 * 60 + 7),
+        ev(
+            2,
+            None,
+            Some("swap-7"),
+            "page_view",
+            Some("/swap"),
+            26 * 60 + 7,
+        ),
         ev(3, Some("late_u"), Some("swap-7"), "identify", None, 40),
         ev(4, Some("late_u"), None, "page_view", Some("/swap"), 30),
         ev(5, Some("early_u"), Some("swap-7"), "identify", None, 120),

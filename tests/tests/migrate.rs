@@ -302,7 +302,11 @@ async fn upgrades_a_database_holding_events_in_place() {
             .expect("activity");
         (r.get(0), r.get(1))
     };
-    assert_eq!((people, events), (5000, n), "activity rollups from the old rows");
+    assert_eq!(
+        (people, events),
+        (5000, n),
+        "activity rollups from the old rows"
+    );
 
     // New events beside the old ones: a string id, an anonymous visitor who signs up as a
     // known numeric user (linking), and the old user's history intact.

@@ -131,7 +131,12 @@ pub(crate) fn people_sql<'a>(
 /// `SELECT dim, value, events` rows (to be summed per key) for the keys of `dims`;
 /// `raw_filter` (a constant condition on the raw events `e`) narrows the partial hour's
 /// scan to the events that can have those keys.
-pub(crate) fn events_sql<'a>(p: &mut Binds<'a>, dims: &str, since: &'a Since, raw_filter: &str) -> String {
+pub(crate) fn events_sql<'a>(
+    p: &mut Binds<'a>,
+    dims: &str,
+    since: &'a Since,
+    raw_filter: &str,
+) -> String {
     let (from, hour, day) = (p.push(&since.from), p.push(&since.hour), p.push(&since.day));
     let to = p.push(&since.to);
     format!(

@@ -149,10 +149,7 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
 
 /// Active people per window over raw events (one distinct set: each person's last event in
 /// the 24 h window decides which shorter windows the person is active in).
-async fn raw_users(
-    client: &Client,
-    to: OffsetDateTime,
-) -> Result<tokio_postgres::Row, QueryError> {
+async fn raw_users(client: &Client, to: OffsetDateTime) -> Result<tokio_postgres::Row, QueryError> {
     let w24h = to - time::Duration::hours(24);
     let w1h = to - time::Duration::hours(1);
     let w5m = to - time::Duration::minutes(5);
