@@ -354,6 +354,7 @@ LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM edge_rollup_transitions();
     PERFORM edge_rollup_funnel();
+    PERFORM edge_rollup_activity();
     PERFORM edge_rollup_retention();
 END
 $fn$;

@@ -5,7 +5,7 @@
 //!
 //! The loader writes what the forwarder would: `user_events` rows, then the per-batch
 //! tables rebuilt from them with the migrations' own backfill statements (actors, daily
-//! actors, transitions, session funnels, retention summaries and their counters). Timings are medians of 3 runs of the whole process (connect,
+//! actors, transitions, session funnels, retention summaries and their counters, the activity rollups). Timings are medians of 3 runs of the whole process (connect,
 //! query, print), as an on-call engineer waits for them.
 
 use std::{collections::BTreeMap, process::Command, time::Instant};
@@ -67,6 +67,7 @@ pub async fn load(n: u64) -> anyhow::Result<TestDb> {
          INSERT INTO rollup_transitions_minute
          SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute');
          SELECT edge_rebuild_funnel();
+         SELECT edge_rebuild_activity();
          SELECT edge_rebuild_retention();",
     )
     .await

@@ -10,6 +10,7 @@
 //! - [`check`]: shared assertions (exactly-once counts, buffer contents and export, JSON
 //!   comparison);
 //! - [`gen`]: seed-shaped event generation;
+//! - [`activity`]: the activity rollups (migration 0013) against their recomputation;
 //! - [`relay`]: a TCP relay a test can freeze (a silent partition, a hung server);
 //! - [`replication`]: a streaming hot standby of a private cluster, to crash and promote;
 //! - [`fleet`]: several collectors into one database, and CPU accounting (fan-in bench);
@@ -23,6 +24,7 @@
 //!
 //! Nothing here mocks the database.
 
+pub mod activity;
 pub mod analyses_bench;
 pub mod analytics;
 pub mod browser;

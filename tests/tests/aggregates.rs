@@ -209,23 +209,84 @@ fn check_queries(url: &str, data: &Dataset, label: &str) {
     }
 
     for since in [3, 31] {
-        let got: Value = monitor_json(url, t0, &["pages", "--since", &format!("{since}d")]);
-        let got: Vec<(String, i64, i64)> = got["pages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|p| {
-                (
-                    p["url"].as_str().unwrap_or_default().to_string(),
-                    p["views"].as_i64().unwrap_or(-1),
-                    p["users"].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect();
+        let got = pages_of(url, t0, &format!("{since}d"));
         let want = top_pages(data, t0 - days(since), t0, 20);
         assert!(want.len() >= 10, "{label}: pages {want:?}");
         assert_eq!(got, want, "{label}: pages {since}d");
+    }
+}
+
+/// `monitor query pages --since SINCE` as of `at`: (url, views, users) rows.
+fn pages_of(url: &str, at: OffsetDateTime, since: &str) -> Vec<(String, i64, i64)> {
+    let got: Value = monitor_json(url, at, &["pages", "--since", since]);
+    got["pages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            (
+                p["url"].as_str().unwrap_or_default().to_string(),
+                p["views"].as_i64().unwrap_or(-1),
+                p["users"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+/// Events with event_time at or after `t`: none means live, breakdown and pages answer
+/// from migration 0013's rollups for ranges ending at `t`; some means from raw events.
+async fn events_from(c: &Client, t: OffsetDateTime) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM user_events WHERE event_time >= $1",
+        &[&t],
+    )
+    .await
+    .expect("later events")
+    .get(0)
+}
+
+/// The monitor's `activity::MAX_LATER`: with more events at or after a range's end, live,
+/// breakdown and pages read raw events.
+const MAX_LATER: i64 = 1000;
+
+/// [`check_activity_queries`] on each path: as of `t0` (nothing later: the rollups alone),
+/// 4.5 s before it (a few later events, corrected), and 3 days before (raw events).
+async fn check_activity_paths(c: &Client, url: &str, data: &Dataset, label: &str) {
+    assert_eq!(events_from(c, data.t0).await, 0);
+    check_activity_queries(url, data, data.t0, &format!("{label}: rollups"));
+    let near = data.t0 - time::Duration::milliseconds(4_500);
+    let later = events_from(c, near).await;
+    assert!(later > 0 && later <= MAX_LATER, "{later}");
+    check_activity_queries(url, data, near, &format!("{label}: rollups, corrected"));
+    let past = data.t0 - time::Duration::days(3) - time::Duration::milliseconds(1_250);
+    assert!(events_from(c, past).await > MAX_LATER);
+    check_activity_queries(url, data, past, &format!("{label}: raw"));
+}
+
+/// Live (all but the lag), breakdown and pages as of `at`, against the dataset, over
+/// ranges ending at `at` whose starts fall on and off hour and day boundaries.
+fn check_activity_queries(url: &str, data: &Dataset, at: OffsetDateTime, label: &str) {
+    let got: analytics::Live = monitor_json(url, at, &["live"]);
+    let want = data.live(at);
+    assert_eq!(got.per_minute, want.per_minute, "{label}: per_minute");
+    assert_eq!(got.top_events, want.top_events, "{label}: top_events");
+    assert!(
+        close(got.events_per_second, want.events_per_second),
+        "{label}: eps"
+    );
+    let users = |l: &analytics::Live| (l.active_users_5m, l.active_users_1h, l.active_users_24h);
+    assert_eq!(users(&got), users(&want), "{label}: active people");
+    assert!(want.active_users_24h > 0, "{label}: nobody active");
+    for since in ["5m", "90m", "26h", "2d", "7d", "31d"] {
+        let from = at - e2e_span(since);
+        let got: analytics::Breakdown = monitor_json(url, at, &["breakdown", "--since", since]);
+        assert_eq!(got, data.breakdown(from, at), "{label}: breakdown {since}");
+        assert_eq!(
+            pages_of(url, at, since),
+            top_pages(data, from, at, 20),
+            "{label}: pages {since}"
+        );
     }
 }
 
@@ -623,6 +684,16 @@ async fn check_summaries(c: &Client, data: &Dataset) {
     check_transitions(c, data).await;
     check_funnel_counters(c, data).await;
     check_retention_counters(c, data).await;
+    assert!(
+        e2e::activity::row_count(c).await.expect("activity rows") > 0,
+        "activity_person_last is empty"
+    );
+    if let Some(diff) = e2e::activity::differences_from_rebuild(c)
+        .await
+        .expect("activity rebuild")
+    {
+        panic!("activity rollups differ from their recomputation:\n{diff}");
+    }
     let got: BTreeMap<String, analytics::SessionSummary> = c
         .query(
             "SELECT session_id, user_id, started_at, ended_at, entry_page, device_type,
@@ -888,6 +959,10 @@ async fn analyses_match_an_independent_computation() {
         check_queries(&db.url, &data, "timescale, materialized");
     }
 
+    // Live, breakdown and pages from the rollups (nothing at or after t0) and from raw
+    // events (as of a time with later events).
+    check_activity_paths(&client, &db.url, &data, &ed).await;
+
     check_person(&db.url, &data, "v-0001");
     check_person(&db.url, &data, "dev-0003");
     check_person(&db.url, &data, "old_3");
@@ -1013,44 +1088,134 @@ async fn analyses_match_an_independent_computation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn summaries_are_idempotent_and_order_independent() {
     let db = TestDb::migrated("summ").await.expect("db");
-    let data = Dataset::generate(SEED + 1, analytics::default_t0());
+    let mut data = Dataset::generate(SEED + 1, analytics::default_t0());
+    let swap = relinked_visitor(data.t0);
+    data.events.extend(swap.iter().cloned());
     let c = db.client().await.expect("client");
     prepare(&c).await.expect("staging");
-    let apply = |events: Vec<Event>| {
-        let c = &c;
-        async move {
-            let rows: Vec<Value> = events.iter().map(Event::to_columns).collect();
-            c.batch_execute("BEGIN").await.expect("begin");
-            c.execute(
-                "INSERT INTO edge_staging (event_id, user_id, session_id, event_type, event_name,
-                                           page_url, device_type, country_code, event_time,
-                                           app_user_id, anonymous_id, traits)
-                 SELECT event_id, user_id, session_id, event_type, event_name, page_url,
-                        device_type, country_code, event_time, app_user_id, anonymous_id, traits
-                 FROM jsonb_populate_recordset(NULL::user_events, $1::TEXT::JSONB)",
-                &[&Value::Array(rows).to_string()],
-            )
-            .await
-            .expect("stage");
-            merge_staged(c).await.expect("batch");
-            c.batch_execute("COMMIT").await.expect("commit");
-        }
-    };
+    // The visitor's later link first, then the earlier one that replaces it.
+    apply_batch(&c, &[&swap[0], &swap[1], &swap[2], &swap[3]]).await;
+    apply_batch(&c, &[&swap[4]]).await;
     let mut shuffled = data.events.clone();
     let mut rng = e2e::gen::rng(9);
     use rand::seq::SliceRandom;
     shuffled.shuffle(&mut rng);
     for chunk in shuffled.chunks(700) {
-        apply(chunk.to_vec()).await;
+        apply_batch(&c, &chunk.iter().collect::<Vec<_>>()).await;
     }
     check_summaries(&c, &data).await;
     let mut again = data.events.clone();
     again.reverse();
     for chunk in again.chunks(1_900) {
-        apply(chunk.to_vec()).await;
+        apply_batch(&c, &chunk.iter().collect::<Vec<_>>()).await;
     }
     check_summaries(&c, &data).await;
+    assert_eq!(
+        data.people().links().get("swap-7").map(String::as_str),
+        Some("early_u")
+    );
+    check_activity_paths(&c, &db.url, &data, "summaries").await;
+    // Just before the visitor's late link and page view (both after `at`).
+    let at = data.t0 - time::Duration::minutes(35);
+    let later = events_from(&c, at).await;
+    assert!(later > 0 && later <= MAX_LATER, "{later}");
+    check_activity_queries(&db.url, &data, at, "summaries: link after the range");
     drop(c);
+    let _ = db.drop_db().await;
+}
+
+/// One batch through `edge_staging` and `edge_merge_batch()`, as the forwarder does.
+async fn apply_batch(c: &Client, events: &[&Event]) {
+    let rows: Vec<Value> = events.iter().map(|e| e.to_columns()).collect();
+    c.batch_execute("BEGIN").await.expect("begin");
+    c.execute(
+        "INSERT INTO edge_staging (event_id, user_id, session_id, event_type, event_name,
+                                   page_url, device_type, country_code, event_time,
+                                   app_user_id, anonymous_id, traits)
+         SELECT event_id, user_id, session_id, event_type, event_name, page_url,
+                device_type, country_code, event_time, app_user_id, anonymous_id, traits
+         FROM jsonb_populate_recordset(NULL::user_events, $1::TEXT::JSONB)",
+        &[&Value::Array(rows).to_string()],
+    )
+    .await
+    .expect("stage");
+    merge_staged(c).await.expect("batch");
+    c.batch_execute("COMMIT").await.expect("commit");
+}
+
+/// A visitor (`swap-7`) linked to `late_u`, then to `early_u` by an earlier event (the
+/// earlier link replaces the first): its anonymous events move from one user to the other.
+fn relinked_visitor(t0: OffsetDateTime) -> Vec<Event> {
+    let ev = |k: u128,
+              user: Option<&str>,
+              anon: Option<&str>,
+              name: &str,
+              url: Option<&str>,
+              back_min: i64| Event {
+        event_id: uuid::Uuid::from_u128(0x5a17_0000_0000_0000_0000_0000_0000_0000 + k),
+        user_id: None,
+        app_user_id: user.map(str::to_string),
+        anonymous_id: anon.map(str::to_string),
+        traits: None,
+        session_id: None,
+        event_type: "track".into(),
+        event_name: name.into(),
+        page_url: url.map(str::to_string),
+        device_type: Some("tablet".into()),
+        country_code: Some("BR".into()),
+        event_time: t0 - time::Duration::minutes(back_min),
+    };
+    vec![
+        ev(1, None, Some("swap-7"), "page_view", Some("/swap"), 50),
+        ev(
+            2,
+            None,
+            Some("swap-7"),
+            "page_view",
+            Some("/swap"),
+            26 * 60 + 7,
+        ),
+        ev(3, Some("late_u"), Some("swap-7"), "identify", None, 40),
+        ev(4, Some("late_u"), None, "page_view", Some("/swap"), 30),
+        ev(5, Some("early_u"), Some("swap-7"), "identify", None, 120),
+    ]
+}
+
+/// Batches forwarded on 4 connections at once (as `COLLECTOR_FORWARD__CONNECTIONS=4`
+/// does), shuffled, then replayed: no deadlock, and every summary and rollup equals the
+/// independent expectation and the activity rollups their recomputation.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_batches_keep_the_rollups_exact() {
+    let db = TestDb::migrated("conc").await.expect("db");
+    let mut data = Dataset::generate(SEED + 2, analytics::default_t0());
+    data.events.extend(relinked_visitor(data.t0));
+    let mut shuffled = data.events.clone();
+    let mut rng = e2e::gen::rng(11);
+    use rand::seq::SliceRandom;
+    shuffled.shuffle(&mut rng);
+    let chunks: Vec<Vec<Event>> = shuffled.chunks(300).map(<[Event]>::to_vec).collect();
+    for round in 0..2 {
+        let mut tasks = Vec::new();
+        for lane in 0..4 {
+            let url = db.url.clone();
+            let mine: Vec<Vec<Event>> = chunks.iter().skip(lane).step_by(4).cloned().collect();
+            tasks.push(tokio::spawn(async move {
+                let c = e2e::db::connect(&url).await.expect("connect");
+                prepare(&c).await.expect("staging");
+                for chunk in &mine {
+                    apply_batch(&c, &chunk.iter().collect::<Vec<_>>()).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("lane");
+        }
+        let c = db.client().await.expect("client");
+        check_summaries(&c, &data).await;
+        if round == 1 {
+            check_activity_paths(&c, &db.url, &data, "concurrent").await;
+        }
+    }
     let _ = db.drop_db().await;
 }
 

@@ -288,6 +288,25 @@ async fn upgrades_a_database_holding_events_in_place() {
         counted, raw,
         "one transition per event after its session's first"
     );
+    // The activity rollups are filled from the old rows: every person once under "all
+    // events", every event once per event name.
+    let (people, events): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM activity_person_last WHERE dim = 0),
+                        (SELECT COALESCE(sum(events), 0)::INT8 FROM activity_events_daily
+                         WHERE dim = 3)",
+                &[],
+            )
+            .await
+            .expect("activity");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        (people, events),
+        (5000, n),
+        "activity rollups from the old rows"
+    );
 
     // The retention counters (0014) from the old rows: per numeric user, the cohort is the
     // day of their first event and the cells the days 0..30 after it they were active.
@@ -370,6 +389,13 @@ async fn upgrades_a_database_holding_events_in_place() {
         .expect("retention counters after the link")
         .get(0);
     assert_eq!(differ, 0, "rollup_retention after new events and a link");
+    // The new batch (a link included) went through the activity rollups exactly.
+    if let Some(diff) = e2e::activity::differences_from_rebuild(&c)
+        .await
+        .expect("activity rebuild")
+    {
+        panic!("activity rollups after the upgrade:\n{diff}");
+    }
     drop(col);
     drop(c);
     db.drop_db().await.expect("drop");

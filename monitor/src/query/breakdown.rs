@@ -2,22 +2,37 @@
 //!
 //! Definition: over events with event_time in `[from, to)`, for each value of the dimension
 //! (NULL shown as `(none)`): `events` = events with that value, `users` = distinct people
-//! among them (the README's person: a linked visitor counts as their user). Rows are sorted by events descending, then key; at most `LIMIT` per
-//! dimension.
+//! among them (the README's person: a linked visitor counts as their user). Rows are
+//! sorted by events descending, then key; at most `LIMIT` per dimension.
 //!
-//! Why raw events and not `user_behavior_multi_dimension` / `user_events_daily`: those hold
-//! distinct users per bucket, and distinct users over a range cannot be derived from
-//! per-bucket distinct counts (summing them counts a user once per bucket). One pass over
-//! the range with GROUPING SETS gives all three dimensions exactly.
+//! Read from migration 0013's rollups ([`super::activity`]). When no event has event_time
+//! at or after `to` (the monitor's "last 1h / 24h / 7d / 30d"), a person is active with a
+//! value in the range exactly when their last event with that value is ≥ `from`, so
+//! `users` is the sum of the `last_at` histogram's buckets after the range's first whole
+//! hour (each person is in one bucket: a distinct count, never a sum of per-bucket distinct
+//! counts) plus the people whose last event is in the partial hour at `from`; `events` is
+//! the counters' buckets after `from` plus the raw events of that partial hour. Events
+//! dated at or after `to` (a client clock ahead) are subtracted, and their people counted
+//! back only if they have an event with the value in the range — exact either way. The
+//! cost follows the number of buckets and values, not of events. With more than
+//! [`activity::MAX_LATER`] events at or after `to` (`to` well in the past): one pass over
+//! the range's raw events with GROUPING SETS.
 //!
 //! Under a filter ([`breakdown_filtered`]) it is the same definition over only the
-//! matching events (a filter on `device` leaves one device row, and so on).
+//! matching events (a filter on `device` leaves one device row, and so on), read from raw
+//! events.
 //!
-//! Invariant: `users` is a distinct count over the whole range, never a sum.
+//! Invariant: `users` is a distinct count over the whole range, never a sum of per-bucket
+//! distinct counts, whichever path answers.
 
 use tokio_postgres::Client;
 
-use super::{check_range, filter::FilterSql, Binds, QueryError};
+use super::{
+    activity::{self, Since},
+    check_range,
+    filter::FilterSql,
+    Binds, QueryError,
+};
 use crate::model::{Breakdown, BreakdownRow, Filter, Range};
 
 /// Rows listed per dimension.
@@ -27,22 +42,33 @@ pub const NONE: &str = "(none)";
 
 pub async fn breakdown(client: &Client, range: Range) -> Result<Breakdown, QueryError> {
     check_range(range)?;
-    let rows = client
-        .query(
-            "SELECT CASE WHEN GROUPING(device_type) = 0 THEN 0
-                         WHEN GROUPING(country_code) = 0 THEN 1
-                         ELSE 2 END AS dim,
-                    CASE WHEN GROUPING(device_type) = 0 THEN device_type
-                         WHEN GROUPING(country_code) = 0 THEN country_code::TEXT
-                         ELSE event_name END AS key,
-                    count(*)::INT8 AS events,
-                    count(DISTINCT person)::INT8 AS users
-             FROM person_events
-             WHERE event_time >= $1 AND event_time < $2
-             GROUP BY GROUPING SETS ((device_type), (country_code), (event_name))",
-            &[&range.from, &range.to],
-        )
-        .await?;
+    let since = Since::new(range.from, range.to);
+    let mut binds = Binds::default();
+    let dims = format!(
+        "({}, {}, {})",
+        activity::DEVICE,
+        activity::COUNTRY,
+        activity::EVENT
+    );
+    let events = activity::events_sql(&mut binds, &dims, &since, "");
+    let people = activity::people_sql(&mut binds, &dims, &since, "");
+    let sql = format!(
+        "SELECT (dim - {first})::INT4, value, sum(events)::INT8, sum(people)::INT8
+         FROM (SELECT dim, value, events, 0::INT8 AS people FROM ({events}) e
+               UNION ALL
+               SELECT dim, value, 0::INT8, people FROM ({people}) p) t
+         GROUP BY dim, value
+         HAVING sum(events) > 0",
+        first = activity::DEVICE
+    );
+    let fast = client.query(&sql, binds.as_slice());
+    let few_later = activity::few_later_events(client, range.to);
+    let (fast, few_later) = tokio::try_join!(fast, few_later)?;
+    let rows = if few_later {
+        fast
+    } else {
+        raw(client, range).await?
+    };
     let mut out = Breakdown::default();
     for r in &rows {
         let dim: i32 = r.try_get(0)?;
@@ -112,6 +138,27 @@ pub async fn breakdown_filtered(
         list.truncate(LIMIT);
     }
     Ok(out)
+}
+
+/// The three dimensions over the range's raw events, one pass (dim 0 device, 1 country,
+/// 2 event name; NULL keys as NULL).
+async fn raw(client: &Client, range: Range) -> Result<Vec<tokio_postgres::Row>, QueryError> {
+    Ok(client
+        .query(
+            "SELECT CASE WHEN GROUPING(device_type) = 0 THEN 0
+                         WHEN GROUPING(country_code) = 0 THEN 1
+                         ELSE 2 END AS dim,
+                    CASE WHEN GROUPING(device_type) = 0 THEN device_type
+                         WHEN GROUPING(country_code) = 0 THEN country_code::TEXT
+                         ELSE event_name END AS key,
+                    count(*)::INT8 AS events,
+                    count(DISTINCT person)::INT8 AS users
+             FROM person_events
+             WHERE event_time >= $1 AND event_time < $2
+             GROUP BY GROUPING SETS ((device_type), (country_code), (event_name))",
+            &[&range.from, &range.to],
+        )
+        .await?)
 }
 
 impl super::Query for Breakdown {

@@ -10,10 +10,21 @@
 //! - `events_per_second`: events with event_time in `[to - 10 s, to)`, divided by 10;
 //! - `active_users_*`: distinct people (see the README: the user id when known, else the
 //!   anonymous id, a linked visitor counted as their user) with an event in `[to - w, to)`
-//!   for w = 5 min, 1 h, 24 h — counted over raw events (`person_events`) as one distinct
-//!   set per window (never a sum of per-bucket counts);
+//!   for w = 5 min, 1 h, 24 h — one distinct set per window (never a sum of per-bucket
+//!   distinct counts);
 //! - `lag_*`: percentiles of `created_at - received_at` over events with event_time in
 //!   `[to - 5 min, to)` and a received_at.
+//!
+//! Active people come from migration 0013's rollups ([`super::activity`]): when no event
+//! has event_time at or after `to` (the monitor's "now"), the people active since
+//! `to - w` are the people whose last event is at or after `to - w`: the `last_at`
+//! histogram's buckets after the window's first whole hour plus the people whose last
+//! event is in its partial first hour — each person in one bucket, so the count is exact,
+//! and it costs buckets, not events. The few people with an event at or after `to` (a
+//! client clock ahead) are corrected exactly from their raw events. With more than
+//! [`activity::MAX_LATER`] such events (`to` well in the past) they are counted over raw
+//! events (`person_events`), each person's last event in the 24 h window deciding the
+//! shorter windows.
 //!
 //! Under a filter ([`live_filtered`]) every number is the same definition over only the
 //! matching events, all read from raw events (`per_minute` and `top_events` too: the
@@ -21,14 +32,19 @@
 //! order.
 //!
 //! Invariant: the windows are distinct counts over the whole window, whatever the bucket
-//! widths of the aggregates.
+//! widths of the aggregates and whichever path answers.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio_postgres::{types::ToSql, Client};
 
-use super::{check_range, filter::FilterSql, floor_to, Binds, QueryError};
+use super::{
+    activity::{self, Since},
+    check_range,
+    filter::FilterSql,
+    floor_to, Binds, QueryError,
+};
 use crate::model::{Filter, Live, MinuteCount, NameCount, Range};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -68,21 +84,23 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
          LIMIT $3",
         &top_params,
     );
-    // One distinct set per window: each person's last event in the 24 h window decides
-    // which shorter windows the person is active in.
-    let users_params: [&(dyn ToSql + Sync); 4] = [&w24h, &w1h, &w5m, &to];
-    let users = client.query_one(
-        "SELECT count(*) FILTER (WHERE last_at >= $3)::INT8,
-                count(*) FILTER (WHERE last_at >= $2)::INT8,
-                count(*)::INT8
-         FROM (
-             SELECT person, max(event_time) AS last_at
-             FROM person_events
-             WHERE event_time >= $1 AND event_time < $4 AND person IS NOT NULL
-             GROUP BY person
-         ) u",
-        &users_params,
-    );
+    // From the rollups (when few events are dated at or after `to`, checked alongside).
+    let since = [
+        Since::new(w5m, to),
+        Since::new(w1h, to),
+        Since::new(w24h, to),
+    ];
+    let mut binds = Binds::default();
+    let windows: Vec<String> = since
+        .iter()
+        .map(|s| {
+            let rows = activity::people_sql(&mut binds, &format!("({})", activity::ALL), s, "");
+            format!("(SELECT COALESCE(sum(people), 0) FROM ({rows}) w)::INT8")
+        })
+        .collect();
+    let users_sql = format!("SELECT {}", windows.join(", "));
+    let users = client.query_one(&users_sql, binds.as_slice());
+    let few_later = activity::few_later_events(client, to);
     let recent_params: [&(dyn ToSql + Sync); 3] = [&w5m, &w10s, &to];
     let recent = client.query_one(
         "SELECT count(*) FILTER (WHERE event_time >= $2)::INT8,
@@ -96,8 +114,14 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
          WHERE event_time >= $1 AND event_time < $3",
         &recent_params,
     );
-    // One connection pipelines the four statements.
-    let (per_minute, top, users, recent) = tokio::try_join!(per_minute, top, users, recent)?;
+    // One connection pipelines the statements.
+    let (per_minute, top, users, recent, few_later) =
+        tokio::try_join!(per_minute, top, users, recent, few_later)?;
+    let users = if few_later {
+        users
+    } else {
+        raw_users(client, to).await?
+    };
 
     let per_minute = per_minute
         .iter()
@@ -244,6 +268,29 @@ pub async fn live_filtered(
         lag_p50_seconds: recent.try_get(1)?,
         lag_p99_seconds: recent.try_get(2)?,
     })
+}
+
+/// Active people per window over raw events (one distinct set: each person's last event in
+/// the 24 h window decides which shorter windows the person is active in).
+async fn raw_users(client: &Client, to: OffsetDateTime) -> Result<tokio_postgres::Row, QueryError> {
+    let w24h = to - time::Duration::hours(24);
+    let w1h = to - time::Duration::hours(1);
+    let w5m = to - time::Duration::minutes(5);
+    let users_params: [&(dyn ToSql + Sync); 4] = [&w24h, &w1h, &w5m, &to];
+    Ok(client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE last_at >= $3)::INT8,
+                    count(*) FILTER (WHERE last_at >= $2)::INT8,
+                    count(*)::INT8
+             FROM (
+                 SELECT person, max(event_time) AS last_at
+                 FROM person_events
+                 WHERE event_time >= $1 AND event_time < $4 AND person IS NOT NULL
+                 GROUP BY person
+             ) u",
+            &users_params,
+        )
+        .await?)
 }
 
 impl super::Query for Live {

@@ -18,8 +18,9 @@
 //! - every value travels as a bind parameter; SQL text is only ever assembled from constants
 //!   of this crate (column names, step positions), never from user input;
 //! - a distinct count is never summed across buckets: distinct users and sessions over a
-//!   range are counted over user- or session-level rows ([`funnel`], [`retention`]) or over
-//!   raw events ([`live`], [`breakdown`]);
+//!   range are counted over user- or session-level rows ([`funnel`], [`retention`]), over
+//!   each person's last event time ([`activity`]: [`live`], [`breakdown`], [`pages`]) or
+//!   over raw events;
 //! - an aggregate is read only over whole buckets inside the range; the partial buckets at
 //!   the range's edges are read from raw events ([`split`]), so a result never depends on
 //!   how the range falls on bucket boundaries;
@@ -31,6 +32,7 @@
 //!   setting, `jit = off`, travels in the connection's start-up options:
 //!   [`session_options`]).
 
+pub(crate) mod activity;
 pub mod breakdown;
 pub mod collectors;
 pub mod database;

@@ -6,16 +6,29 @@
 //! The [`TOP`] pages are listed by views descending, then by URL (byte order, whatever the
 //! database's collation, so ties are cut the same everywhere).
 //!
-//! Computed over the raw events of the range (no aggregate is keyed by page_url).
+//! Read from migration 0013's rollups ([`super::activity`], key [`activity::PAGE`]):
+//! views from the per-page counters after the range's first whole hour plus the raw page
+//! views of its partial first hour; for the top pages only, people from the `last_at`
+//! histogram (with nothing dated at or after `to`, a person viewed the page in the range
+//! exactly when their last view of it is ≥ `from`; each person is in one bucket) plus the
+//! people whose last view is in that partial hour. Views and people at or after `to` are
+//! corrected exactly; with more than [`activity::MAX_LATER`] such events (`to` well in the
+//! past) everything is read from the raw events of the range.
 //!
 //! Under a filter ([`pages_filtered`]) it is the same definition over only the matching
-//! events (`event=` anything but `page_view` leaves no page).
+//! events (`event=` anything but `page_view` leaves no page), read from raw events.
 //!
-//! Invariant: distinct people are counted per page over raw events, never summed.
+//! Invariant: distinct people are counted per page, never summed across buckets, whichever
+//! path answers.
 
 use tokio_postgres::Client;
 
-use super::{check_range, filter::FilterSql, Binds, QueryError};
+use super::{
+    activity::{self, Since},
+    check_range,
+    filter::FilterSql,
+    Binds, QueryError,
+};
 use crate::model::{Filter, PageRow, Pages, Range};
 
 /// How many pages are listed.
@@ -23,18 +36,43 @@ pub const TOP: i64 = 20;
 
 pub async fn pages(client: &Client, range: Range) -> Result<Pages, QueryError> {
     check_range(range)?;
-    let rows = client
-        .query(
-            "SELECT page_url, count(*)::INT8, count(DISTINCT person)::INT8
-             FROM person_events
-             WHERE event_time >= $1 AND event_time < $2
-               AND event_name = 'page_view' AND page_url IS NOT NULL
-             GROUP BY page_url
-             ORDER BY 2 DESC, page_url COLLATE \"C\"
-             LIMIT $3",
-            &[&range.from, &range.to, &TOP],
-        )
-        .await?;
+    let since = Since::new(range.from, range.to);
+    let mut binds = Binds::default();
+    let dims = format!("({})", activity::PAGE);
+    let views = activity::events_sql(
+        &mut binds,
+        &dims,
+        &since,
+        "AND e.event_name = 'page_view' AND e.page_url IS NOT NULL",
+    );
+    let people = activity::people_sql(
+        &mut binds,
+        &dims,
+        &since,
+        "AND value = ANY (ARRAY(SELECT value FROM top))",
+    );
+    let top = binds.push(&TOP);
+    let sql = format!(
+        "WITH top AS (
+             SELECT value, sum(events) AS views FROM ({views}) v
+             GROUP BY value
+             HAVING sum(events) > 0
+             ORDER BY views DESC, value COLLATE \"C\"
+             LIMIT {top}
+         ),
+         people AS (SELECT value, sum(people) AS people FROM ({people}) p GROUP BY value)
+         SELECT top.value, top.views::INT8, COALESCE(people.people, 0)::INT8
+         FROM top LEFT JOIN people USING (value)
+         ORDER BY top.views DESC, top.value COLLATE \"C\""
+    );
+    let fast = client.query(&sql, binds.as_slice());
+    let few_later = activity::few_later_events(client, range.to);
+    let (fast, few_later) = tokio::try_join!(fast, few_later)?;
+    let rows = if few_later {
+        fast
+    } else {
+        raw(client, range).await?
+    };
     let pages = rows
         .iter()
         .map(|r| {
@@ -84,6 +122,22 @@ pub async fn pages_filtered(
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(Pages { pages })
+}
+
+/// The top pages over the range's raw events.
+async fn raw(client: &Client, range: Range) -> Result<Vec<tokio_postgres::Row>, QueryError> {
+    Ok(client
+        .query(
+            "SELECT page_url, count(*)::INT8, count(DISTINCT person)::INT8
+             FROM person_events
+             WHERE event_time >= $1 AND event_time < $2
+               AND event_name = 'page_view' AND page_url IS NOT NULL
+             GROUP BY page_url
+             ORDER BY 2 DESC, page_url COLLATE \"C\"
+             LIMIT $3",
+            &[&range.from, &range.to, &TOP],
+        )
+        .await?)
 }
 
 impl super::Query for Pages {

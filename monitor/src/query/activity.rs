@@ -1,0 +1,177 @@
+//! Reading migration 0013's activity rollups (shared by [`super::live`],
+//! [`super::breakdown`] and [`super::pages`]): distinct people and events per key over a
+//! range `[from, to)` that ends after (nearly) every event — the monitor's "last 1h / 24h /
+//! 7d / 30d".
+//!
+//! A key is (dim, value): [`ALL`] (every event, value `''`), [`DEVICE`], [`COUNTRY`] (NULL
+//! stored as `(none)`), [`EVENT`] (event name), [`PAGE`] (page_url of a page_view).
+//!
+//! - people with a key active in `[from, to)`: when no event is dated at or after `to`,
+//!   exactly the people whose last event with the key is ≥ `from` — the `last_at`
+//!   histogram's days from the first midnight after `from`, its hours from the first whole
+//!   hour after `from` up to that midnight, and the people whose `last_at` is in the partial
+//!   hour at `from` (an index range scan). Each person is in exactly one bucket, so the sum
+//!   is a distinct count. The few people whose last event is at or after `to` (a client
+//!   clock ahead, or `to` slightly in the past) are taken out and counted back when they
+//!   have an event with the key in `[from, to)` (their raw events, by actor).
+//! - events with a key: the counters' days and hours after `from` (as above) plus the raw
+//!   events of the partial hour at `from`, minus the raw events at or after `to`.
+//!
+//! Only the range's start needs partial buckets: everything between it and `to` is in the
+//! range, and what lies after `to` is subtracted exactly.
+//!
+//! Invariant: the sums equal the definitions for any `to`; their cost grows with the events
+//! at or after `to`, so callers use them only when there are at most [`MAX_LATER`] such
+//! events ([`few_later_events`]) and read raw events otherwise.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_postgres::Client;
+
+use super::{ceil_to, Binds};
+
+/// Every event (live's active people).
+pub const ALL: i16 = 0;
+/// device_type.
+pub const DEVICE: i16 = 1;
+/// country_code.
+pub const COUNTRY: i16 = 2;
+/// event_name.
+pub const EVENT: i16 = 3;
+/// page_url of page_view events.
+pub const PAGE: i16 = 4;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Events dated at or after `to` the sums correct for; beyond, callers read raw events.
+pub const MAX_LATER: i64 = 1000;
+
+/// The bounds the sums need for a range `[from, to)`.
+pub struct Since {
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    /// The first whole hour at or after `from`.
+    pub hour: OffsetDateTime,
+    /// The first midnight (UTC) at or after `from`.
+    pub day: OffsetDateTime,
+}
+
+impl Since {
+    pub fn new(from: OffsetDateTime, to: OffsetDateTime) -> Since {
+        Since {
+            from,
+            to,
+            hour: ceil_to(from, HOUR),
+            day: ceil_to(from, DAY),
+        }
+    }
+}
+
+/// Whether at most [`MAX_LATER`] events have event_time at or after `to`.
+pub(crate) async fn few_later_events(
+    client: &Client,
+    to: OffsetDateTime,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT count(*) <= $2::INT8 FROM (
+                 SELECT 1 FROM user_events WHERE event_time >= $1 LIMIT $2::INT8 + 1
+             ) later",
+            &[&to, &MAX_LATER],
+        )
+        .await?;
+    row.try_get(0)
+}
+
+/// `SELECT dim, value, people` rows (to be summed per key) for the keys of `dims` (a
+/// constant list such as `"(1, 2, 3)"`), optionally restricted by `value_filter` (a
+/// constant condition on `value`).
+pub(crate) fn people_sql<'a>(
+    p: &mut Binds<'a>,
+    dims: &str,
+    since: &'a Since,
+    value_filter: &str,
+) -> String {
+    let (from, hour, day) = (p.push(&since.from), p.push(&since.hour), p.push(&since.day));
+    let to = p.push(&since.to);
+    format!(
+        "SELECT dim, value, people FROM activity_last_daily
+         WHERE dim IN {dims} AND bucket >= {day} {value_filter}
+         UNION ALL
+         SELECT dim, value, people FROM activity_last_hourly
+         WHERE dim IN {dims} AND bucket >= {hour} AND bucket < {day} {value_filter}
+         UNION ALL
+         SELECT dim, value, count(*) FROM activity_person_last
+         WHERE dim IN {dims} AND last_at >= {from} AND last_at < {hour} {value_filter}
+         GROUP BY dim, value
+         UNION ALL
+         SELECT l.dim, l.value,
+                -count(*) FILTER (WHERE NOT EXISTS (
+                    SELECT 1
+                    FROM (SELECT i.anonymous_id AS actor FROM identity_links i
+                          WHERE i.app_user_id = l.person
+                          UNION ALL
+                          SELECT l.person
+                          WHERE NOT EXISTS (SELECT 1 FROM identity_links j
+                                            WHERE j.anonymous_id = l.person)) a
+                    JOIN user_events e
+                      ON COALESCE(e.app_user_id, e.user_id::TEXT, e.anonymous_id) = a.actor,
+                         edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name,
+                                            e.page_url) k
+                    WHERE e.event_time >= {from} AND e.event_time < {to}
+                      AND k.dim = l.dim AND k.value = l.value))
+         FROM activity_person_last l
+         WHERE l.dim IN {dims} AND l.last_at >= {to} {value_filter}
+         GROUP BY l.dim, l.value"
+    )
+}
+
+/// `SELECT dim, value, events` rows (to be summed per key) for the keys of `dims`;
+/// `raw_filter` (a constant condition on the raw events `e`) narrows the partial hour's
+/// scan to the events that can have those keys.
+pub(crate) fn events_sql<'a>(
+    p: &mut Binds<'a>,
+    dims: &str,
+    since: &'a Since,
+    raw_filter: &str,
+) -> String {
+    let (from, hour, day) = (p.push(&since.from), p.push(&since.hour), p.push(&since.day));
+    let to = p.push(&since.to);
+    format!(
+        "SELECT dim, value, events FROM activity_events_daily
+         WHERE dim IN {dims} AND bucket >= {day}
+         UNION ALL
+         SELECT dim, value, events FROM activity_events_hourly
+         WHERE dim IN {dims} AND bucket >= {hour} AND bucket < {day}
+         UNION ALL
+         SELECT k.dim, k.value, count(*)
+         FROM user_events e,
+              edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
+         WHERE e.event_time >= {from} AND e.event_time < {hour} AND k.dim IN {dims} {raw_filter}
+         GROUP BY k.dim, k.value
+         UNION ALL
+         SELECT k.dim, k.value, -count(*)
+         FROM user_events e,
+              edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
+         WHERE e.event_time >= {to} AND k.dim IN {dims} {raw_filter}
+         GROUP BY k.dim, k.value"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn since_bounds() {
+        let to = datetime!(2024-05-09 0:00 UTC);
+        let s = Since::new(datetime!(2024-05-01 10:17 UTC), to);
+        assert_eq!(s.hour, datetime!(2024-05-01 11:00 UTC));
+        assert_eq!(s.day, datetime!(2024-05-02 0:00 UTC));
+        let aligned = Since::new(datetime!(2024-05-01 0:00 UTC), to);
+        assert_eq!((aligned.hour, aligned.day), (aligned.from, aligned.from));
+    }
+}
