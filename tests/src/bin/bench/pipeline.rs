@@ -11,7 +11,7 @@ use e2e::{
     proc::{self, CollectorOpts},
 };
 
-use super::{row, rss_kib, Args};
+use super::{mem::Sampler, row, rss_kib, Args};
 
 /// Requests per second (of 50 events) of the sustained end-to-end phase: well under what
 /// collector and database manage together on the 2-core reference machine (the burst phase
@@ -29,6 +29,7 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
         .env("COLLECTOR_FORWARD__LINGER_MS", "200")
         .env("COLLECTOR_BUFFER__MAX_BYTES", (1u64 << 30).to_string())
         .start()?;
+    let sampler = Sampler::start(c.pid());
     // Without event ids: every accepted event is a new row (resent ids would deduplicate).
     let batches = Arc::new(load::bodies_without_ids(3, 2000, 50));
     let t = Instant::now();
@@ -121,6 +122,11 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
         s.p99.as_secs_f64() * 1e3
     );
     let rss = rss_kib(c.pid());
+    println!(
+        "  collector memory: peak RSS (VmHWM) {:.1} MiB; largest sample {}",
+        rss as f64 / 1024.0,
+        sampler.finish().describe()
+    );
     super::verdict(
         "collector peak RSS end to end (1 GiB buffer limit)",
         &format!("{:.1} MiB", rss as f64 / 1024.0),
