@@ -275,7 +275,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = args.common.load(o)?;
     match crate::allocator::set_purge_delay(cfg.allocator_purge_delay_ms) {
         crate::allocator::Purge::Unrecognised(v) => {
-            tracing::warn!(value = v, "allocator_purge_delay_ms not applied: unexpected mimalloc option table");
+            tracing::warn!(
+                value = v,
+                "allocator_purge_delay_ms not applied: unexpected mimalloc option table"
+            );
         }
         crate::allocator::Purge::Set(_) | crate::allocator::Purge::FromEnvironment => {}
     }

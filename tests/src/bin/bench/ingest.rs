@@ -40,7 +40,10 @@ pub(crate) async fn ingest(a: &Args) -> anyhow::Result<()> {
         .start()?;
     std::thread::sleep(Duration::from_secs(1));
     let idle = Rollup::of(flush.pid()).unwrap_or_default();
-    println!("  flush-mode collector idle (started, no request yet): {}", idle.describe());
+    println!(
+        "  flush-mode collector idle (started, no request yet): {}",
+        idle.describe()
+    );
     let sampler = Sampler::start(flush.pid());
     let batches = Arc::new(load::bodies(1, 2000, PER));
     let warm = Duration::from_secs(1);
