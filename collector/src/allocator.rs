@@ -15,6 +15,11 @@
 
 use std::ffi::{c_int, c_long};
 
+// The functions below are mimalloc's: link its library into every binary that uses this
+// crate (its test binaries too), not only into the `collector` binary that makes it the
+// global allocator.
+use mimalloc as _;
+
 /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (v2 and v3 alike).
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 /// mimalloc v3's default purge delay, ms: how the index above is recognised.
