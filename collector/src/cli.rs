@@ -273,6 +273,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         o.insert("forward".into(), serde_json::json!({"start_paused": true}));
     }
     let cfg = args.common.load(o)?;
+    match crate::allocator::set_purge_delay(cfg.allocator_purge_delay_ms) {
+        crate::allocator::Purge::Unrecognised(v) => {
+            tracing::warn!(
+                value = v,
+                "allocator_purge_delay_ms not applied: unexpected mimalloc option table"
+            );
+        }
+        crate::allocator::Purge::Set(_) | crate::allocator::Purge::FromEnvironment => {}
+    }
     // Signal handlers first: a SIGTERM right after start-up still shuts down cleanly.
     let shutdown = crate::shutdown::signal()?;
     let server = Server::bind(cfg).await?;

@@ -15,7 +15,8 @@
 //! (forwarding and database health), [`metrics`], [`tail`] (the ring of recently accepted
 //! events behind the admin listener's live tail), [`shutdown`] (the one stop signal every
 //! task watches), [`logging`] (never blocks or fails a request), [`memory`], [`respond`]
-//! (JSON answers), [`config`], [`geo`] (the geography database, read once at start).
+//! (JSON answers), [`config`], [`geo`] (the geography database, read once at start),
+//! [`allocator`] (how long freed memory stays resident).
 //!
 //! Around it: [`server`] wires the stages and runs the listeners ([`connection`] serves one
 //! accepted connection, [`tls`] holds the certificate and its reload), [`admin`] exposes metrics
@@ -23,6 +24,7 @@
 //! commands that work on a stopped collector's buffer, [`cli`] the command line.
 
 pub mod admin;
+pub mod allocator;
 pub mod buffer;
 pub mod cli;
 pub mod config;

@@ -65,6 +65,11 @@ pub struct Config {
     /// are closed. Forwarding stops at once (a batch in flight stays buffered), so the whole
     /// shutdown takes at most about this plus 2 s, whatever the database does.
     pub shutdown_timeout_secs: u64,
+    /// How long (ms) the allocator keeps freed memory before it returns it to the OS
+    /// ([`crate::allocator`]): lower keeps less resident after bursts, at some CPU per
+    /// request (README, Benchmarks: where the memory goes). `MIMALLOC_PURGE_DELAY` in the
+    /// environment wins.
+    pub allocator_purge_delay_ms: u64,
 }
 
 /// The largest `limits.max_string_bytes` accepted: PostgreSQL refuses a B-tree entry
@@ -98,6 +103,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             heartbeat_interval_secs: 10,
             shutdown_timeout_secs: 5,
+            allocator_purge_delay_ms: 10,
         }
     }
 }

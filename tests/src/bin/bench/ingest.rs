@@ -20,7 +20,10 @@ use e2e::{
     proc::{self, CollectorOpts},
 };
 
-use super::{row, rss_kib, verdict, Args};
+use super::{
+    mem::{Rollup, Sampler},
+    row, rss_kib, verdict, Args,
+};
 
 /// Length of one slice of the alternating load.
 const SLICE: Duration = Duration::from_secs(2);
@@ -35,6 +38,13 @@ pub(crate) async fn ingest(a: &Args) -> anyhow::Result<()> {
     let fsync = CollectorOpts::in_dir(dir.join("buffer-fsync"))
         .env("COLLECTOR_BUFFER__DURABILITY", "fsync")
         .start()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = Rollup::of(flush.pid()).unwrap_or_default();
+    println!(
+        "  flush-mode collector idle (started, no request yet): {}",
+        idle.describe()
+    );
+    let sampler = Sampler::start(flush.pid());
     let batches = Arc::new(load::bodies(1, 2000, PER));
     let warm = Duration::from_secs(1);
     let mut scratch = Merged::new(PER);
@@ -93,6 +103,12 @@ pub(crate) async fn ingest(a: &Args) -> anyhow::Result<()> {
         );
     }
     let flush_rss = rss_kib(flush.pid());
+    let at_peak = sampler.finish();
+    println!(
+        "  flush-mode collector under the throughput loads: peak RSS (VmHWM) {:.1} MiB; largest sample {}",
+        flush_rss as f64 / 1024.0,
+        at_peak.describe()
+    );
     let dur = Duration::from_secs(a.seconds);
     let track = load::open_loop(
         flush.ingest,
@@ -219,14 +235,21 @@ pub(crate) async fn startup(a: &Args) -> anyhow::Result<()> {
     println!("  prefilled in {:.1} s", t.elapsed().as_secs_f64());
     let mut times = Vec::new();
     let mut rss = 0;
+    let mut now = Rollup::default();
     for _ in 0..3 {
         let t = Instant::now();
         let mut c = CollectorOpts::in_dir(dir.join("buffer")).start()?;
         times.push(t.elapsed().as_secs_f64());
         rss = rss.max(rss_kib(c.pid()));
+        now = Rollup::of(c.pid()).unwrap_or_default();
         c.terminate(Duration::from_secs(60))?;
     }
     times.sort_by(f64::total_cmp);
+    println!(
+        "  resident once listening (peak {:.1} MiB): {}",
+        rss as f64 / 1024.0,
+        now.describe()
+    );
     verdict(
         &format!("start-up, {n} events buffered"),
         &format!(

@@ -38,6 +38,7 @@
 mod drain;
 mod fanin;
 mod ingest;
+mod mem;
 mod pipeline;
 
 use anyhow::Context;

@@ -11,7 +11,7 @@ use e2e::{
     proc::{self, CollectorOpts},
 };
 
-use super::{row, rss_kib, Args};
+use super::{mem::Sampler, row, rss_kib, Args};
 
 /// Requests per second (of 50 events) of the sustained end-to-end phase: well under what
 /// collector and database manage together on the 2-core reference machine (the burst phase
@@ -29,6 +29,7 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
         .env("COLLECTOR_FORWARD__LINGER_MS", "200")
         .env("COLLECTOR_BUFFER__MAX_BYTES", (1u64 << 30).to_string())
         .start()?;
+    let sampler = Sampler::start(c.pid());
     // Without event ids: every accepted event is a new row (resent ids would deduplicate).
     let batches = Arc::new(load::bodies_without_ids(3, 2000, 50));
     let t = Instant::now();
@@ -64,7 +65,12 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    let (rows, p50, p99): (i64, f64, f64) = (row.get(0), row.get(1), row.get(2));
+    // Percentiles of no rows are NULL (a database too slow to land any in time).
+    let (rows, p50, p99): (i64, f64, f64) = (
+        row.get(0),
+        row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+        row.get::<_, Option<f64>>(2).unwrap_or(f64::NAN),
+    );
     println!(
         "  burst: {rows} rows of {acked} acknowledged in {:.1} s = {:.0} events/s into TimescaleDB; drained {:.1} s after the load stopped",
         total.as_secs_f64(),
@@ -109,7 +115,10 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
             &[&since],
         )
         .await?;
-    let (p50, p99): (f64, f64) = (row.get(0), row.get(1));
+    let (p50, p99): (f64, f64) = (
+        row.get::<_, Option<f64>>(0).unwrap_or(f64::NAN),
+        row.get::<_, Option<f64>>(1).unwrap_or(f64::NAN),
+    );
     println!(
         "  sustained {} events/s ({rate} requests/s of {per}) for {} s: {landed} rows of {sent} sent ({} errors), the last {:.1} s after the load stopped; lag p50 {:.0} ms, p99 {:.0} ms; request p99 {:.1} ms",
         rate * per,
@@ -121,6 +130,11 @@ pub(crate) async fn end_to_end(a: &Args) -> anyhow::Result<()> {
         s.p99.as_secs_f64() * 1e3
     );
     let rss = rss_kib(c.pid());
+    println!(
+        "  collector memory: peak RSS (VmHWM) {:.1} MiB; largest sample {}",
+        rss as f64 / 1024.0,
+        sampler.finish().describe()
+    );
     super::verdict(
         "collector peak RSS end to end (1 GiB buffer limit)",
         &format!("{:.1} MiB", rss as f64 / 1024.0),
