@@ -67,29 +67,9 @@ pub async fn breakdown(client: &Client, range: Range) -> Result<Breakdown, Query
     let rows = if few_later {
         fast
     } else {
-        raw(client, range).await?
+        raw(client, range, &Filter::default()).await?
     };
-    let mut out = Breakdown::default();
-    for r in &rows {
-        let dim: i32 = r.try_get(0)?;
-        let row = BreakdownRow {
-            key: r
-                .try_get::<_, Option<String>>(1)?
-                .unwrap_or_else(|| NONE.to_string()),
-            events: r.try_get(2)?,
-            users: r.try_get(3)?,
-        };
-        match dim {
-            0 => out.by_device.push(row),
-            1 => out.by_country.push(row),
-            _ => out.by_event.push(row),
-        }
-    }
-    for list in [&mut out.by_device, &mut out.by_country, &mut out.by_event] {
-        list.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.key.cmp(&b.key)));
-        list.truncate(LIMIT);
-    }
-    Ok(out)
+    from_rows(&rows)
 }
 
 /// [`breakdown`] over the events matching `filter`.
@@ -99,6 +79,16 @@ pub async fn breakdown_filtered(
     filter: &Filter,
 ) -> Result<Breakdown, QueryError> {
     check_range(range)?;
+    from_rows(&raw(client, range, filter).await?)
+}
+
+/// The three dimensions over the range's raw events matching `filter` (empty: all), one
+/// pass (dim 0 device, 1 country, 2 event name; NULL keys as NULL).
+async fn raw(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Vec<tokio_postgres::Row>, QueryError> {
     let where_sql = FilterSql::new(filter);
     let mut binds = Binds::default();
     let (pa, pb) = (binds.push(&range.from), binds.push(&range.to));
@@ -116,9 +106,13 @@ pub async fn breakdown_filtered(
          WHERE e.event_time >= {pa} AND e.event_time < {pb}{cond}
          GROUP BY GROUPING SETS ((e.device_type), (e.country_code), (e.event_name))"
     );
-    let rows = client.query(&sql, binds.as_slice()).await?;
+    Ok(client.query(&sql, binds.as_slice()).await?)
+}
+
+/// Rows `(dim, key, events, users)` into the three lists, sorted and cut to [`LIMIT`].
+fn from_rows(rows: &[tokio_postgres::Row]) -> Result<Breakdown, QueryError> {
     let mut out = Breakdown::default();
-    for r in &rows {
+    for r in rows {
         let dim: i32 = r.try_get(0)?;
         let row = BreakdownRow {
             key: r
@@ -138,27 +132,6 @@ pub async fn breakdown_filtered(
         list.truncate(LIMIT);
     }
     Ok(out)
-}
-
-/// The three dimensions over the range's raw events, one pass (dim 0 device, 1 country,
-/// 2 event name; NULL keys as NULL).
-async fn raw(client: &Client, range: Range) -> Result<Vec<tokio_postgres::Row>, QueryError> {
-    Ok(client
-        .query(
-            "SELECT CASE WHEN GROUPING(device_type) = 0 THEN 0
-                         WHEN GROUPING(country_code) = 0 THEN 1
-                         ELSE 2 END AS dim,
-                    CASE WHEN GROUPING(device_type) = 0 THEN device_type
-                         WHEN GROUPING(country_code) = 0 THEN country_code::TEXT
-                         ELSE event_name END AS key,
-                    count(*)::INT8 AS events,
-                    count(DISTINCT person)::INT8 AS users
-             FROM person_events
-             WHERE event_time >= $1 AND event_time < $2
-             GROUP BY GROUPING SETS ((device_type), (country_code), (event_name))",
-            &[&range.from, &range.to],
-        )
-        .await?)
 }
 
 impl super::Query for Breakdown {

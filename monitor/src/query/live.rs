@@ -123,35 +123,7 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
         raw_users(client, to).await?
     };
 
-    let per_minute = per_minute
-        .iter()
-        .map(|r| {
-            Ok(MinuteCount {
-                minute: r.try_get::<_, OffsetDateTime>(0)?,
-                events: r.try_get(1)?,
-            })
-        })
-        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-    let top_events = top
-        .iter()
-        .map(|r| {
-            Ok(NameCount {
-                name: r.try_get(0)?,
-                count: r.try_get(1)?,
-            })
-        })
-        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-    let last_10s: i64 = recent.try_get(0)?;
-    Ok(Live {
-        per_minute,
-        events_per_second: last_10s as f64 / 10.0,
-        active_users_5m: users.try_get(0)?,
-        active_users_1h: users.try_get(1)?,
-        active_users_24h: users.try_get(2)?,
-        top_events,
-        lag_p50_seconds: recent.try_get(1)?,
-        lag_p99_seconds: recent.try_get(2)?,
-    })
+    assemble(&per_minute, &top, &users, &recent)
 }
 
 /// [`live`] over the events matching `filter`, from raw events.
@@ -239,6 +211,17 @@ pub async fn live_filtered(
         client.query_one(&users_sql, b3.as_slice()),
         client.query_one(&recent_sql, b4.as_slice()),
     )?;
+    assemble(&per_minute, &top, &users, &recent)
+}
+
+/// The four statements' rows (per minute, top events, active people 5m/1h/24h, recent
+/// count and lag percentiles) into [`Live`], whichever path computed them.
+fn assemble(
+    per_minute: &[tokio_postgres::Row],
+    top: &[tokio_postgres::Row],
+    users: &tokio_postgres::Row,
+    recent: &tokio_postgres::Row,
+) -> Result<Live, QueryError> {
     let per_minute = per_minute
         .iter()
         .map(|r| {

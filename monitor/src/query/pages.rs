@@ -71,19 +71,9 @@ pub async fn pages(client: &Client, range: Range) -> Result<Pages, QueryError> {
     let rows = if few_later {
         fast
     } else {
-        raw(client, range).await?
+        raw(client, range, &Filter::default()).await?
     };
-    let pages = rows
-        .iter()
-        .map(|r| {
-            Ok(PageRow {
-                url: r.try_get(0)?,
-                views: r.try_get(1)?,
-                users: r.try_get(2)?,
-            })
-        })
-        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-    Ok(Pages { pages })
+    from_rows(&rows)
 }
 
 /// [`pages`] over the events matching `filter`.
@@ -93,6 +83,15 @@ pub async fn pages_filtered(
     filter: &Filter,
 ) -> Result<Pages, QueryError> {
     check_range(range)?;
+    from_rows(&raw(client, range, filter).await?)
+}
+
+/// The top pages over the range's raw events matching `filter` (empty: all).
+async fn raw(
+    client: &Client,
+    range: Range,
+    filter: &Filter,
+) -> Result<Vec<tokio_postgres::Row>, QueryError> {
     let where_sql = FilterSql::new(filter);
     let mut binds = Binds::default();
     let (pa, pb, top) = (
@@ -110,7 +109,11 @@ pub async fn pages_filtered(
          ORDER BY 2 DESC, e.page_url COLLATE \"C\"
          LIMIT {top}"
     );
-    let rows = client.query(&sql, binds.as_slice()).await?;
+    Ok(client.query(&sql, binds.as_slice()).await?)
+}
+
+/// Rows `(url, views, users)` into [`Pages`].
+fn from_rows(rows: &[tokio_postgres::Row]) -> Result<Pages, QueryError> {
     let pages = rows
         .iter()
         .map(|r| {
@@ -122,22 +125,6 @@ pub async fn pages_filtered(
         })
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(Pages { pages })
-}
-
-/// The top pages over the range's raw events.
-async fn raw(client: &Client, range: Range) -> Result<Vec<tokio_postgres::Row>, QueryError> {
-    Ok(client
-        .query(
-            "SELECT page_url, count(*)::INT8, count(DISTINCT person)::INT8
-             FROM person_events
-             WHERE event_time >= $1 AND event_time < $2
-               AND event_name = 'page_view' AND page_url IS NOT NULL
-             GROUP BY page_url
-             ORDER BY 2 DESC, page_url COLLATE \"C\"
-             LIMIT $3",
-            &[&range.from, &range.to, &TOP],
-        )
-        .await?)
 }
 
 impl super::Query for Pages {

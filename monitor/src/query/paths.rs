@@ -99,19 +99,7 @@ pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Path
          LIMIT {limit_param}",
         selects.join(" UNION ALL ")
     );
-    let rows = client.query(&sql, params.as_slice()).await?;
-    let transitions = rows
-        .iter()
-        .map(|r| {
-            Ok(Transition {
-                from: r.try_get(0)?,
-                to: r.try_get(1)?,
-                count: r.try_get(2)?,
-                avg_seconds: r.try_get(3)?,
-            })
-        })
-        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-    Ok(Paths { transitions })
+    from_rows(&client.query(&sql, params.as_slice()).await?)
 }
 
 /// [`paths`] over the events matching `filter`, from raw events.
@@ -148,7 +136,11 @@ pub async fn paths_filtered(
          ORDER BY n DESC, from_name COLLATE \"C\", to_name COLLATE \"C\"
          LIMIT {limit}"
     );
-    let rows = client.query(&sql, params.as_slice()).await?;
+    from_rows(&client.query(&sql, params.as_slice()).await?)
+}
+
+/// Rows `(from, to, count, avg_seconds)` into [`Paths`].
+fn from_rows(rows: &[tokio_postgres::Row]) -> Result<Paths, QueryError> {
     let transitions = rows
         .iter()
         .map(|r| {
