@@ -160,6 +160,9 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
         (4, true, false),
         (1, false, false),
     ] {
+        if a.quick && !(summaries && retention) {
+            continue;
+        }
         let db = TestDb::migrated("bench_drain").await?;
         if !retention {
             db.client()

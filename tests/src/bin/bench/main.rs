@@ -52,6 +52,8 @@ struct Args {
     keep: bool,
     /// Fleet sizes of the fan-in step.
     collectors: Vec<usize>,
+    /// Drain: only the runs with every per-batch summary (1 and 4 connections).
+    quick: bool,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -61,6 +63,7 @@ fn args() -> anyhow::Result<Args> {
         events: 1_000_000,
         keep: false,
         collectors: vec![1, 2, 4, 8],
+        quick: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -68,6 +71,7 @@ fn args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = it.next().context("--seconds N")?.parse()?,
             "--events" => a.events = it.next().context("--events N")?.parse()?,
             "--keep" => a.keep = true,
+            "--quick" => a.quick = true,
             "--collectors" => {
                 a.collectors = it
                     .next()
@@ -87,7 +91,7 @@ fn args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|analyses|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep]\n\n\
+                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|analyses|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep] [--quick]\n\n\
                           ingest:  durable acks vs no-op endpoint (flush and fsync mode), /track latency at 1,000 req/s\n\
                           startup: collector start-up time with --events events buffered\n\
                           e2e:     HTTP -> TimescaleDB: burst rate, then lag at a sustained rate\n\
@@ -99,7 +103,8 @@ fn args() -> anyhow::Result<Args> {
                           --seconds N         length of each load (default 10; per fleet for fanin)\n\
                           --events N          events in the drained buffer (default 1,000,000)\n\
                           --collectors LIST   fleet sizes of fanin (default 1,2,4,8)\n\
-                          --keep              keep the database the monitor step measured"
+                          --keep              keep the database the monitor step measured\n\
+                          --quick             drain: only the runs with every summary (1 and 4 connections)"
                 );
                 std::process::exit(0);
             }
