@@ -16,7 +16,8 @@
 -- conflict target names columns, not their order; no reader used the old order), and
 -- every lookup by a batch's key is a `LATERAL (… OFFSET 0)` subquery, which the planner
 -- cannot flatten, so it stays a parameterised index scan whatever the statistics say.
--- The functions are otherwise those of 0011 and 0013.
+-- The functions are otherwise those of 0011 and 0013, but for `edge_merge_batch()`, which
+-- no longer takes an advisory lock per session (see its comment below).
 --
 -- In place: the key is rebuilt once (a few seconds per million rows).
 
@@ -310,5 +311,51 @@ BEGIN
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (dim, bucket, value) DO UPDATE SET events = c.events + EXCLUDED.events;
+END
+$fn$;
+
+-- One forwarded batch, in its transaction, after the rows were staged in `edge_staging`:
+-- insert what is new, then every per-batch summary; returns the rows inserted.
+--
+-- Batches that touch the same session are ordered by row locks, not by advisory locks
+-- any more: `edge_after_batch()` (0010) upserts the `user_sessions` row of every staged
+-- session, in session order, before any rollup reads a session's events, and an
+-- `ON CONFLICT DO UPDATE` locks the existing row even when its WHERE is false. So the
+-- second of two such batches waits there until the first commits, and its later
+-- statements (READ COMMITTED: a snapshot per statement) see the first's events, which is
+-- what 0011's transitions and 0012's funnel need. The advisory locks this replaces took
+-- one lock-table entry per session per batch (1,776 for a 5,000-event batch of the drain
+-- benchmark, held until commit by each of the forwarder's connections), while the shared
+-- lock table holds `max_locks_per_transaction` × `max_connections` entries (6,400 by
+-- default) for the whole server: a few collectors could exhaust it.
+CREATE OR REPLACE FUNCTION edge_merge_batch() RETURNS BIGINT
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    inserted BIGINT;
+BEGIN
+    IF to_regclass('pg_temp.edge_inserted') IS NULL THEN
+        CREATE TEMP TABLE edge_inserted (
+            event_id UUID, session_id TEXT, event_name TEXT, event_time TIMESTAMPTZ
+        ) ON COMMIT DELETE ROWS;
+    END IF;
+
+    WITH ins AS (
+        INSERT INTO user_events (event_id, user_id, session_id, event_type, event_name,
+                                 page_url, referrer, device_type, browser, os, country_code,
+                                 region, city, event_time, properties, received_at,
+                                 collector_id, app_user_id, anonymous_id, source, traits)
+        SELECT event_id, user_id, session_id, event_type, event_name, page_url, referrer,
+               device_type, browser, os, country_code, region, city, event_time, properties,
+               received_at, collector_id, app_user_id, anonymous_id, source, traits
+        FROM edge_staging
+        ON CONFLICT (event_id, event_time) DO NOTHING
+        RETURNING event_id, session_id, event_name, event_time
+    )
+    INSERT INTO edge_inserted SELECT * FROM ins;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+
+    PERFORM edge_after_batch();
+    PERFORM edge_rollups();
+    RETURN inserted;
 END
 $fn$;

@@ -240,7 +240,7 @@ pub(crate) async fn monitor_refresh(db: &TestDb, n: usize) -> anyhow::Result<()>
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    for range in ["1h", "24h", "7d"] {
+    for range in ["1h", "24h", "7d", "30d"] {
         let out = std::process::Command::new(proc::bin("monitor")?)
             .args([
                 "--bench",
