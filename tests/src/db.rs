@@ -72,11 +72,17 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// A fresh database on a server, dropped by [`TestDb::drop_db`] (or left for inspection).
+/// A fresh database on a server. Dropped with its handle ([`TestDb::drop_db`] to see the
+/// error, the `Drop` impl otherwise), except while the test panics: a failed test's database
+/// is left for inspection. Why drop them at all: every database with TimescaleDB holds a
+/// background-job scheduler, and on the Community edition a cluster full of leftover test
+/// databases ran out of `timescaledb.max_background_workers`, so no job ran anywhere.
 pub struct TestDb {
     pub name: String,
     pub url: String,
     server: String,
+    /// Whether this handle drops the database when it goes.
+    owned: bool,
 }
 
 impl TestDb {
@@ -98,6 +104,7 @@ impl TestDb {
             name: name.to_string(),
             url: with_database(server, name),
             server: server.to_string(),
+            owned: false,
         }
     }
 
@@ -111,6 +118,7 @@ impl TestDb {
             url: with_database(server, &name),
             name,
             server: server.to_string(),
+            owned: true,
         })
     }
 
@@ -136,7 +144,8 @@ impl TestDb {
         Ok((row.get(0), row.get(1)))
     }
 
-    pub async fn drop_db(self) -> anyhow::Result<()> {
+    pub async fn drop_db(mut self) -> anyhow::Result<()> {
+        self.owned = false;
         let admin = connect(&with_database(&self.server, "postgres")).await?;
         admin
             .batch_execute(&format!(
@@ -145,6 +154,31 @@ impl TestDb {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Leaves the database on the server after this handle goes; returns its URL.
+    pub fn keep(mut self) -> String {
+        self.owned = false;
+        self.url.clone()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !self.owned || std::thread::panicking() {
+            return;
+        }
+        // Blocking and bounded (connect timeout; the statement only waits for the forced
+        // disconnects); a failure leaves the database, as before.
+        let _ = std::process::Command::new("psql")
+            .arg(with_database(&self.server, "postgres"))
+            .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .env("PGCONNECT_TIMEOUT", "5")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 

@@ -140,10 +140,13 @@ impl Setup {
         load_events(&c, events).await?;
         c.batch_execute("CREATE ROLE e2e_oncall LOGIN IN ROLE edge_monitor")
             .await?;
+        // The database lives as long as the private clusters, not this handle.
+        let name = db.name.clone();
+        db.keep();
         Ok(Setup {
             standby,
             primary,
-            name: db.name,
+            name,
         })
     }
 

@@ -203,8 +203,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(db) = drain::drain(&a, monitor).await? {
             drain::monitor_refresh(&db, a.events).await?;
             if a.keep {
-                // TestDb drops nothing by itself: only drop_db() does.
-                println!("  kept the database: {}", db.url);
+                println!("  kept the database: {}", db.keep());
             } else {
                 db.drop_db().await?;
             }
