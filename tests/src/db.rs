@@ -173,7 +173,10 @@ impl Drop for TestDb {
         let _ = std::process::Command::new("psql")
             .arg(with_database(&self.server, "postgres"))
             .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .env("PGCONNECT_TIMEOUT", "5")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

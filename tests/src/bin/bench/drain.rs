@@ -171,10 +171,14 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
                 .await?;
         }
         if !summaries {
-            // Measures the COPY path alone: the per-batch summary upserts made a no-op.
+            // Measures the COPY path alone (staging, the insert `ON CONFLICT DO NOTHING`):
+            // the per-batch summaries (0009-0010) and rollups (0011-0015) made no-ops.
             db.client()
                 .await?
-                .batch_execute("CREATE OR REPLACE FUNCTION edge_after_batch() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$")
+                .batch_execute(
+                    "CREATE OR REPLACE FUNCTION edge_after_batch() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$;
+                     CREATE OR REPLACE FUNCTION edge_rollups() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$",
+                )
                 .await?;
         }
         let data = dir.join(format!("drain{connections}"));
