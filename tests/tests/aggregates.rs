@@ -210,7 +210,7 @@ fn check_queries(url: &str, data: &Dataset, label: &str) {
 
     for since in [3, 31] {
         let got = pages_of(url, t0, &format!("{since}d"));
-        let want = top_pages(data, t0 - days(since), t0, 20);
+        let want = data.top_pages(t0 - days(since), t0, 20);
         assert!(want.len() >= 10, "{label}: pages {want:?}");
         assert_eq!(got, want, "{label}: pages {since}d");
     }
@@ -284,40 +284,10 @@ fn check_activity_queries(url: &str, data: &Dataset, at: OffsetDateTime, label: 
         assert_eq!(got, data.breakdown(from, at), "{label}: breakdown {since}");
         assert_eq!(
             pages_of(url, at, since),
-            top_pages(data, from, at, 20),
+            data.top_pages(from, at, 20),
             "{label}: pages {since}"
         );
     }
-}
-
-/// Top pages, computed independently: page views in `[from, to)` with a URL, per URL the
-/// views and distinct people; by views descending, then URL (byte order); the first `limit`.
-fn top_pages(
-    data: &Dataset,
-    from: OffsetDateTime,
-    to: OffsetDateTime,
-    limit: usize,
-) -> Vec<(String, i64, i64)> {
-    let people = data.people();
-    let mut per: BTreeMap<&str, (i64, BTreeSet<String>)> = BTreeMap::new();
-    for e in &data.events {
-        let Some(url) = e.page_url.as_deref() else {
-            continue;
-        };
-        if e.event_name != "page_view" || e.event_time < from || e.event_time >= to {
-            continue;
-        }
-        let (views, users) = per.entry(url).or_default();
-        *views += 1;
-        users.extend(people.of(e));
-    }
-    let mut rows: Vec<(String, i64, i64)> = per
-        .into_iter()
-        .map(|(url, (views, users))| (url.to_string(), views, users.len() as i64))
-        .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    rows.truncate(limit);
-    rows
 }
 
 /// `--since` spans used above.

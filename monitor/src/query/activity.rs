@@ -29,7 +29,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 
-use super::{ceil_to, Binds};
+use super::{ceil_to, Binds, QueryError};
 
 /// Every event (live's active people).
 pub const ALL: i16 = 0;
@@ -83,6 +83,26 @@ pub(crate) async fn few_later_events(
         )
         .await?;
     row.try_get(0)
+}
+
+/// The rows of `rollup` (a statement over these sums for a range ending at `to`), or those
+/// of `raw` when more than [`MAX_LATER`] events are dated at or after `to` (see the module
+/// doc). `rollup` and the count of later events are pipelined on one connection.
+pub(crate) async fn rollup_or_raw<R>(
+    client: &Client,
+    to: OffsetDateTime,
+    rollup: impl std::future::Future<Output = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>,
+    raw: impl FnOnce() -> R,
+) -> Result<Vec<tokio_postgres::Row>, QueryError>
+where
+    R: std::future::Future<Output = Result<Vec<tokio_postgres::Row>, QueryError>>,
+{
+    let (rows, few_later) = tokio::try_join!(rollup, few_later_events(client, to))?;
+    if few_later {
+        Ok(rows)
+    } else {
+        raw().await
+    }
 }
 
 /// `SELECT dim, value, people` rows (to be summed per key) for the keys of `dims` (a

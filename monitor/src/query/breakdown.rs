@@ -61,14 +61,14 @@ pub async fn breakdown(client: &Client, range: Range) -> Result<Breakdown, Query
          HAVING sum(events) > 0",
         first = activity::DEVICE
     );
-    let fast = client.query(&sql, binds.as_slice());
-    let few_later = activity::few_later_events(client, range.to);
-    let (fast, few_later) = tokio::try_join!(fast, few_later)?;
-    let rows = if few_later {
-        fast
-    } else {
-        raw(client, range, &Filter::default()).await?
-    };
+    let all = Filter::default();
+    let rows = activity::rollup_or_raw(
+        client,
+        range.to,
+        client.query(&sql, binds.as_slice()),
+        || raw(client, range, &all),
+    )
+    .await?;
     from_rows(&rows)
 }
 

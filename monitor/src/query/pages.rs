@@ -65,14 +65,14 @@ pub async fn pages(client: &Client, range: Range) -> Result<Pages, QueryError> {
          FROM top LEFT JOIN people USING (value)
          ORDER BY top.views DESC, top.value COLLATE \"C\""
     );
-    let fast = client.query(&sql, binds.as_slice());
-    let few_later = activity::few_later_events(client, range.to);
-    let (fast, few_later) = tokio::try_join!(fast, few_later)?;
-    let rows = if few_later {
-        fast
-    } else {
-        raw(client, range, &Filter::default()).await?
-    };
+    let all = Filter::default();
+    let rows = activity::rollup_or_raw(
+        client,
+        range.to,
+        client.query(&sql, binds.as_slice()),
+        || raw(client, range, &all),
+    )
+    .await?;
     from_rows(&rows)
 }
 
