@@ -12,7 +12,39 @@ use std::{
 use anyhow::{bail, Context};
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 
-use crate::proc;
+use crate::{
+    client::post_json,
+    db::{eventually, TestDb},
+    proc::{self, CollectorOpts, CollectorProc},
+};
+
+/// A migrated database `e2e_<prefix>_…` holding `events`, posted in one `/v1/batch` to a
+/// real collector and landed within `wait`: what the dashboard tests open. The collector
+/// keeps running (the dashboard's Collectors row).
+pub async fn loaded(
+    prefix: &str,
+    events: &[serde_json::Value],
+    wait: Duration,
+) -> anyhow::Result<(TestDb, CollectorProc)> {
+    let db = TestDb::migrated(prefix).await?;
+    let collector = CollectorOpts::new(&prefix.replace('_', "-"))
+        .database(&db.url)
+        .env("COLLECTOR_FORWARD__LINGER_MS", "50")
+        .start()?;
+    let n = events.len() as i64;
+    let r = post_json(collector.ingest, "/v1/batch", &serde_json::json!(events))?;
+    anyhow::ensure!(r.status == 200, "{}", r.body);
+    let landed = eventually(wait, || async {
+        db.count_events().await.map(|c| c.0 == n).unwrap_or(false)
+    })
+    .await;
+    anyhow::ensure!(
+        landed,
+        "events did not land; log:\n{}",
+        collector.log_text()
+    );
+    Ok((db, collector))
+}
 
 /// The real `monitor` in a pseudo-terminal, its output fed to a terminal emulator.
 pub struct Tui {

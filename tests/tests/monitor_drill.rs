@@ -9,13 +9,7 @@
 
 use std::time::Duration;
 
-use e2e::{
-    client::post_json,
-    db::{eventually, TestDb},
-    gen,
-    proc::CollectorOpts,
-    tui::Tui,
-};
+use e2e::{db::eventually, gen, tui::Tui};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -68,24 +62,7 @@ fn events() -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enter_on_a_funnel_step_lists_who_dropped_off_and_opens_a_person() -> anyhow::Result<()> {
-    let db = TestDb::migrated("monitor_drill").await?;
-    let collector = CollectorOpts::new("monitor-drill")
-        .database(&db.url)
-        .env("COLLECTOR_FORWARD__LINGER_MS", "50")
-        .start()?;
-    let events = events();
-    let n = events.len() as i64;
-    let r = post_json(collector.ingest, "/v1/batch", &json!(events))?;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let landed = eventually(WAIT, || async {
-        db.count_events().await.map(|c| c.0 == n).unwrap_or(false)
-    })
-    .await;
-    assert!(
-        landed,
-        "events did not land; log:\n{}",
-        collector.log_text()
-    );
+    let (db, collector) = e2e::tui::loaded("monitor_drill", &events(), WAIT).await?;
 
     let dir = std::env::temp_dir().join(format!("monitor-drill-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -8,13 +8,7 @@
 
 use std::time::Duration;
 
-use e2e::{
-    client::post_json,
-    db::{eventually, TestDb},
-    gen,
-    proc::CollectorOpts,
-    tui::Tui,
-};
+use e2e::{gen, tui::Tui};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -47,24 +41,7 @@ fn events() -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_starts_filtered_and_f_and_capital_f_change_it() -> anyhow::Result<()> {
-    let db = TestDb::migrated("monitor_filter_tui").await?;
-    let collector = CollectorOpts::new("monitor-filter-tui")
-        .database(&db.url)
-        .env("COLLECTOR_FORWARD__LINGER_MS", "50")
-        .start()?;
-    let events = events();
-    let n = events.len() as i64;
-    let r = post_json(collector.ingest, "/v1/batch", &json!(events))?;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let landed = eventually(WAIT, || async {
-        db.count_events().await.map(|c| c.0 == n).unwrap_or(false)
-    })
-    .await;
-    assert!(
-        landed,
-        "events did not land; log:\n{}",
-        collector.log_text()
-    );
+    let (db, collector) = e2e::tui::loaded("monitor_filter_tui", &events(), WAIT).await?;
 
     let mut tui = Tui::start(
         &[
