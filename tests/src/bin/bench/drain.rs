@@ -112,10 +112,7 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
         t.elapsed().as_secs_f64()
     );
 
-    // Start-up time with the buffer full. The binaries first: the first start in a process
-    // runs `cargo build --bins` (proc::bin), which is not the collector's start-up (it was
-    // measured as one: 20–37 s whenever the binaries were out of date).
-    proc::bin("collector")?;
+    // Start-up time with the buffer full.
     let start_copy = dir.join("startup");
     copy_dir(&master, &start_copy)?;
     let t = Instant::now();

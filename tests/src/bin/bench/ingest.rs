@@ -233,8 +233,6 @@ pub(crate) async fn startup(a: &Args) -> anyhow::Result<()> {
     let t = Instant::now();
     super::drain::prefill(&dir.join("buffer"), None, n)?;
     println!("  prefilled in {:.1} s", t.elapsed().as_secs_f64());
-    // Built before the clock starts (the first start in a process runs `cargo build`).
-    proc::bin("collector")?;
     let mut times = Vec::new();
     let mut rss = 0;
     let mut now = Rollup::default();

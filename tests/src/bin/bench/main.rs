@@ -184,6 +184,10 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
+    // The binaries are built (if out of date) before any benchmark's clock starts: the
+    // first start in a process runs `cargo build --bins` (`proc::bin`), and timed inside a
+    // benchmark it was once reported as a 20–37 s collector start-up.
+    proc::bin("collector")?;
     println!(
         "bench on {}; {}",
         machine(),
