@@ -59,30 +59,113 @@ pub async fn load(n: u64) -> anyhow::Result<TestDb> {
     ))
     .await
     .context("load user_events")?;
-    c.batch_execute(
-        "INSERT INTO actor_first_seen
-         SELECT COALESCE(app_user_id, user_id::TEXT, anonymous_id), min(event_time)
-         FROM user_events GROUP BY 1 HAVING COALESCE(app_user_id, user_id::TEXT, anonymous_id) IS NOT NULL;
-         INSERT INTO actor_daily
-         SELECT DISTINCT time_bucket(INTERVAL '1 day', event_time), COALESCE(app_user_id, user_id::TEXT, anonymous_id)
-         FROM user_events WHERE COALESCE(app_user_id, user_id::TEXT, anonymous_id) IS NOT NULL;
-         INSERT INTO rollup_transitions_hourly
-         SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 hour');
-         INSERT INTO rollup_transitions_minute
-         SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute');
-         SELECT edge_rebuild_funnel();
-         SELECT edge_rebuild_activity();
-         SELECT edge_rebuild_retention();",
-    )
-    .await
-    .context("build the per-batch tables")?;
+    // One statement per summary, each timed: at 50M events the loader runs for most of an
+    // hour, and the steps say where.
+    let steps: [(&str, &str); 7] = [
+        (
+            "actor_first_seen",
+            "INSERT INTO actor_first_seen
+             SELECT COALESCE(app_user_id, user_id::TEXT, anonymous_id), min(event_time)
+             FROM user_events GROUP BY 1 HAVING COALESCE(app_user_id, user_id::TEXT, anonymous_id) IS NOT NULL",
+        ),
+        (
+            "actor_daily",
+            "INSERT INTO actor_daily
+             SELECT DISTINCT time_bucket(INTERVAL '1 day', event_time), COALESCE(app_user_id, user_id::TEXT, anonymous_id)
+             FROM user_events WHERE COALESCE(app_user_id, user_id::TEXT, anonymous_id) IS NOT NULL",
+        ),
+        (
+            "transitions hourly",
+            "INSERT INTO rollup_transitions_hourly
+             SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 hour')",
+        ),
+        (
+            "transitions by minute",
+            "INSERT INTO rollup_transitions_minute
+             SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute')",
+        ),
+        ("funnel", "SELECT edge_rebuild_funnel()"),
+        ("activity", "SELECT edge_rebuild_activity()"),
+        ("retention", "SELECT edge_rebuild_retention()"),
+    ];
+    println!(
+        "  {n} events: user_events in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let rebuild = drop_keys(&c).await?;
+    for (what, sql) in steps {
+        let t = Instant::now();
+        c.batch_execute(sql)
+            .await
+            .with_context(|| format!("build {what}"))?;
+        println!("    {what}: {:.0} s", t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
+    c.batch_execute("SET maintenance_work_mem = '1GB'").await?;
+    for sql in &rebuild {
+        c.batch_execute(sql)
+            .await
+            .with_context(|| format!("rebuild: {sql}"))?;
+    }
+    println!(
+        "    {} keys and indexes rebuilt: {:.0} s",
+        rebuild.len(),
+        t.elapsed().as_secs_f64()
+    );
     // As autovacuum would have by then (visibility map, statistics).
+    let t = Instant::now();
     c.batch_execute("VACUUM ANALYZE").await?;
+    println!("    vacuum analyze: {:.0} s", t.elapsed().as_secs_f64());
     println!(
         "  loaded {n} events and their summaries in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     Ok(db)
+}
+
+/// Drops the primary keys, unique constraints and indexes of the summary tables (every
+/// plain table of `public`; not the hypertables, whose chunks the events are already in)
+/// and returns the statements that build them again, definitions read from the catalog.
+///
+/// Why: the summaries are bulk inserts of tens of millions of rows in hash order; kept
+/// indexes make each row a random B-tree insert into an index far larger than
+/// `shared_buffers` (at 2M events the activity rebuild took 38 s with its keys, 28 s with
+/// them built after; at 50M it had not ended after an hour). The rebuild functions insert
+/// after a `TRUNCATE`, without `ON CONFLICT`, so they need no key while they run.
+async fn drop_keys(c: &tokio_postgres::Client) -> anyhow::Result<Vec<String>> {
+    let rows = c
+        .query(
+            "WITH tables AS (
+                 SELECT t.oid FROM pg_class t
+                 WHERE t.relnamespace = 'public'::regnamespace AND t.relkind = 'r'
+                   AND NOT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
+                                   WHERE h.hypertable_schema = 'public'
+                                     AND h.hypertable_name = t.relname)
+             )
+             SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', k.conrelid::regclass, k.conname),
+                    format('ALTER TABLE %s ADD CONSTRAINT %I %s', k.conrelid::regclass, k.conname,
+                           pg_get_constraintdef(k.oid)),
+                    0 AS pass
+             FROM pg_constraint k JOIN tables t ON t.oid = k.conrelid
+             WHERE k.contype IN ('p', 'u')
+             UNION ALL
+             SELECT format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid), 1
+             FROM pg_index i JOIN tables t ON t.oid = i.indrelid
+             WHERE NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+             ORDER BY 3",
+            &[],
+        )
+        .await
+        .context("read the summary tables' keys")?;
+    let mut rebuild = Vec::new();
+    for row in rows {
+        let (drop, create): (String, String) = (row.get(0), row.get(1));
+        c.batch_execute(&drop)
+            .await
+            .with_context(|| format!("before the load: {drop}"))?;
+        rebuild.push(create);
+    }
+    Ok(rebuild)
 }
 
 /// Median wall time of 3 `monitor query WHAT --since RANGE` processes, in ms.
