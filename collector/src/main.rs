@@ -14,7 +14,13 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let cli = Cli::parse();
     let log = collector::logging::init(&cli.log_format);
-    let code = match tokio::runtime::Runtime::new() {
+    // Named threads: a whole-system profile (`deploy/flamegraph`) tells the collector's
+    // runtime from the load generator's and PostgreSQL's by this name.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("collector-rt")
+        .build();
+    let code = match runtime {
         Ok(runtime) => match runtime.block_on(cli::run(cli)) {
             Ok(code) => code,
             Err(e) => {
