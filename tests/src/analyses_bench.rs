@@ -243,7 +243,8 @@ pub fn table(url: &str) -> anyhow::Result<BTreeMap<&'static str, Vec<f64>>> {
 }
 
 /// `bench analyses`: the table at `small` and `large` events, side by side with the ratio.
-pub async fn run(small: u64, large: u64) -> anyhow::Result<()> {
+/// With `keep`, the larger database stays (its URL printed) for reading the plans.
+pub async fn run(small: u64, large: u64, keep: bool) -> anyhow::Result<()> {
     let edition = {
         let db = TestDb::migrated("anabench").await?;
         let c = db.client().await?;
@@ -259,7 +260,11 @@ pub async fn run(small: u64, large: u64) -> anyhow::Result<()> {
     for n in [small, large] {
         let db = load(n).await?;
         tables.push(table(&db.url)?);
-        db.drop_db().await?;
+        if keep && n == large {
+            println!("  kept the database: {}", db.keep());
+        } else {
+            db.drop_db().await?;
+        }
     }
     println!(
         "  ms at {small} / {large} events (ratio), by range:\n  {:<10}{}",

@@ -103,7 +103,7 @@ fn args() -> anyhow::Result<Args> {
                           --seconds N         length of each load (default 10; per fleet for fanin)\n\
                           --events N          events in the drained buffer (default 1,000,000)\n\
                           --collectors LIST   fleet sizes of fanin (default 1,2,4,8)\n\
-                          --keep              keep the database the monitor step measured\n\
+                          --keep              keep the database the monitor step (analyses: the larger load) measured\n\
                           --quick             drain: only the runs with every summary (1 and 4 connections)"
                 );
                 std::process::exit(0);
@@ -217,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
         fanin::fanin(&a).await?;
     }
     if a.what == "analyses" {
-        e2e::analyses_bench::run(a.events as u64 / 5, a.events as u64).await?;
+        e2e::analyses_bench::run(a.events as u64 / 5, a.events as u64, a.keep).await?;
     }
     Ok(())
 }
