@@ -798,27 +798,32 @@ async fn check_funnel_counters(c: &Client, data: &Dataset) {
             *slot = Some(e.event_time);
         }
     }
-    let mut want: BTreeMap<(OffsetDateTime, i32), i64> = BTreeMap::new();
-    for t in firsts.values() {
-        let Some(t1) = t[0] else { continue };
-        let mut level = 1;
-        while level < 4 && matches!((t[level], t[level - 1]), (Some(b), Some(a)) if b > a) {
-            level += 1;
+    // Hourly (0012) and per minute (0017): sessions per bucket of their first page_view.
+    for (table, minutes) in [("rollup_funnel_hourly", 60), ("rollup_funnel_minute", 1)] {
+        let mut want: BTreeMap<(OffsetDateTime, i32), i64> = BTreeMap::new();
+        for t in firsts.values() {
+            let Some(t1) = t[0] else { continue };
+            let mut level = 1;
+            while level < 4 && matches!((t[level], t[level - 1]), (Some(b), Some(a)) if b > a) {
+                level += 1;
+            }
+            let minute = (t1.hour() as i64 * 60 + t1.minute() as i64) / minutes * minutes;
+            let bucket = analytics::day_start(t1) + time::Duration::minutes(minute);
+            *want.entry((bucket, level as i32)).or_default() += 1;
         }
-        let hour = analytics::day_start(t1) + time::Duration::hours(t1.hour() as i64);
-        *want.entry((hour, level as i32)).or_default() += 1;
+        let got: BTreeMap<(OffsetDateTime, i32), i64> = c
+            .query(
+                &format!("SELECT bucket, level, sessions FROM {table} WHERE sessions <> 0"),
+                &[],
+            )
+            .await
+            .expect(table)
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect();
+        assert!(want.len() > 1, "{table}: too few buckets to compare");
+        assert_eq!(got, want, "{table}");
     }
-    let got: BTreeMap<(OffsetDateTime, i32), i64> = c
-        .query(
-            "SELECT bucket, level, sessions FROM rollup_funnel_hourly WHERE sessions <> 0",
-            &[],
-        )
-        .await
-        .expect("rollup_funnel_hourly")
-        .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect();
-    assert_eq!(got, want, "rollup_funnel_hourly");
 }
 
 /// `rollup_retention` (migration 0014) against the events: people per (cohort day, n), and
@@ -1312,7 +1317,8 @@ async fn maintenance_drops_only_expired_data() {
          FROM generate_series(0, 9) i;
          INSERT INTO user_sessions (session_id, user_id, started_at, ended_at) VALUES
              ('old', 1, now() - INTERVAL '40 days', now() - INTERVAL '40 days'),
-             ('new', 2, now() - INTERVAL '1 day', now() - INTERVAL '1 day')",
+             ('new', 2, now() - INTERVAL '1 day', now() - INTERVAL '1 day');
+         SELECT edge_rebuild_events_minute()",
     )
     .await
     .expect("seed rows");
@@ -1358,7 +1364,29 @@ async fn maintenance_drops_only_expired_data() {
             "{report:?}"
         );
         assert_eq!(left.len(), 2);
+        // The daily job's function, called here instead of waiting a day for the job.
+        c.batch_execute("SELECT edge_prune_sessions(INTERVAL '30 days')")
+            .await
+            .expect("prune");
     }
+    // Minute counters (0017) follow the raw retention: 10 minutes x 4 keys (every event, no
+    // device, no country, page_view; no page URL).
+    let minutes: Vec<(bool, i64)> = c
+        .query(
+            "SELECT bucket >= now() - INTERVAL '30 days', count(*)
+             FROM activity_events_minute GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("minute rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        minutes,
+        vec![(true, 40)],
+        "minute counters after maintenance"
+    );
     let _ = db.drop_db().await;
 }
 

@@ -14,8 +14,9 @@
 //!   is a distinct count. The few people whose last event is at or after `to` (a client
 //!   clock ahead, or `to` slightly in the past) are taken out and counted back when they
 //!   have an event with the key in `[from, to)` (their raw events, by actor).
-//! - events with a key: the counters' days and hours after `from` (as above) plus the raw
-//!   events of the partial hour at `from`, minus the raw events at or after `to`.
+//! - events with a key: the counters' days and hours after `from` (as above), the minute
+//!   counters (migration 0017) of the partial hour at `from` and the raw events of the
+//!   partial minute at `from`, minus the raw events at or after `to`.
 //!
 //! Only the range's start needs partial buckets: everything between it and `to` is in the
 //! range, and what lies after `to` is subtracted exactly.
@@ -42,6 +43,7 @@ pub const EVENT: i16 = 3;
 /// page_url of page_view events.
 pub const PAGE: i16 = 4;
 
+const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -52,6 +54,8 @@ pub const MAX_LATER: i64 = 1000;
 pub struct Since {
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
+    /// The first whole minute at or after `from`.
+    pub minute: OffsetDateTime,
     /// The first whole hour at or after `from`.
     pub hour: OffsetDateTime,
     /// The first midnight (UTC) at or after `from`.
@@ -63,6 +67,7 @@ impl Since {
         Since {
             from,
             to,
+            minute: ceil_to(from, MINUTE),
             hour: ceil_to(from, HOUR),
             day: ceil_to(from, DAY),
         }
@@ -149,7 +154,7 @@ pub(crate) fn people_sql<'a>(
 }
 
 /// `SELECT dim, value, events` rows (to be summed per key) for the keys of `dims`;
-/// `raw_filter` (a constant condition on the raw events `e`) narrows the partial hour's
+/// `raw_filter` (a constant condition on the raw events `e`) narrows the partial minute's
 /// scan to the events that can have those keys.
 pub(crate) fn events_sql<'a>(
     p: &mut Binds<'a>,
@@ -158,7 +163,7 @@ pub(crate) fn events_sql<'a>(
     raw_filter: &str,
 ) -> String {
     let (from, hour, day) = (p.push(&since.from), p.push(&since.hour), p.push(&since.day));
-    let to = p.push(&since.to);
+    let (minute, to) = (p.push(&since.minute), p.push(&since.to));
     format!(
         "SELECT dim, value, events FROM activity_events_daily
          WHERE dim IN {dims} AND bucket >= {day}
@@ -166,10 +171,13 @@ pub(crate) fn events_sql<'a>(
          SELECT dim, value, events FROM activity_events_hourly
          WHERE dim IN {dims} AND bucket >= {hour} AND bucket < {day}
          UNION ALL
+         SELECT dim, value, events FROM activity_events_minute
+         WHERE dim IN {dims} AND bucket >= {minute} AND bucket < {hour}
+         UNION ALL
          SELECT k.dim, k.value, count(*)
          FROM user_events e,
               edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
-         WHERE e.event_time >= {from} AND e.event_time < {hour} AND k.dim IN {dims} {raw_filter}
+         WHERE e.event_time >= {from} AND e.event_time < {minute} AND k.dim IN {dims} {raw_filter}
          GROUP BY k.dim, k.value
          UNION ALL
          SELECT k.dim, k.value, -count(*)
@@ -191,7 +199,13 @@ mod tests {
         let s = Since::new(datetime!(2024-05-01 10:17 UTC), to);
         assert_eq!(s.hour, datetime!(2024-05-01 11:00 UTC));
         assert_eq!(s.day, datetime!(2024-05-02 0:00 UTC));
+        assert_eq!(s.minute, datetime!(2024-05-01 10:17 UTC));
+        let late = Since::new(datetime!(2024-05-01 10:17:30 UTC), to);
+        assert_eq!(late.minute, datetime!(2024-05-01 10:18 UTC));
         let aligned = Since::new(datetime!(2024-05-01 0:00 UTC), to);
-        assert_eq!((aligned.hour, aligned.day), (aligned.from, aligned.from));
+        assert_eq!(
+            (aligned.minute, aligned.hour, aligned.day),
+            (aligned.from, aligned.from, aligned.from)
+        );
     }
 }

@@ -11,8 +11,10 @@
 //! When the steps are the seed's funnel (or a prefix of it), the counts come from the
 //! counters of migration 0012 (`rollup_funnel_hourly`: sessions per hour of their first
 //! page_view and level reached, maintained per batch from the rows really inserted) for the
-//! whole hours of the range, and from `session_funnel` (each session's first times, indexed
-//! by entry time) for the partial hours at its edges: the cost follows the number of hours.
+//! whole hours of the range, from their minute grain (0017, `rollup_funnel_minute`) for the
+//! whole minutes of its partial hours, and from `session_funnel` (each session's first
+//! times, indexed by entry time) for the partial minutes at its edges: the cost follows the
+//! number of buckets.
 //! Any other step list is computed from raw events: the sessions with a step-1 event in the
 //! range, then all their events (slower: it grows with the sessions in the range).
 //!
@@ -27,14 +29,17 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{check_range, filter::FilterSql, ratio, split, Binds, QueryError};
+use super::{check_range, filter::FilterSql, ratio, split_grains, Binds, QueryError};
 use crate::model::{Filter, Funnel, FunnelStep, Range};
 
 /// The seed's funnel.
 pub const DEFAULT_STEPS: [&str; 4] = ["page_view", "add_to_cart", "checkout_start", "purchase"];
 
-/// The counters' bucket width.
-const BUCKET: Duration = Duration::from_secs(3600);
+/// The counters' grains, coarsest first (migrations 0012 and 0017).
+const GRAINS: [(&str, Duration); 2] = [
+    ("rollup_funnel_hourly", Duration::from_secs(3600)),
+    ("rollup_funnel_minute", Duration::from_secs(60)),
+];
 
 /// The most steps a funnel may have.
 pub const MAX_STEPS: usize = 16;
@@ -67,16 +72,17 @@ fn is_default_prefix(steps: &[String]) -> bool {
     steps.len() <= DEFAULT_STEPS.len() && steps.iter().zip(DEFAULT_STEPS).all(|(a, b)| a == b)
 }
 
-/// Sessions reaching each of the first `n` default steps: whole hours from the counters,
-/// partial hours from the sessions' first times.
+/// Sessions reaching each of the first `n` default steps: each piece of the range from the
+/// coarsest counters that cover it whole (hours, then minutes), the partial minutes at its
+/// edges from the sessions' first times.
 async fn from_rollup(client: &Client, range: Range, n: usize) -> Result<Vec<i64>, QueryError> {
-    let parts = split(range, BUCKET);
+    let parts = split_grains(range, &GRAINS);
     let mut params = Binds::default();
     let mut selects = Vec::new();
-    if let Some((a, b)) = &parts.aggregate {
+    for (table, a, b) in &parts.tables {
         let (pa, pb) = (params.push(a), params.push(b));
         selects.push(format!(
-            "SELECT level, sessions FROM rollup_funnel_hourly WHERE bucket >= {pa} AND bucket < {pb}"
+            "SELECT level, sessions FROM {table} WHERE bucket >= {pa} AND bucket < {pb}"
         ));
     }
     for (a, b) in &parts.raw {

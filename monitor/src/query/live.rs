@@ -5,8 +5,10 @@
 //! Definitions (all windows half-open, ending at `to`):
 //! - `per_minute`: the 60 one-minute buckets from the one 59 minutes before the bucket
 //!   holding `to` up to that bucket (the current, partial minute is the last entry), read
-//!   from the `real_time_monitoring` aggregate, missing minutes filled with 0;
-//! - `top_events`: the 10 most frequent event names over the same 60 buckets (ties by name);
+//!   from migration 0017's per-minute counters (`activity_events_minute`, dim 0: 60 rows,
+//!   whatever the event rate), missing minutes filled with 0;
+//! - `top_events`: the 10 most frequent event names over the same 60 buckets (ties by name),
+//!   from the same counters (dim 3, event name);
 //! - `events_per_second`: events with event_time in `[to - 10 s, to)`, divided by 10;
 //! - `active_users_*`: distinct people (see the README: the user id when known, else the
 //!   anonymous id, a linked visitor counted as their user) with an event in `[to - w, to)`
@@ -61,26 +63,26 @@ pub async fn live(client: &Client, range: Range) -> Result<Live, QueryError> {
     let w5m = to - time::Duration::minutes(5);
     let w10s = to - time::Duration::seconds(10);
 
-    let per_minute_params: [&(dyn ToSql + Sync); 2] = [&first_minute, &last_minute];
+    let per_minute_params: [&(dyn ToSql + Sync); 3] = [&first_minute, &last_minute, &activity::ALL];
     let per_minute = client.query(
         "SELECT m.minute, COALESCE(a.events, 0)::INT8
          FROM generate_series($1::TIMESTAMPTZ, $2::TIMESTAMPTZ, INTERVAL '1 minute') AS m(minute)
          LEFT JOIN (
-             SELECT bucket, sum(event_count) AS events
-             FROM real_time_monitoring
-             WHERE bucket >= $1 AND bucket <= $2
-             GROUP BY bucket
+             SELECT bucket, events FROM activity_events_minute
+             WHERE dim = $3 AND value = '' AND bucket >= $1 AND bucket <= $2
          ) a ON a.bucket = m.minute
          ORDER BY m.minute",
         &per_minute_params,
     );
-    let top_params: [&(dyn ToSql + Sync); 3] = [&first_minute, &last_minute, &TOP_EVENTS];
+    let top_params: [&(dyn ToSql + Sync); 4] =
+        [&first_minute, &last_minute, &TOP_EVENTS, &activity::EVENT];
     let top = client.query(
-        "SELECT event_name, sum(event_count)::INT8 AS n
-         FROM real_time_monitoring
-         WHERE bucket >= $1 AND bucket <= $2
-         GROUP BY event_name
-         ORDER BY n DESC, event_name
+        "SELECT value, sum(events)::INT8 AS n
+         FROM activity_events_minute
+         WHERE dim = $4 AND bucket >= $1 AND bucket <= $2
+         GROUP BY value
+         HAVING sum(events) > 0
+         ORDER BY n DESC, value
          LIMIT $3",
         &top_params,
     );

@@ -228,6 +228,36 @@ pub(crate) fn split(range: Range, width: Duration) -> Split {
     }
 }
 
+/// A range cut over several grains of one rollup (`(table, bucket width)`, coarsest first):
+/// each piece goes to the coarsest grain that covers it whole; what no grain covers is left
+/// for raw rows.
+pub(crate) struct Grains<'t> {
+    /// `(table, from, to)`: whole buckets of `table`.
+    pub tables: Vec<(&'t str, OffsetDateTime, OffsetDateTime)>,
+    /// Non-empty `[from, to)` pieces finer than the finest grain.
+    pub raw: Vec<(OffsetDateTime, OffsetDateTime)>,
+}
+
+pub(crate) fn split_grains<'t>(range: Range, grains: &[(&'t str, Duration)]) -> Grains<'t> {
+    let mut tables = Vec::new();
+    let mut pending = vec![(range.from, range.to)];
+    for &(table, width) in grains {
+        let mut rest = Vec::new();
+        for (a, b) in pending {
+            let s = split(Range { from: a, to: b }, width);
+            if let Some((x, y)) = s.aggregate {
+                tables.push((table, x, y));
+            }
+            rest.extend(s.raw);
+        }
+        pending = rest;
+    }
+    Grains {
+        tables,
+        raw: pending,
+    }
+}
+
 /// Positional parameters for SQL assembled at run time: `push` returns the placeholder.
 #[derive(Default)]
 pub(crate) struct Binds<'a> {

@@ -26,9 +26,7 @@ use tokio_postgres::Client;
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
-use super::{check_range, filter::FilterSql, split, Binds, QueryError};
+use super::{check_range, filter::FilterSql, split_grains, Binds, QueryError};
 use crate::model::{Filter, Paths, Range, Transition};
 
 /// How many transitions [`paths`] lists.
@@ -48,29 +46,17 @@ const GRAINS: [(&str, Duration); 2] = [
 pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Paths, QueryError> {
     check_range(range)?;
     // Each piece of the range goes to the coarsest grain that covers it whole.
-    let mut from_table: Vec<(&str, OffsetDateTime, OffsetDateTime)> = Vec::new();
-    let mut pending = vec![(range.from, range.to)];
-    for (table, width) in GRAINS {
-        let mut rest = Vec::new();
-        for (a, b) in pending {
-            let s = split(Range { from: a, to: b }, width);
-            if let Some((x, y)) = s.aggregate {
-                from_table.push((table, x, y));
-            }
-            rest.extend(s.raw);
-        }
-        pending = rest;
-    }
+    let parts = split_grains(range, &GRAINS);
     let mut params = Binds::default();
     let mut selects = Vec::new();
-    for (table, a, b) in &from_table {
+    for (table, a, b) in &parts.tables {
         let (pa, pb) = (params.push(a), params.push(b));
         selects.push(format!(
             "SELECT from_name, to_name, transitions, gap_us FROM {table}
              WHERE bucket >= {pa} AND bucket < {pb}"
         ));
     }
-    for (a, b) in &pending {
+    for (a, b) in &parts.raw {
         let (pa, pb) = (params.push(a), params.push(b));
         selects.push(format!(
             "SELECT p.event_name, e.event_name, 1::INT8,
