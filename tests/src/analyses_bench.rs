@@ -1,7 +1,9 @@
 //! `bench analyses`: every analysis as the real `monitor query` process, per range, over
 //! session-shaped events loaded straight into a fresh database (SQL, not the ingest path:
 //! this measures the queries, and loads 10M events in minutes), at two sizes, so the table
-//! shows each figure and how it grows with the number of events.
+//! shows each figure and how it grows with the number of events. `--servers URL,URL` times
+//! several clusters in one run (an Apache and a Community one: CI has only the first), and
+//! the table is then edition × analysis × range.
 //!
 //! The loader writes what the forwarder would: `user_events` rows, then the per-batch
 //! tables rebuilt from them with the migrations' own backfill statements (actors, daily
@@ -25,9 +27,10 @@ pub const DASHBOARD: &str = "dashboard";
 /// Its target per range, in ms (issue #15).
 pub const DASHBOARD_TARGET_MS: f64 = 500.0;
 
-/// Loads `n` session-shaped events over the last 30 days into a new database.
-pub async fn load(n: u64) -> anyhow::Result<TestDb> {
-    let db = TestDb::migrated("anabench").await?;
+/// Loads `n` session-shaped events over the last 30 days into a new database on `server`.
+pub async fn load(server: &str, n: u64) -> anyhow::Result<TestDb> {
+    let db = TestDb::empty_on(server, "anabench").await?;
+    db.migrate().await?;
     let c = db.client().await?;
     let started = Instant::now();
     // Sessions of 3 events 20 s apart; a user per 3 sessions on average; every fifth user a
@@ -253,54 +256,72 @@ pub fn table(url: &str) -> anyhow::Result<BTreeMap<&'static str, Vec<f64>>> {
     Ok(out)
 }
 
-/// `bench analyses`: the table at `small` and `large` events, side by side with the ratio.
-/// With `keep`, the larger database stays (its URL printed) for reading the plans.
-pub async fn run(small: u64, large: u64, keep: bool) -> anyhow::Result<()> {
-    let edition = {
-        let db = TestDb::migrated("anabench").await?;
-        let c = db.client().await?;
-        let e: String = c.query_one("SHOW timescaledb.license", &[]).await?.get(0);
-        drop(c);
-        db.drop_db().await?;
-        e
+/// `bench analyses`: the table at `small` and `large` events, side by side with the ratio,
+/// for each server of `servers` (the shared test server when empty): one block of rows per
+/// edition, so one run prints edition × analysis × range. With `keep`, each larger database
+/// stays (its URL printed) for reading the plans.
+pub async fn run(small: u64, large: u64, keep: bool, servers: &[String]) -> anyhow::Result<()> {
+    let servers = if servers.is_empty() {
+        vec![crate::db::server_url()]
+    } else {
+        servers.to_vec()
     };
-    println!(
-        "\n== analyses: `monitor query` process time (median of 3), {edition} edition, target {TARGET_MS} ms"
-    );
-    let mut tables = Vec::new();
-    for n in [small, large] {
-        let db = load(n).await?;
-        tables.push(table(&db.url)?);
-        if keep && n == large {
-            println!("  kept the database: {}", db.keep());
-        } else {
+    let mut blocks = Vec::new();
+    for server in &servers {
+        let edition = {
+            let db = TestDb::empty_on(server, "anabench").await?;
+            db.migrate().await?;
+            let c = db.client().await?;
+            let e: String = c.query_one("SHOW timescaledb.license", &[]).await?.get(0);
+            drop(c);
             db.drop_db().await?;
+            if e == "timescale" {
+                "community".to_string()
+            } else {
+                e
+            }
+        };
+        println!(
+            "\n== analyses on the {edition} edition: `monitor query` process time (median of 3), target {TARGET_MS} ms"
+        );
+        let mut tables = Vec::new();
+        for n in [small, large] {
+            let db = load(server, n).await?;
+            tables.push(table(&db.url)?);
+            if keep && n == large {
+                println!("  kept the database: {}", db.keep());
+            } else {
+                db.drop_db().await?;
+            }
         }
+        blocks.push((edition, tables));
     }
     println!(
-        "  ms at {small} / {large} events (ratio), by range:\n  {:<10}{}",
-        "analysis",
+        "\n  ms at {small} / {large} events (ratio), by edition, analysis and range:\n  {:<21}{}",
+        "edition   analysis",
         RANGES
             .iter()
             .map(|r| format!("{r:>22}"))
             .collect::<String>()
     );
-    for what in ANALYSES.into_iter().chain([DASHBOARD]) {
-        let (a, b) = (&tables[0][what], &tables[1][what]);
-        let target = if what == DASHBOARD {
-            DASHBOARD_TARGET_MS
-        } else {
-            TARGET_MS
-        };
-        let cells: String = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| {
-                let flag = if *y <= target { ' ' } else { '!' };
-                format!("{:>22}", format!("{x:.0} / {y:.0}{flag} ({:.1}x)", y / x))
-            })
-            .collect();
-        println!("  {what:<10}{cells}");
+    for (edition, tables) in &blocks {
+        for what in ANALYSES.into_iter().chain([DASHBOARD]) {
+            let (a, b) = (&tables[0][what], &tables[1][what]);
+            let target = if what == DASHBOARD {
+                DASHBOARD_TARGET_MS
+            } else {
+                TARGET_MS
+            };
+            let cells: String = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| {
+                    let flag = if *y <= target { ' ' } else { '!' };
+                    format!("{:>22}", format!("{x:.0} / {y:.0}{flag} ({:.1}x)", y / x))
+                })
+                .collect();
+            println!("  {edition:<10}{what:<11}{cells}");
+        }
     }
     println!(
         "  (! = over the target at the larger size: {TARGET_MS} ms an analysis, {DASHBOARD_TARGET_MS} ms the dashboard's full refresh (`monitor --bench`: wall time of one refresh of every tab's queries over one connection); × = larger/smaller)"

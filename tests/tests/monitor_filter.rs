@@ -332,7 +332,9 @@ async fn filtered_query_latency() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let db = e2e::analyses_bench::load(n).await.expect("load");
+    let db = e2e::analyses_bench::load(&e2e::db::server_url(), n)
+        .await
+        .expect("load");
     let filters: [&[&str]; 3] = [&[], &["event=purchase"], &["device=mobile", "country=CN"]];
     println!("ms (median of 3 processes) at {n} events");
     for what in e2e::analyses_bench::ANALYSES {

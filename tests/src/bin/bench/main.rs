@@ -54,6 +54,8 @@ struct Args {
     collectors: Vec<usize>,
     /// Drain: only the runs with every per-batch summary (1 and 4 connections).
     quick: bool,
+    /// Analyses: the servers to time (one per edition); empty = the shared test server.
+    servers: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -64,6 +66,7 @@ fn args() -> anyhow::Result<Args> {
         keep: false,
         collectors: vec![1, 2, 4, 8],
         quick: false,
+        servers: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -72,6 +75,14 @@ fn args() -> anyhow::Result<Args> {
             "--events" => a.events = it.next().context("--events N")?.parse()?,
             "--keep" => a.keep = true,
             "--quick" => a.quick = true,
+            "--servers" => {
+                a.servers = it
+                    .next()
+                    .context("--servers URL,URL")?
+                    .split(',')
+                    .map(str::to_string)
+                    .collect();
+            }
             "--collectors" => {
                 a.collectors = it
                     .next()
@@ -91,7 +102,7 @@ fn args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|analyses|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep] [--quick]\n\n\
+                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|analyses|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep] [--quick] [--servers URL,URL]\n\n\
                           ingest:  durable acks vs no-op endpoint (flush and fsync mode), /track latency at 1,000 req/s\n\
                           startup: collector start-up time with --events events buffered\n\
                           e2e:     HTTP -> TimescaleDB: burst rate, then lag at a sustained rate\n\
@@ -104,7 +115,8 @@ fn args() -> anyhow::Result<Args> {
                           --events N          events in the drained buffer (default 1,000,000)\n\
                           --collectors LIST   fleet sizes of fanin (default 1,2,4,8)\n\
                           --keep              keep the database the monitor step (analyses: the larger load) measured\n\
-                          --quick             drain: only the runs with every summary (1 and 4 connections)"
+                          --quick             drain: only the runs with every summary (1 and 4 connections)\n\
+                          --servers URL,URL   analyses: time each server (e.g. an Apache and a Community cluster) in one run, one table edition x analysis x range"
                 );
                 std::process::exit(0);
             }
@@ -217,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
         fanin::fanin(&a).await?;
     }
     if a.what == "analyses" {
-        e2e::analyses_bench::run(a.events as u64 / 5, a.events as u64, a.keep).await?;
+        e2e::analyses_bench::run(a.events as u64 / 5, a.events as u64, a.keep, &a.servers).await?;
     }
     Ok(())
 }
