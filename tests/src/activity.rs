@@ -1,4 +1,4 @@
-//! Migration 0013's activity rollups (and 0017's minute counters) against a from-scratch recomputation: the tables as
+//! Migration 0013's activity rollups (and the minute grains of 0017 and 0018) against a from-scratch recomputation: the tables as
 //! the forwarder's batches left them are copied aside, `edge_rebuild_activity()` recomputes
 //! them from `user_events` and `identity_links` inside a transaction that is rolled back,
 //! and every table must hold the same rows (histogram and counter rows at zero are ignored:
@@ -9,7 +9,7 @@
 use tokio_postgres::Client;
 
 /// Each table and the columns compared (rows of zero counts dropped).
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 8] = [
     (
         "activity_person_last",
         "SELECT dim, value, person, last_at FROM activity_person_last",
@@ -21,6 +21,10 @@ const TABLES: [(&str, &str); 7] = [
     (
         "activity_last_daily",
         "SELECT * FROM activity_last_daily WHERE people <> 0",
+    ),
+    (
+        "activity_last_minute",
+        "SELECT * FROM activity_last_minute WHERE people <> 0",
     ),
     (
         "activity_events_hourly",

@@ -1318,7 +1318,7 @@ async fn maintenance_drops_only_expired_data() {
          INSERT INTO user_sessions (session_id, user_id, started_at, ended_at) VALUES
              ('old', 1, now() - INTERVAL '40 days', now() - INTERVAL '40 days'),
              ('new', 2, now() - INTERVAL '1 day', now() - INTERVAL '1 day');
-         SELECT edge_rebuild_events_minute()",
+         SELECT edge_rebuild_activity()",
     )
     .await
     .expect("seed rows");
@@ -1386,6 +1386,23 @@ async fn maintenance_drops_only_expired_data() {
         minutes,
         vec![(true, 40)],
         "minute counters after maintenance"
+    );
+    // The people's minutes (0018) likewise: each user's last event, 4 keys, one minute.
+    let people: Vec<(bool, i64)> = c
+        .query(
+            "SELECT bucket >= now() - INTERVAL '30 days', count(*)
+             FROM activity_last_minute GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("people minute rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        people,
+        vec![(true, 4)],
+        "people's minutes after maintenance"
     );
     let _ = db.drop_db().await;
 }

@@ -9,11 +9,16 @@
 //! - people with a key active in `[from, to)`: when no event is dated at or after `to`,
 //!   exactly the people whose last event with the key is ≥ `from` — the `last_at`
 //!   histogram's days from the first midnight after `from`, its hours from the first whole
-//!   hour after `from` up to that midnight, and the people whose `last_at` is in the partial
-//!   hour at `from` (an index range scan). Each person is in exactly one bucket, so the sum
-//!   is a distinct count. The few people whose last event is at or after `to` (a client
-//!   clock ahead, or `to` slightly in the past) are taken out and counted back when they
-//!   have an event with the key in `[from, to)` (their raw events, by actor).
+//!   hour after `from` up to that midnight, its minutes (migration 0018) of the partial hour
+//!   at `from`, and the people whose `last_at` is in the partial minute at `from`. Each
+//!   person is in exactly one bucket, so the sum is a distinct count. The few people whose
+//!   last event is at or after `to` (a client clock ahead, or `to` slightly in the past)
+//!   are taken out and counted back when they have an event with the key in `[from, to)`
+//!   (their raw events, by actor).
+//!   A person's `last_at` is the time of one of its events, by an actor linked to it now,
+//!   so the people whose `last_at` is in `[from, minute)` (or at or after `to`) are among
+//!   the people of the raw events there: both are found from those events, then their rows
+//!   by key (`person, dim, value`), never by a scan of `last_at`.
 //! - events with a key: the counters' days and hours after `from` (as above), the minute
 //!   counters (migration 0017) of the partial hour at `from` and the raw events of the
 //!   partial minute at `from`, minus the raw events at or after `to`.
@@ -119,8 +124,18 @@ pub(crate) fn people_sql<'a>(
     since: &'a Since,
     value_filter: &str,
 ) -> String {
-    let (from, hour, day) = (p.push(&since.from), p.push(&since.hour), p.push(&since.day));
-    let to = p.push(&since.to);
+    let (from, minute) = (p.push(&since.from), p.push(&since.minute));
+    let (hour, day, to) = (p.push(&since.hour), p.push(&since.day), p.push(&since.to));
+    // The people of the raw events in [a, b): every person whose `last_at` is in [a, b) is
+    // among them (module doc); each of their rows is then one lookup by key.
+    let people_of = |a: &str, b: &str| {
+        format!(
+            "SELECT DISTINCT person FROM person_events
+             WHERE event_time >= {a} {b} AND person IS NOT NULL"
+        )
+    };
+    let partial = people_of(&from, &format!("AND event_time < {minute}"));
+    let later = people_of(&to, "");
     format!(
         "SELECT dim, value, people FROM activity_last_daily
          WHERE dim IN {dims} AND bucket >= {day} {value_filter}
@@ -128,8 +143,12 @@ pub(crate) fn people_sql<'a>(
          SELECT dim, value, people FROM activity_last_hourly
          WHERE dim IN {dims} AND bucket >= {hour} AND bucket < {day} {value_filter}
          UNION ALL
+         SELECT dim, value, people FROM activity_last_minute
+         WHERE dim IN {dims} AND bucket >= {minute} AND bucket < {hour} {value_filter}
+         UNION ALL
          SELECT dim, value, count(*) FROM activity_person_last
-         WHERE dim IN {dims} AND last_at >= {from} AND last_at < {hour} {value_filter}
+         WHERE person IN ({partial})
+           AND dim IN {dims} AND last_at >= {from} AND last_at < {minute} {value_filter}
          GROUP BY dim, value
          UNION ALL
          SELECT l.dim, l.value,
@@ -148,7 +167,8 @@ pub(crate) fn people_sql<'a>(
                     WHERE e.event_time >= {from} AND e.event_time < {to}
                       AND k.dim = l.dim AND k.value = l.value))
          FROM activity_person_last l
-         WHERE l.dim IN {dims} AND l.last_at >= {to} {value_filter}
+         WHERE l.person IN ({later})
+           AND l.dim IN {dims} AND l.last_at >= {to} {value_filter}
          GROUP BY l.dim, l.value"
     )
 }
