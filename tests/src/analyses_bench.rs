@@ -64,7 +64,7 @@ pub async fn load(server: &str, n: u64) -> anyhow::Result<TestDb> {
     .context("load user_events")?;
     // One statement per summary, each timed: at 50M events the loader runs for most of an
     // hour, and the steps say where.
-    let steps: [(&str, &str); 7] = [
+    let steps: [(&str, &str); 8] = [
         (
             "actor_first_seen",
             "INSERT INTO actor_first_seen
@@ -86,6 +86,10 @@ pub async fn load(server: &str, n: u64) -> anyhow::Result<TestDb> {
             "transitions by minute",
             "INSERT INTO rollup_transitions_minute
              SELECT * FROM edge_transitions_between(now() - INTERVAL '31 days', now() + INTERVAL '1 hour', INTERVAL '1 minute')",
+        ),
+        (
+            "transitions daily",
+            "SELECT edge_rebuild_transitions_daily()",
         ),
         ("funnel", "SELECT edge_rebuild_funnel()"),
         ("activity", "SELECT edge_rebuild_activity()"),

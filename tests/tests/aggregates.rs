@@ -745,10 +745,11 @@ async fn check_identity(c: &Client, data: &Dataset) {
     assert_eq!(got, want, "actor_daily");
 }
 
-/// The transition counters (migration 0011) at both grains against the events; rows that
-/// went back to zero are allowed and ignored.
+/// The transition counters (migrations 0011 and 0019) at every grain against the events;
+/// rows that went back to zero are allowed and ignored.
 async fn check_transitions(c: &Client, data: &Dataset) {
     for (table, width) in [
+        ("rollup_transitions_daily", 86_400),
         ("rollup_transitions_hourly", 3600),
         ("rollup_transitions_minute", 60),
     ] {
