@@ -14,7 +14,8 @@
 //!   person is in exactly one bucket, so the sum is a distinct count. The few people whose
 //!   last event is at or after `to` (a client clock ahead, or `to` slightly in the past)
 //!   are taken out and counted back when they have an event with the key in `[from, to)`
-//!   (their raw events, by actor).
+//!   (their raw events, by actor: migration 0020's `edge_activity_later_people()`, which
+//!   plans that read only when such people exist).
 //!   A person's `last_at` is the time of one of its events, by an actor linked to it now,
 //!   so the people whose `last_at` is in `[from, minute)` (or at or after `to`) are among
 //!   the people of the raw events there: both are found from those events, then their rows
@@ -126,16 +127,14 @@ pub(crate) fn people_sql<'a>(
 ) -> String {
     let (from, minute) = (p.push(&since.from), p.push(&since.minute));
     let (hour, day, to) = (p.push(&since.hour), p.push(&since.day), p.push(&since.to));
-    // The people of the raw events in [a, b): every person whose `last_at` is in [a, b) is
-    // among them (module doc); each of their rows is then one lookup by key.
-    let people_of = |a: &str, b: &str| {
-        format!(
-            "SELECT DISTINCT person FROM person_events
-             WHERE event_time >= {a} {b} AND person IS NOT NULL"
-        )
-    };
-    let partial = people_of(&from, &format!("AND event_time < {minute}"));
-    let later = people_of(&to, "");
+    // The people of the partial minute's raw events: every person whose `last_at` is in
+    // [from, minute) is among them (module doc); each of their rows is one lookup by key.
+    let partial = format!(
+        "SELECT DISTINCT person FROM person_events
+         WHERE event_time >= {from} AND event_time < {minute} AND person IS NOT NULL"
+    );
+    // `dims` is a parenthesised constant list: the same list as an array.
+    let list = dims.trim_start_matches('(').trim_end_matches(')');
     format!(
         "SELECT dim, value, people FROM activity_last_daily
          WHERE dim IN {dims} AND bucket >= {day} {value_filter}
@@ -151,25 +150,9 @@ pub(crate) fn people_sql<'a>(
            AND dim IN {dims} AND last_at >= {from} AND last_at < {minute} {value_filter}
          GROUP BY dim, value
          UNION ALL
-         SELECT l.dim, l.value,
-                -count(*) FILTER (WHERE NOT EXISTS (
-                    SELECT 1
-                    FROM (SELECT i.anonymous_id AS actor FROM identity_links i
-                          WHERE i.app_user_id = l.person
-                          UNION ALL
-                          SELECT l.person
-                          WHERE NOT EXISTS (SELECT 1 FROM identity_links j
-                                            WHERE j.anonymous_id = l.person)) a
-                    JOIN user_events e
-                      ON COALESCE(e.app_user_id, e.user_id::TEXT, e.anonymous_id) = a.actor,
-                         edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name,
-                                            e.page_url) k
-                    WHERE e.event_time >= {from} AND e.event_time < {to}
-                      AND k.dim = l.dim AND k.value = l.value))
-         FROM activity_person_last l
-         WHERE l.person IN ({later})
-           AND l.dim IN {dims} AND l.last_at >= {to} {value_filter}
-         GROUP BY l.dim, l.value"
+         SELECT dim, value, people
+         FROM edge_activity_later_people(ARRAY[{list}]::SMALLINT[], {from}, {to})
+         WHERE TRUE {value_filter}"
     )
 }
 
