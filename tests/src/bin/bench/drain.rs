@@ -20,6 +20,7 @@ pub(crate) fn prefill(
     buffer_dir: &std::path::Path,
     csv: Option<&std::path::Path>,
     n: usize,
+    span: std::time::Duration,
 ) -> anyhow::Result<()> {
     use collector::{buffer::Buffer, event, record::Record};
     let buffer = Buffer::open(buffer_dir, &Default::default())?;
@@ -35,7 +36,7 @@ pub(crate) fn prefill(
         user_agent: None,
         source: None,
     };
-    let stream = gen::session_stream(&mut rng, n, now - time::Duration::days(6), now, 200);
+    let stream = gen::session_stream(&mut rng, n, now - time::Duration::try_from(span)?, now, 200);
     let mut stream = stream.into_iter();
     let mut done = 0;
     while done < n {
@@ -102,11 +103,11 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> 
 pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>> {
     let n = a.events;
     let mut kept = None;
-    println!("\n== drain: {n} buffered events into user_events (unique key + 3 indexes + time index; aggregate upserts included) vs psql \\copy");
+    println!("\n== drain: {n} buffered events over {} into user_events (unique key + 3 indexes + time index; aggregate upserts included) vs psql \\copy", humantime::format_duration(a.span));
     let dir = proc::temp_dir("bench-drain");
     let (master, csv) = (dir.join("master"), dir.join("rows.csv"));
     let t = Instant::now();
-    prefill(&master, Some(&csv), n)?;
+    prefill(&master, Some(&csv), n, a.span)?;
     println!(
         "  prefilled the buffer in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -231,7 +231,7 @@ pub(crate) async fn startup(a: &Args) -> anyhow::Result<()> {
     println!("\n== start-up with {n} events buffered (records of 50, session-shaped)");
     let dir = proc::temp_dir("bench-startup");
     let t = Instant::now();
-    super::drain::prefill(&dir.join("buffer"), None, n)?;
+    super::drain::prefill(&dir.join("buffer"), None, n, a.span)?;
     println!("  prefilled in {:.1} s", t.elapsed().as_secs_f64());
     let mut times = Vec::new();
     let mut rss = 0;

@@ -43,6 +43,7 @@ mod pipeline;
 
 use anyhow::Context;
 use e2e::{load::LoadReport, proc};
+use std::time::Duration;
 
 struct Args {
     what: String,
@@ -56,6 +57,8 @@ struct Args {
     quick: bool,
     /// Analyses: the servers to time (one per edition); empty = the shared test server.
     servers: Vec<String>,
+    /// Drain: the stretch of event time the prefilled buffer's events cover.
+    span: Duration,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -67,6 +70,7 @@ fn args() -> anyhow::Result<Args> {
         collectors: vec![1, 2, 4, 8],
         quick: false,
         servers: Vec::new(),
+        span: Duration::from_secs(6 * 86_400),
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -75,6 +79,12 @@ fn args() -> anyhow::Result<Args> {
             "--events" => a.events = it.next().context("--events N")?.parse()?,
             "--keep" => a.keep = true,
             "--quick" => a.quick = true,
+            "--span" => {
+                let v = it.next().context("--span DURATION")?;
+                a.span = humantime::parse_duration(&v)
+                    .with_context(|| format!("--span {v}: a duration such as 6d or 1h"))?;
+                anyhow::ensure!(a.span.as_secs() >= 60, "--span: at least 1m");
+            }
             "--servers" => {
                 a.servers = it
                     .next()
@@ -102,7 +112,7 @@ fn args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|analyses|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep] [--quick] [--servers URL,URL]\n\n\
+                    "usage: bench [ingest|startup|e2e|drain|monitor|fanin|analyses|all] [--seconds N] [--events N] [--collectors 1,2,4,8] [--keep] [--quick] [--span D] [--servers URL,URL]\n\n\
                           ingest:  durable acks vs no-op endpoint (flush and fsync mode), /track latency at 1,000 req/s\n\
                           startup: collector start-up time with --events events buffered\n\
                           e2e:     HTTP -> TimescaleDB: burst rate, then lag at a sustained rate\n\
@@ -116,6 +126,7 @@ fn args() -> anyhow::Result<Args> {
                           --collectors LIST   fleet sizes of fanin (default 1,2,4,8)\n\
                           --keep              keep the database the monitor step (analyses: the larger load) measured\n\
                           --quick             drain: only the runs with every summary (1 and 4 connections)\n\
+                          --span D            drain: event time the buffered events cover (default 6d; 1h: an hour's outage)\n\
                           --servers URL,URL   analyses: time each server (e.g. an Apache and a Community cluster) in one run, one table edition x analysis x range"
                 );
                 std::process::exit(0);
