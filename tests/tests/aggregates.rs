@@ -1370,38 +1370,34 @@ async fn maintenance_drops_only_expired_data() {
             .await
             .expect("prune");
     }
+    // Rows of a minute table inside / outside the 30-day retention.
+    let by_age = |table: &'static str| {
+        let c = &c;
+        async move {
+            c.query(
+                &format!(
+                    "SELECT bucket >= now() - INTERVAL '30 days', count(*)
+                     FROM {table} GROUP BY 1 ORDER BY 1"
+                ),
+                &[],
+            )
+            .await
+            .expect(table)
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect::<Vec<(bool, i64)>>()
+        }
+    };
     // Minute counters (0017) follow the raw retention: 10 minutes x 4 keys (every event, no
     // device, no country, page_view; no page URL).
-    let minutes: Vec<(bool, i64)> = c
-        .query(
-            "SELECT bucket >= now() - INTERVAL '30 days', count(*)
-             FROM activity_events_minute GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("minute rows")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     assert_eq!(
-        minutes,
+        by_age("activity_events_minute").await,
         vec![(true, 40)],
         "minute counters after maintenance"
     );
     // The people's minutes (0018) likewise: each user's last event, 4 keys, one minute.
-    let people: Vec<(bool, i64)> = c
-        .query(
-            "SELECT bucket >= now() - INTERVAL '30 days', count(*)
-             FROM activity_last_minute GROUP BY 1 ORDER BY 1",
-            &[],
-        )
-        .await
-        .expect("people minute rows")
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     assert_eq!(
-        people,
+        by_age("activity_last_minute").await,
         vec![(true, 4)],
         "people's minutes after maintenance"
     );
