@@ -36,6 +36,10 @@ pub struct Heartbeat {
     /// `up`, `down`, `config_error`, `paused` or `disabled` (no database configured).
     pub database_state: String,
     pub forwarding_paused: bool,
+    /// Buffered records already committed, kept until every standby has them (not a
+    /// column of `collector_heartbeats`: the insert ignores it).
+    #[serde(default)]
+    pub held_for_standbys: u64,
 }
 
 impl Heartbeat {
@@ -77,6 +81,7 @@ impl Heartbeat {
                 state.database_state().into()
             },
             forwarding_paused: state.paused(),
+            held_for_standbys: state.held(),
         }
     }
 

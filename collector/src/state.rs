@@ -43,6 +43,7 @@ pub struct ForwardState {
     paused: AtomicBool,
     db: AtomicU8,
     forwarded: AtomicU64,
+    held: AtomicU64,
     quarantined: AtomicU64,
     rate_bits: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -55,6 +56,7 @@ impl ForwardState {
             paused: AtomicBool::new(paused),
             db: AtomicU8::new(DbState::Connecting as u8),
             forwarded: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
             rate_bits: AtomicU64::new(0f64.to_bits()),
             last_error: Mutex::new(None),
@@ -99,6 +101,15 @@ impl ForwardState {
 
     pub fn forwarded(&self) -> u64 {
         self.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Records committed but kept in the buffer until every standby has them.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn set_held(&self, n: u64) {
+        self.held.store(n, Ordering::Relaxed);
     }
 
     pub fn add_forwarded(&self, n: u64) {

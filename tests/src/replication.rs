@@ -36,6 +36,61 @@ impl Standby {
         ]
     }
 
+    /// Stops streaming from the primary (an empty `primary_conninfo`, reloaded) and waits
+    /// until its WAL receiver is gone: the primary goes on committing what this standby
+    /// will not have, as an asynchronous standby that lags does. Its slot on the primary
+    /// keeps the position it last confirmed.
+    pub fn detach(&self) -> anyhow::Result<()> {
+        local_db(
+            &self.env(),
+            &[
+                "psql",
+                "-X",
+                "-q",
+                "-d",
+                "postgres",
+                "-c",
+                "ALTER SYSTEM SET primary_conninfo = ''",
+            ],
+        )?;
+        local_db(
+            &self.env(),
+            &[
+                "psql",
+                "-X",
+                "-q",
+                "-d",
+                "postgres",
+                "-c",
+                "SELECT pg_reload_conf()",
+            ],
+        )?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n = local_db(
+                &self.env(),
+                &[
+                    "psql",
+                    "-X",
+                    "-At",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    "SELECT count(*) FROM pg_stat_wal_receiver",
+                ],
+            )?;
+            if n == "0" {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the standby still streams 30 s after its primary_conninfo was cleared"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Promotes it to a primary; returns once it accepts writes.
     pub fn promote(&self) -> anyhow::Result<()> {
         local_db(&self.env(), &["promote"]).map(|_| ())

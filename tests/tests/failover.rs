@@ -1,9 +1,12 @@
 //! Beyond one database machine (issue #16), with real faults and rows counted:
 //!
-//! - **Failover**: real streaming replication (a standby made with `pg_basebackup -R`),
-//!   three collectors under load with a two-host URL, the primary stopped with
-//!   `-m immediate` mid-batch, the standby promoted: every acknowledged event exactly once on
-//!   the new primary, ingest answering 2xx throughout, heartbeats continuing.
+//! - **Failover**: real asynchronous streaming replication (a standby made with
+//!   `pg_basebackup -R` through a slot), three collectors under load with a two-host URL;
+//!   the standby stops streaming while the primary goes on committing (the window an
+//!   asynchronous standby's lag opens), the primary is stopped with `-m immediate`
+//!   mid-batch, the standby promoted: the commits it never received are sent again from the
+//!   collectors' standby hold — every acknowledged event exactly once on the new primary,
+//!   ingest answering 2xx throughout, heartbeats continuing.
 //! - **Partition**: the collector reaches the database through a relay listed first in a
 //!   two-host URL (the second host: the database directly); the relay freezes under load
 //!   (sockets open and silent, new connections never answered): every acknowledged event
@@ -123,6 +126,25 @@ async fn failover_to_a_promoted_standby_loses_nothing_and_ingest_never_stops() {
     // Some events land on the primary before it goes.
     let landed = wait_rows(&db, 3_000, Duration::from_secs(60)).await;
     assert!(landed >= 3_000, "forwarding to the primary ({landed} rows)");
+    // The standby falls behind: what the primary commits from now on, it will not have.
+    standby.detach().expect("stop the standby's streaming");
+    let (detached_rows, _) = db.count_events().await.expect("count");
+    let more = detached_rows + 2_000;
+    let landed = wait_rows(&db, more, Duration::from_secs(60)).await;
+    assert!(
+        landed >= more,
+        "forwarding to the primary meanwhile ({landed} rows)"
+    );
+    let held: u64 = collectors
+        .iter()
+        .map(|c| client::get(c.admin, "/v1/buffer").expect("buffer").json())
+        .map(|b| b["held_for_standbys"].as_u64().unwrap_or(0))
+        .sum();
+    eprintln!("{landed} rows on the primary, {detached_rows} when the standby stopped streaming; {held} records held");
+    assert!(
+        held > 0,
+        "committed records are held while the standby lags"
+    );
 
     crash(&primary).expect("stop the primary -m immediate");
     let crashed_at = Instant::now();

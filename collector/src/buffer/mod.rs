@@ -98,6 +98,26 @@ pub struct Stored {
     pub record: Record,
 }
 
+impl Stored {
+    /// What removing it takes: its key and its share of the counters.
+    pub fn id(&self) -> RecordId {
+        RecordId {
+            key: self.key,
+            events: self.record.events.len() as u32,
+            bytes: self.bytes as u32,
+        }
+    }
+}
+
+/// A stored record's key with its share of the counters: all the forwarder keeps of a
+/// record it has committed but may not delete yet ([`crate::forward`]'s standby hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordId {
+    pub key: u64,
+    pub events: u32,
+    pub bytes: u32,
+}
+
 /// An event refused by the database, kept with the reason.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Quarantined {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use crate::record::{self, Record};
 
-use super::{key_of, Buffer, BufferError, Inner, Stored};
+use super::{key_of, Buffer, BufferError, Inner, RecordId, Stored};
 
 impl Buffer {
     /// Reads up to `max_events` events' worth of records with keys `>= from`, oldest first
@@ -57,17 +57,41 @@ impl Buffer {
 
     /// Removes forwarded records. Not flushed here: if the removal is lost in a crash the
     /// records are forwarded again, and `ON CONFLICT DO NOTHING` makes that harmless.
-    pub fn remove(&self, stored: &[Stored]) -> Result<(), BufferError> {
+    pub fn remove(&self, records: &[RecordId]) -> Result<(), BufferError> {
         let mut batch = sled::Batch::default();
         let (mut events, mut bytes) = (0u64, 0u64);
-        for s in stored {
-            batch.remove(&s.key.to_be_bytes());
-            events += s.record.events.len() as u64;
-            bytes += s.bytes as u64;
+        for r in records {
+            batch.remove(&r.key.to_be_bytes());
+            events += r.events as u64;
+            bytes += r.bytes as u64;
         }
         self.inner.records.apply_batch(batch)?;
-        self.inner.counters.sub(stored.len() as u64, events, bytes);
+        self.inner.counters.sub(records.len() as u64, events, bytes);
         Ok(())
+    }
+
+    /// Reads the records still stored under `ids` (a record removed meanwhile is skipped),
+    /// to forward them again.
+    pub fn get(&self, ids: &[RecordId]) -> Result<Vec<Stored>, BufferError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(v) = self.inner.records.get(id.key.to_be_bytes())? else {
+                continue;
+            };
+            match Record::decode(&v) {
+                Ok(record) => out.push(Stored {
+                    key: id.key,
+                    bytes: v.len(),
+                    record,
+                }),
+                // It decoded when it was first forwarded: only a damaged disk gets here, and
+                // the next start-up's recount sets it aside.
+                Err(e) => {
+                    tracing::error!(key = id.key, error = %e, "a forwarded record no longer decodes")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records set aside as damaged: key, raw bytes (for `verify`).

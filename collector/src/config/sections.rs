@@ -102,6 +102,10 @@ pub struct ForwardConfig {
     /// Deadline of one database step (a COPY with its commit, a heartbeat insert); also the
     /// server's `statement_timeout` for the collector's sessions.
     pub operation_timeout_secs: u64,
+    /// Longest a committed batch stays in the buffer waiting for a physical standby to
+    /// flush it (asynchronous replication; see `forward::hold`); past it the records are
+    /// deleted with a warning. 0 deletes right after COMMIT, as without standbys.
+    pub standby_hold_secs: u64,
 }
 
 /// Geography from the client IP ([`crate::geo`], [`crate::http::geo`]).
@@ -183,6 +187,7 @@ impl Default for ForwardConfig {
             start_paused: false,
             connect_timeout_secs: 5,
             operation_timeout_secs: 30,
+            standby_hold_secs: 300,
         }
     }
 }

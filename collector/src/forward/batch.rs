@@ -1,5 +1,6 @@
 //! One batch to the end: COPY it, split it around rows the database refuses, quarantine
-//! those, and only then delete its records from the buffer.
+//! those, and only then delete its records from the buffer — or hold them until every
+//! standby has the commit ([`super::hold`]).
 //!
 //! Invariant: a record leaves the buffer only after every one of its rows is committed or
 //! quarantined; a stop abandons the batch and leaves all of it buffered.
@@ -38,6 +39,9 @@ impl Forwarder {
         let mut pending: Vec<Range<usize>> = Vec::new();
         pending.push(0..rows.len());
         let mut retry = self.retry_logic();
+        // Whether every commit of this batch was on the connection open at the end: only
+        // then does the position read after the last one cover them all.
+        let (mut committed, mut one_session) = (false, true);
         while let Some(range) = pending.pop() {
             loop {
                 let limit = self.bounds().operation;
@@ -59,6 +63,7 @@ impl Forwarder {
                         self.metrics.events_forwarded.inc_by(n);
                         self.note_success();
                         retry.reset();
+                        committed = true;
                         tracing::debug!(worker = id, events = n, inserted, "batch committed");
                         break;
                     }
@@ -76,6 +81,7 @@ impl Forwarder {
                         }
                         self.note_failure(class, &e);
                         *conn = None;
+                        one_session &= !committed;
                         let delay = retry.delay(class);
                         if stop.or(tokio::time::sleep(delay)).await.is_none() {
                             return false;
@@ -84,14 +90,15 @@ impl Forwarder {
                 }
             }
         }
-        let buffer = self.buffer.clone();
-        match tokio::task::spawn_blocking(move || buffer.remove(&batch)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "could not delete forwarded records; they will be replayed (harmlessly)")
-            }
-            Err(e) => tracing::error!(error = %e, "delete task failed"),
-        }
+        drop(rows);
+        let ids = batch.iter().map(|s| s.id()).collect();
+        drop(batch);
+        let position = match stop.or(self.position(conn)).await {
+            None => return false,
+            Some(p) if one_session => p,
+            Some(_) => None,
+        };
+        self.settle_committed(ids, position).await;
         true
     }
 

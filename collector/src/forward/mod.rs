@@ -6,7 +6,8 @@
 //! `forward.batch_events` events, or fewer after `forward.linger_ms`) to `forward.connections`
 //! workers, each with its own database connection. A worker writes its batch with
 //! [`crate::database::copy::write_batch`] and, only after COMMIT, removes exactly those
-//! records from the buffer. Ingest never waits on any of this: it only appends.
+//! records from the buffer — at once, or once every standby has the commit ([`hold`]).
+//! Ingest never waits on any of this: it only appends.
 //!
 //! # Why it retries ([`retry::RetryLogic`])
 //!
@@ -22,7 +23,8 @@
 //! # Files
 //!
 //! `mod.rs` (this file): the dispatcher and the workers' loop; [`batch`]: one batch to the
-//! end (COPY, split on data errors, quarantine); [`heartbeats`]: stored heartbeats sent on
+//! end (COPY, split on data errors, quarantine); [`hold`]: committed batches kept until the
+//! standbys have them, sent again after a failover; [`heartbeats`]: stored heartbeats sent on
 //! their own connection; [`retry`]: the backoff policy; [`meter`]: the recent rate.
 //! Health goes to [`crate::state::ForwardState`], beside the pipeline.
 //!
@@ -36,11 +38,13 @@
 //! # Invariant
 //!
 //! Every buffered event ends up exactly once in `user_events` or in quarantine: records are
-//! deleted only after their rows are committed (or quarantined), and a replay after any crash
-//! is absorbed by `ON CONFLICT (event_id, event_time) DO NOTHING`.
+//! deleted only after their rows are committed (or quarantined) — and, with standbys, on
+//! them — and a replay after any crash or failover is absorbed by
+//! `ON CONFLICT (event_id, event_time) DO NOTHING`.
 
 pub mod batch;
 pub mod heartbeats;
+pub mod hold;
 pub mod meter;
 pub mod retry;
 
@@ -77,6 +81,7 @@ pub struct Forwarder {
     buffer: Buffer,
     metrics: Arc<Metrics>,
     state: Arc<ForwardState>,
+    hold: hold::Hold,
 }
 
 type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Stored>>>>;
@@ -95,6 +100,7 @@ impl Forwarder {
             buffer,
             metrics,
             state,
+            hold: hold::Hold::default(),
         }
     }
 
@@ -129,10 +135,19 @@ impl Forwarder {
             let stop = stop.clone();
             tokio::spawn(async move { me.rate_meter(stop).await })
         };
+        let (finished, workers_done) = tokio::sync::watch::channel(false);
+        let hold = {
+            let me = this.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { me.watch_hold(stop, workers_done).await })
+        };
         this.dispatch(tx, stop, until).await;
         for t in tasks {
             let _ = t.await;
         }
+        // `drain` ends once what is held reached the standbys (or was sent again).
+        let _ = finished.send(true);
+        let _ = hold.await;
         let _ = heartbeats.await;
         meter.abort();
     }
