@@ -264,8 +264,10 @@ async fn check_activity_paths(c: &Client, url: &str, data: &Dataset, label: &str
     check_activity_queries(url, data, past, &format!("{label}: raw"));
 }
 
-/// Live (all but the lag), breakdown and pages as of `at`, against the dataset, over
-/// ranges ending at `at` whose starts fall on and off hour and day boundaries.
+/// Live (all but the lag), breakdown, pages and paths as of `at`, against the dataset,
+/// over ranges ending at `at` whose starts fall on and off hour and day boundaries (at
+/// `t0` the partial minute at a range's start is read directly, 4.5 s earlier as its
+/// minute minus the rest: both ways are checked).
 fn check_activity_queries(url: &str, data: &Dataset, at: OffsetDateTime, label: &str) {
     let got: analytics::Live = monitor_json(url, at, &["live"]);
     let want = data.live(at);
@@ -286,6 +288,14 @@ fn check_activity_queries(url: &str, data: &Dataset, at: OffsetDateTime, label: 
             pages_of(url, at, since),
             data.top_pages(from, at, 20),
             "{label}: pages {since}"
+        );
+        // Paths' partial minutes are read the shorter way at both edges (the end's
+        // complement subtracts the events after `at`).
+        let got: analytics::Paths = monitor_json(url, at, &["paths", "--since", since]);
+        assert_paths(
+            &got,
+            &data.paths(from, at, 20),
+            &format!("{label}: paths {since}"),
         );
     }
 }

@@ -23,6 +23,10 @@
 //! - events with a key: the counters' days and hours after `from` (as above), the minute
 //!   counters (migration 0017) of the partial hour at `from` and the raw events of the
 //!   partial minute at `from`, minus the raw events at or after `to`.
+//! - the partial minute at `from` is read the shorter way ([`Since::complement`]): as
+//!   above when `[from, minute)` is under half a minute, else as the whole minute's bucket
+//!   minus the same computation over `[floor, from)` (people whose `last_at` is there, or
+//!   events). So at most half a minute of raw events is read, a quarter on average.
 //!
 //! Only the range's start needs partial buckets: everything between it and `to` is in the
 //! range, and what lies after `to` is subtracted exactly.
@@ -36,7 +40,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 
-use super::{ceil_to, Binds, QueryError};
+use super::{ceil_to, floor_to, Binds, QueryError};
 
 /// Every event (live's active people).
 pub const ALL: i16 = 0;
@@ -62,6 +66,8 @@ pub struct Since {
     pub to: OffsetDateTime,
     /// The first whole minute at or after `from`.
     pub minute: OffsetDateTime,
+    /// The whole minute at or before `from`.
+    pub floor: OffsetDateTime,
     /// The first whole hour at or after `from`.
     pub hour: OffsetDateTime,
     /// The first midnight (UTC) at or after `from`.
@@ -74,10 +80,27 @@ impl Since {
             from,
             to,
             minute: ceil_to(from, MINUTE),
+            floor: floor_to(from, MINUTE),
             hour: ceil_to(from, HOUR),
             day: ceil_to(from, DAY),
         }
     }
+
+    /// Whether the partial minute at `from` is cheaper read as its whole minute's bucket
+    /// minus the raw events of `[floor, from)`: when that piece is the shorter one.
+    pub fn complement(&self) -> bool {
+        super::minute_complement(self.from, self.minute).is_some()
+    }
+}
+
+/// A condition true when the minute counters still hold the minute at `floor` (a bind):
+/// `edge_prune_sessions()` deletes old minutes, and a complement read against a pruned
+/// minute would subtract from nothing. Its dim-0 (every event) row exists whenever the
+/// minute had an event, so when it is absent the minute's raw pieces have nothing either.
+fn minute_kept(floor: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM activity_events_minute g WHERE g.dim = 0 AND g.bucket = {floor})"
+    )
 }
 
 /// Whether at most [`MAX_LATER`] events have event_time at or after `to`.
@@ -127,12 +150,31 @@ pub(crate) fn people_sql<'a>(
 ) -> String {
     let (from, minute) = (p.push(&since.from), p.push(&since.minute));
     let (hour, day, to) = (p.push(&since.hour), p.push(&since.day), p.push(&since.to));
-    // The people of the partial minute's raw events: every person whose `last_at` is in
-    // [from, minute) is among them (module doc); each of their rows is one lookup by key.
-    let partial = format!(
-        "SELECT DISTINCT person FROM person_events
-         WHERE event_time >= {from} AND event_time < {minute} AND person IS NOT NULL"
-    );
+    // The people whose `last_at` is in [a, b), found from the people of the raw events
+    // there (module doc), each of their rows one lookup by key; `sign` 1 or -1.
+    let people_in = |a: &str, b: &str, sign: &str| {
+        format!(
+            "SELECT dim, value, {sign} * count(*) FROM activity_person_last
+             WHERE person IN (SELECT DISTINCT person FROM person_events
+                              WHERE event_time >= {a} AND event_time < {b}
+                                AND person IS NOT NULL)
+               AND dim IN {dims} AND last_at >= {a} AND last_at < {b} {value_filter}"
+        )
+    };
+    let partial = if since.complement() {
+        let floor = p.push(&since.floor);
+        format!(
+            "SELECT dim, value, people FROM activity_last_minute
+             WHERE dim IN {dims} AND bucket = {floor} {value_filter}
+             UNION ALL
+             {} AND {}
+             GROUP BY dim, value",
+            people_in(&floor, &from, "-1"),
+            minute_kept(&floor)
+        )
+    } else {
+        format!("{} GROUP BY dim, value", people_in(&from, &minute, "1"))
+    };
     // `dims` is a parenthesised constant list: the same list as an array.
     let list = dims.trim_start_matches('(').trim_end_matches(')');
     format!(
@@ -145,10 +187,7 @@ pub(crate) fn people_sql<'a>(
          SELECT dim, value, people FROM activity_last_minute
          WHERE dim IN {dims} AND bucket >= {minute} AND bucket < {hour} {value_filter}
          UNION ALL
-         SELECT dim, value, count(*) FROM activity_person_last
-         WHERE person IN ({partial})
-           AND dim IN {dims} AND last_at >= {from} AND last_at < {minute} {value_filter}
-         GROUP BY dim, value
+         {partial}
          UNION ALL
          SELECT dim, value, people
          FROM edge_activity_later_people(ARRAY[{list}]::SMALLINT[], {from}, {to})
@@ -167,6 +206,28 @@ pub(crate) fn events_sql<'a>(
 ) -> String {
     let (from, hour, day) = (p.push(&since.from), p.push(&since.hour), p.push(&since.day));
     let (minute, to) = (p.push(&since.minute), p.push(&since.to));
+    let raw_in = |a: &str, b: &str, sign: &str| {
+        format!(
+            "SELECT k.dim, k.value, {sign} * count(*)
+             FROM user_events e,
+                  edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
+             WHERE e.event_time >= {a} AND e.event_time < {b} AND k.dim IN {dims} {raw_filter}"
+        )
+    };
+    let partial = if since.complement() {
+        let floor = p.push(&since.floor);
+        format!(
+            "SELECT dim, value, events FROM activity_events_minute
+             WHERE dim IN {dims} AND bucket = {floor}
+             UNION ALL
+             {} AND {}
+             GROUP BY k.dim, k.value",
+            raw_in(&floor, &from, "-1"),
+            minute_kept(&floor)
+        )
+    } else {
+        format!("{} GROUP BY k.dim, k.value", raw_in(&from, &minute, "1"))
+    };
     format!(
         "SELECT dim, value, events FROM activity_events_daily
          WHERE dim IN {dims} AND bucket >= {day}
@@ -177,11 +238,7 @@ pub(crate) fn events_sql<'a>(
          SELECT dim, value, events FROM activity_events_minute
          WHERE dim IN {dims} AND bucket >= {minute} AND bucket < {hour}
          UNION ALL
-         SELECT k.dim, k.value, count(*)
-         FROM user_events e,
-              edge_activity_keys(e.device_type, e.country_code::TEXT, e.event_name, e.page_url) k
-         WHERE e.event_time >= {from} AND e.event_time < {minute} AND k.dim IN {dims} {raw_filter}
-         GROUP BY k.dim, k.value
+         {partial}
          UNION ALL
          SELECT k.dim, k.value, -count(*)
          FROM user_events e,

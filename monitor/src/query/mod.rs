@@ -258,6 +258,19 @@ pub(crate) fn split_grains<'t>(range: Range, grains: &[(&'t str, Duration)]) -> 
     }
 }
 
+/// For a raw piece `[a, b)` inside one minute: `Some((m, m + 1 min))`, that minute, when
+/// its bucket minus the raw pieces `[m, a)` and `[b, m + 1 min)` reads fewer seconds of raw
+/// events than `[a, b)` itself. At a range's end `[b, …)` is the future, usually empty.
+pub(crate) fn minute_complement(
+    a: OffsetDateTime,
+    b: OffsetDateTime,
+) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let minute = Duration::from_secs(60);
+    let m = floor_to(a, minute);
+    let m1 = m + minute;
+    (b <= m1 && (a - m) + (m1 - b) < b - a).then_some((m, m1))
+}
+
 /// Positional parameters for SQL assembled at run time: `push` returns the placeholder.
 #[derive(Default)]
 pub(crate) struct Binds<'a> {
@@ -289,6 +302,30 @@ mod tests {
     use time::macros::datetime;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_partial_minute_is_read_the_shorter_way() {
+        let at = |s: &str| {
+            time::PrimitiveDateTime::parse(
+                &format!("2024-05-01 10:17:{s}"),
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+            )
+            .map(|t| t.assume_utc())
+        };
+        let (Ok(s10), Ok(s50), Ok(s00), Ok(s40)) = (at("10"), at("50"), at("00"), at("40")) else {
+            panic!("times");
+        };
+        let next = s00 + Duration::from_secs(60);
+        // [:10, next): 50 s direct vs 10 s of complement.
+        assert_eq!(minute_complement(s10, next), Some((s00, next)));
+        // [:50, next): 10 s direct.
+        assert_eq!(minute_complement(s50, next), None);
+        // [:00, :40) at a range's end: 40 s direct vs the 20 s after it.
+        assert_eq!(minute_complement(s00, s40), Some((s00, next)));
+        assert_eq!(minute_complement(s00, s10), None);
+        // Across a minute boundary: never.
+        assert_eq!(minute_complement(s50, next + Duration::from_secs(5)), None);
+    }
 
     #[test]
     fn floor_and_ceil() {

@@ -11,7 +11,9 @@
 //! of the range from `rollup_transitions_daily`, the whole hours of its partial days from
 //! `rollup_transitions_hourly`, the whole minutes of its partial hours from
 //! `rollup_transitions_minute`, and only the partial minutes at the very edges from raw
-//! events (each event there with its predecessor, one index lookup in the chunks of that
+//! events — each the shorter way ([`super::minute_complement`]): its own events, or its
+//! minute's bucket minus the events of the rest of the minute, which at the range's end is
+//! the future, usually empty (each event there with its predecessor, one index lookup in the chunks of that
 //! minute and the gap before it: the lookup's bounds are also given as constants, or every
 //! lookup probed every chunk of the hypertable, 94 buffer hits an event at 10M events over
 //! 31 daily chunks instead of 5). The cost follows the number of buckets, not of events.
@@ -60,11 +62,47 @@ pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Path
              WHERE bucket >= {pa} AND bucket < {pb}"
         ));
     }
-    for (a, b) in &parts.raw {
-        let (pa, pb) = (params.push(a), params.push(b));
+    // Each raw edge the shorter way: its own events, or its minute's bucket minus the
+    // events of the rest of that minute (kept: a pruned minute has no bucket to subtract
+    // from; a minute without a bucket has no transitions in any of its pieces either).
+    let mut minutes = Vec::new();
+    let mut raw = Vec::new();
+    for &(a, b) in &parts.raw {
+        match super::minute_complement(a, b) {
+            Some((m, m1)) => {
+                minutes.push((m, m1));
+                raw.extend(
+                    [(m, a), (b, m1)]
+                        .into_iter()
+                        .filter(|(x, y)| x < y)
+                        .map(|(x, y)| (x, y, Some(m))),
+                );
+            }
+            None => raw.push((a, b, None)),
+        }
+    }
+    for (m, m1) in &minutes {
+        let (pa, pb) = (params.push(m), params.push(m1));
         selects.push(format!(
-            "SELECT p.event_name, e.event_name, 1::INT8,
-                    (extract(epoch FROM e.event_time - p.event_time) * 1000000)::INT8
+            "SELECT from_name, to_name, transitions, gap_us FROM rollup_transitions_minute
+             WHERE bucket >= {pa} AND bucket < {pb}"
+        ));
+    }
+    for (a, b, minute) in &raw {
+        let (pa, pb) = (params.push(a), params.push(b));
+        let (sign, kept) = match minute {
+            Some(m) => (
+                "-1",
+                format!(
+                    "AND EXISTS (SELECT 1 FROM rollup_transitions_minute g WHERE g.bucket = {})",
+                    params.push(m)
+                ),
+            ),
+            None => ("1", String::new()),
+        };
+        selects.push(format!(
+            "SELECT p.event_name, e.event_name, {sign}::INT8,
+                    {sign} * (extract(epoch FROM e.event_time - p.event_time) * 1000000)::INT8
              FROM user_events e
              CROSS JOIN LATERAL (
                  SELECT q.event_name, q.event_time
@@ -79,7 +117,8 @@ pub async fn top_paths(client: &Client, range: Range, limit: i64) -> Result<Path
                  ORDER BY q.event_time DESC, q.event_id DESC
                  LIMIT 1
              ) p
-             WHERE e.event_time >= {pa} AND e.event_time < {pb} AND e.session_id IS NOT NULL"
+             WHERE e.event_time >= {pa} AND e.event_time < {pb} AND e.session_id IS NOT NULL
+               {kept}"
         ));
     }
     let limit_param = params.push(&limit);
