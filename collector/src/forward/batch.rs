@@ -93,10 +93,14 @@ impl Forwarder {
         drop(rows);
         let ids = batch.iter().map(|s| s.id()).collect();
         drop(batch);
-        let position = match stop.or(self.position(conn)).await {
-            None => return false,
-            Some(p) if one_session => p,
-            Some(_) => None,
+        let position = if self.config.forward.standby_hold_secs == 0 {
+            None
+        } else {
+            match stop.or(self.position(conn)).await {
+                None => return false,
+                Some(p) if one_session => p,
+                Some(_) => None,
+            }
         };
         self.settle_committed(ids, position).await;
         true
