@@ -36,6 +36,11 @@ const SCRIPT: &str = r#"
 var done = arguments[arguments.length - 1];
 var writeKey = arguments[0], apiHost = arguments[1];
 (async function () {
+  // The page's <script> bundle may still be loading when this runs (seen once in CI):
+  // wait for it, at most 10 s.
+  for (var i = 0; i < 200 && typeof AnalyticsNext === "undefined"; i++) {
+    await new Promise(function (r) { setTimeout(r, 50); });
+  }
   var loaded = await AnalyticsNext.AnalyticsBrowser.load(
     {
       writeKey: writeKey,
