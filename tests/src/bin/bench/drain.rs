@@ -167,9 +167,8 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
         let db = TestDb::migrated("bench_drain").await?;
         // Per-function timings of the maintenance, printed after the drain (a superuser's
         // setting: on another server without the right the breakdown is skipped).
-        let timed = db
-            .client()
-            .await?
+        let admin = db.client().await?;
+        let timed = admin
             .batch_execute(&format!(
                 "ALTER DATABASE \"{}\" SET track_functions = 'pl'",
                 db.name
@@ -177,22 +176,21 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
             .await
             .is_ok();
         if !retention {
-            db.client()
-                .await?
+            admin
                 .batch_execute("CREATE OR REPLACE FUNCTION edge_rollup_retention() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$")
                 .await?;
         }
         if !summaries {
             // Measures the COPY path alone (staging, the insert `ON CONFLICT DO NOTHING`):
             // the per-batch summaries (0009-0010) and rollups (0011-0015) made no-ops.
-            db.client()
-                .await?
+            admin
                 .batch_execute(
                     "CREATE OR REPLACE FUNCTION edge_after_batch() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$;
                      CREATE OR REPLACE FUNCTION edge_rollups() RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN RETURN; END $$",
                 )
                 .await?;
         }
+        drop(admin);
         let data = dir.join(format!("drain{connections}"));
         copy_dir(&master, &data)?;
         let t = Instant::now();
@@ -238,8 +236,8 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
 }
 
 /// Where the drain's database time went: the maintenance functions' own time
-/// (`pg_stat_user_functions`, self time, so nested calls are not counted twice), in ms and
-/// per 1,000 events.
+/// (`pg_stat_user_functions`, self time, so nested calls are not counted twice), in ms, as
+/// a share of them all, and their calls.
 async fn print_function_times(db: &TestDb) -> anyhow::Result<()> {
     let client = db.client().await?;
     // The statistics collector reports a backend's counts when it goes idle; give it a moment.
