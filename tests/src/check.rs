@@ -89,6 +89,29 @@ pub async fn assert_exactly_once(db: &TestDb, acked: &HashSet<String>) {
     );
 }
 
+/// Waits until `user_events` holds at least `n` rows while a drain is making progress:
+/// gives up when the count has not grown for `stall`, or after 15 minutes in all. For
+/// backlogs of hundreds of thousands of events, whose drain time follows the machine's speed
+/// and the edition's per-batch maintenance, where a fixed deadline fails a slow but healthy
+/// drain; returns the count.
+pub async fn wait_rows_draining(db: &TestDb, n: i64, stall: Duration) -> i64 {
+    let start = std::time::Instant::now();
+    let (mut last, mut grew) = (-1_i64, std::time::Instant::now());
+    while start.elapsed() < Duration::from_secs(900) {
+        let rows = db.count_events().await.map(|(rows, _)| rows).unwrap_or(-1);
+        if rows >= n {
+            return rows;
+        }
+        if rows > last {
+            (last, grew) = (rows, std::time::Instant::now());
+        } else if grew.elapsed() > stall {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    db.count_events().await.map(|(rows, _)| rows).unwrap_or(-1)
+}
+
 /// Waits (up to `timeout`) until `user_events` holds at least `n` rows; returns the count.
 pub async fn wait_rows(db: &TestDb, n: i64, timeout: Duration) -> i64 {
     eventually(timeout, || {

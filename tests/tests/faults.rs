@@ -20,7 +20,7 @@ use std::{
 };
 
 use e2e::{
-    check::{assert_exactly_once, assert_survives_full_disk, buffered, ids, wait_rows},
+    check::{assert_exactly_once, assert_survives_full_disk, buffered, ids, wait_rows_draining},
     client::{self, post_json},
     db::{eventually, TestDb},
     gen,
@@ -116,7 +116,7 @@ async fn nothing_lost(db: &TestDb, c: &mut CollectorProc, acked: &[String]) {
     o.args.retain(|a| a != "--paused");
     c.opts = o;
     c.restart().expect("restart against the database");
-    let rows = wait_rows(db, acked.len() as i64, Duration::from_secs(120)).await;
+    let rows = wait_rows_draining(db, acked.len() as i64, Duration::from_secs(30)).await;
     assert_eq!(rows, acked.len() as i64);
     let acked: HashSet<String> = acked.iter().cloned().collect();
     assert_exactly_once(db, &acked).await;
@@ -330,7 +330,7 @@ async fn a_real_full_disk_with_the_log_on_it_answers_503_and_loses_nothing() {
     o.database_url = Some(db.url.clone());
     c.opts = o;
     c.restart().expect("restart with space");
-    let rows = wait_rows(&db, acked.len() as i64, Duration::from_secs(60)).await;
+    let rows = wait_rows_draining(&db, acked.len() as i64, Duration::from_secs(30)).await;
     assert!(rows >= acked.len() as i64, "{rows} rows of {}", acked.len());
     let acked: HashSet<String> = acked.into_iter().collect();
     assert_exactly_once(&db, &acked).await;

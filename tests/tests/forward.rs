@@ -13,6 +13,7 @@ use std::{
 use e2e::{
     check::{
         assert_exactly_once, assert_survives_full_disk, buffered, export_buffer, ids, wait_rows,
+        wait_rows_draining,
     },
     client::{self, post_json},
     db::{eventually, PrivateCluster, TestDb},
@@ -528,7 +529,7 @@ async fn full_disk_refuses_requests_and_loses_nothing_acknowledged() {
     o.args.clear();
     c.opts = o;
     c.restart().expect("restart with space");
-    let rows = wait_rows(&db, acked.len() as i64, Duration::from_secs(60)).await;
+    let rows = wait_rows_draining(&db, acked.len() as i64, Duration::from_secs(30)).await;
     assert!(rows >= acked.len() as i64, "{rows} rows of {}", acked.len());
     assert_exactly_once(&db, &acked).await;
     let r = post_json(c.ingest, "/v1/batch", &json!(gen::batch(&mut rng, 10))).expect("post");
