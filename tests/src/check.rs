@@ -96,20 +96,18 @@ pub async fn assert_exactly_once(db: &TestDb, acked: &HashSet<String>) {
 /// drain; returns the count.
 pub async fn wait_rows_draining(db: &TestDb, n: i64, stall: Duration) -> i64 {
     let start = std::time::Instant::now();
-    let (mut last, mut grew) = (-1_i64, std::time::Instant::now());
-    while start.elapsed() < Duration::from_secs(900) {
-        let rows = db.count_events().await.map(|(rows, _)| rows).unwrap_or(-1);
-        if rows >= n {
-            return rows;
+    let (mut rows, mut grew) = (-1_i64, start);
+    while start.elapsed() < Duration::from_secs(900) && grew.elapsed() <= stall {
+        let now = db.count_events().await.map(|(rows, _)| rows).unwrap_or(-1);
+        if now >= n {
+            return now;
         }
-        if rows > last {
-            (last, grew) = (rows, std::time::Instant::now());
-        } else if grew.elapsed() > stall {
-            break;
+        if now > rows {
+            (rows, grew) = (now, std::time::Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    db.count_events().await.map(|(rows, _)| rows).unwrap_or(-1)
+    rows
 }
 
 /// Waits (up to `timeout`) until `user_events` holds at least `n` rows; returns the count.
