@@ -4,7 +4,7 @@
 //! taken from the input) so the UA-derived fields are exercised too.
 //!
 //! Beyond "never panics", it asserts what the database needs of every accepted event
-//! (the same invariants as `collector/tests/properties.rs`), and that a refusal is a 4xx.
+//! (the same invariants as `collector/tests/properties/`), and that a refusal is a 4xx.
 #![no_main]
 
 use collector::{

@@ -11,7 +11,7 @@
 //!   (re-submitting it as JSON gives the same event);
 //! - each event's verdict is independent of the other events of its batch and of their order.
 //!
-//! The COPY into a real database is checked by `tests/tests/copy_properties.rs`.
+//! The COPY into a real database is checked by `tests/tests/copy_properties/`.
 //!
 //! Layout: the inputs' strategies in `strategies.rs`, the invariants checked on what is
 //! accepted (independently of `validate`) in `invariants.rs`, the properties here.
