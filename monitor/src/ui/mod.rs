@@ -24,6 +24,8 @@ mod tail;
 pub mod theme;
 
 #[cfg(test)]
+mod fixture;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_drill;
