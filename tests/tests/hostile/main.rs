@@ -12,7 +12,7 @@
 //! forwarder never stalls); at the end, the only rows in the database are the ones that were
 //! meant to be stored.
 //!
-//! `ingest.rs` covers the basic refusals through an HTTP client; this file does not repeat them.
+//! `ingest/` covers the basic refusals through an HTTP client; this file does not repeat them.
 //!
 //! Files: `wire.rs` (raw HTTP), `run.rs` (cases and the run), `body_cases.rs`,
 //! `wire_cases.rs`; the test and the connection-level cases are here.
