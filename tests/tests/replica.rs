@@ -64,7 +64,7 @@ fn variant(url: &str, user: &str, param: &str) -> String {
 }
 
 /// Loads `n` events over the last 30 days as the forwarder writes them (as
-/// `monitor_tui.rs` does), plus one collector heartbeat.
+/// `monitor_tui/` does), plus one collector heartbeat.
 async fn load_events(c: &Client, n: i64) -> anyhow::Result<()> {
     copy::prepare(c).await?;
     const COLUMNS: &str = "event_id, user_id, session_id, event_type, event_name, page_url, \
