@@ -57,6 +57,10 @@ pub struct MaintainArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Give up after this long (the whole command; also each statement's limit on the
+    /// server).
+    #[arg(long, default_value = "1h", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
 }
 
 /// A retention period: a humantime duration (`180d`, `26w`, `4320h`), or a bare number of
@@ -67,6 +71,15 @@ fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
         Err(_) => {
             humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 180d, 26w, 4320h)"))
         }
+    }
+}
+
+/// A command's deadline: a humantime duration (`90s`, `30m`, `6h`), not zero.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err(format!("{s:?}: the timeout must be above zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{s:?}: {e} (e.g. 90s, 30m, 6h)")),
     }
 }
 
@@ -122,6 +135,10 @@ pub struct MigrateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Give up after this long (the whole command; also each statement's limit on the
+    /// server). A migration's backfill reads every stored event: minutes at 10M events.
+    #[arg(long, default_value = "6h", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
     /// Apply the pending migrations up to and including this version (e.g. 0009) only.
     #[arg(long, value_name = "VERSION")]
     pub to: Option<String>,
@@ -307,13 +324,29 @@ fn database_url(flag: Option<String>, config: Option<&std::path::Path>) -> anyho
     }
 }
 
+/// `step` unless it takes longer than `limit` (a server that accepted the connection and
+/// stopped answering); dropping it closes the connection, so the server rolls back.
+async fn within<T>(
+    limit: std::time::Duration,
+    what: &str,
+    step: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, step).await.map_err(|_| {
+        anyhow::anyhow!(
+            "{what}: the database did not finish within {} (--timeout)",
+            humantime::format_duration(limit)
+        )
+    })
+}
+
 async fn maintain(args: MaintainArgs) -> anyhow::Result<()> {
     let url = database_url(args.database_url, args.config.as_deref())?;
     let redacted = crate::config::redact_url(&url);
-    let client = crate::database::connect(&url)
+    let client = crate::database::connect_for(&url, args.timeout)
         .await
         .with_context(|| format!("maintain: {redacted}"))?;
-    let report = crate::database::maintenance::run(&client, args.retention).await?;
+    let run = crate::database::maintenance::run(&client, args.retention);
+    let report = within(args.timeout, "maintain", run).await??;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -334,10 +367,11 @@ async fn maintain(args: MaintainArgs) -> anyhow::Result<()> {
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let url = database_url(args.database_url, args.config.as_deref())?;
     let redacted = crate::config::redact_url(&url);
-    let mut client = crate::database::connect(&url)
+    let mut client = crate::database::connect_for(&url, args.timeout)
         .await
         .with_context(|| format!("migrate: {redacted}"))?;
-    let report = crate::database::migrate::run_to(&mut client, args.to.as_deref()).await?;
+    let run = crate::database::migrate::run_to(&mut client, args.to.as_deref());
+    let report = within(args.timeout, "migrate", run).await??;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -154,6 +154,10 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Give up after this long: connecting, querying and reading the answer together (a
+    /// database that accepts the connection and never answers cannot hold the command).
+    #[arg(long, default_value = "60s", value_parser = parse_span)]
+    pub timeout: Duration,
     #[command(flatten)]
     pub source: Source,
 }
@@ -252,6 +256,31 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
     if !filter.is_empty() && args.what == Kind::User {
         anyhow::bail!("--where is for the analyses, not `monitor query user`");
     }
+    let timeout = args.timeout;
+    let text = match tokio::time::timeout(timeout, query_text(url, &args, range, &filter)).await {
+        Ok(text) => text?,
+        Err(_) => anyhow::bail!(
+            "the database did not answer within {} (--timeout)",
+            humantime::format_duration(timeout)
+        ),
+    };
+    let Some(text) = text else {
+        return Ok(1);
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// The database part of `monitor query`, bounded as a whole by the caller: the printed
+/// text, or `None` when `monitor query user` found no such person (said on stderr).
+async fn query_text(
+    url: &str,
+    args: &QueryArgs,
+    range: crate::model::Range,
+    filter: &Filter,
+) -> anyhow::Result<Option<String>> {
     let client = query::connect(url).await?;
     let text = match (args.what, args.id.as_deref()) {
         (Kind::User, Some(id)) => match query::person::person(&client, id).await? {
@@ -260,7 +289,7 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
                 eprintln!(
                     "monitor: no event was ever sent with the id {id:?} (user or anonymous id)"
                 );
-                return Ok(1);
+                return Ok(None);
             }
         },
         (Kind::User, None) => {
@@ -273,7 +302,7 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
             let given = args.drop_off.as_deref().unwrap_or_default();
             let step = query::drill::parse_step(&args.steps, given)?;
             let d =
-                query::drill::drop_off_filtered(&client, range, &args.steps, step, &filter).await?;
+                query::drill::drop_off_filtered(&client, range, &args.steps, step, filter).await?;
             report::render_drop_off(&d, args.format)?
         }
         (Kind::Analysis(what), None) => {
@@ -283,16 +312,13 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<i32> {
             let params = Params {
                 range,
                 steps: &args.steps,
-                filter: &filter,
+                filter,
             };
             let report = query::run(&client, what, params).await?;
             report::render(&report, args.format)?
         }
     };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(0)
+    Ok(Some(text))
 }
 
 #[cfg(test)]

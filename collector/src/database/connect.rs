@@ -24,6 +24,10 @@ use tokio_postgres::Client;
 
 use super::{classify, ErrorClass};
 
+/// The longest `tcp_user_timeout`: how long sent data may stay unacknowledged before the
+/// kernel declares the peer dead, whatever the statements' own limit.
+const MAX_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The deadlines of one kind of caller.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -141,7 +145,9 @@ async fn open_one(url: &str, bounds: Bounds) -> Result<Conn, tokio_postgres::Err
         .keepalives_idle(Duration::from_secs(10))
         .keepalives_interval(Duration::from_secs(5))
         .keepalives_retries(3)
-        .tcp_user_timeout(bounds.operation);
+        // At most a minute of unacknowledged data, even for a command whose statements may
+        // run for hours (it would also stretch the keepalives' verdict on a dead peer).
+        .tcp_user_timeout(bounds.operation.min(MAX_TCP_USER_TIMEOUT));
     if config.get_application_name().is_none() {
         config.application_name("edge-collector");
     }

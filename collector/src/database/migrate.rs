@@ -21,7 +21,7 @@ mod embedded {
 }
 
 /// An arbitrary constant: the advisory lock key all migrators agree on ("edgemig" in ASCII).
-const LOCK_KEY: i64 = 0x0065_6467_656d_6967;
+pub const LOCK_KEY: i64 = 0x0065_6467_656d_6967;
 
 /// One logical migration with the variant chosen for an edition.
 #[derive(Debug, Clone)]

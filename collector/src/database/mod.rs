@@ -81,6 +81,18 @@ pub async fn connect(url: &str) -> Result<Conn, DbError> {
         .map_err(DbError::Connect)
 }
 
+/// Like [`connect`], for a command whose statements may run long (`collector migrate`'s
+/// backfills read every stored event; `collector maintain` drops chunks): each statement
+/// may take up to `operation` (also the server's `statement_timeout`) instead of the
+/// forwarder's 60 s.
+pub async fn connect_for(url: &str, operation: std::time::Duration) -> Result<Conn, DbError> {
+    let bounds = connect::Bounds {
+        operation,
+        ..connect::Bounds::default()
+    };
+    connect::open(url, bounds).await.map_err(DbError::Connect)
+}
+
 /// TLS for database connections, negotiated as the URL's `sslmode` says (`disable`,
 /// `prefer` — the default — or `require`), verified against the system's CA store. `None`
 /// when the system TLS library is unusable: then only plain connections work and a
