@@ -43,13 +43,17 @@ pub struct Entry {
     /// Its tab's title.
     pub title: &'static str,
     pub refresh: Refresh,
+    /// Whether the dashboard's filter (`--where`, `f`) applies to it: false for what is not
+    /// about events (collectors, database health) and for the Tail (its own filter).
+    pub filtered: bool,
 }
 
 /// Generates [`Analysis`], [`REGISTRY`], [`Report`], [`Snapshot`] and `with_model!` from one
 /// list; `$d` is a literal `$` for the inner macro.
 macro_rules! registry {
     ($d:tt $( $variant:ident ( $model:ident ) {
-        name: $name:ident, key: $key:literal, title: $title:literal, refresh: $refresh:ident $(,)?
+        name: $name:ident, key: $key:literal, title: $title:literal, refresh: $refresh:ident,
+        filtered: $filtered:literal $(,)?
     } ),* $(,)?) => {
         /// One analysis (one tab, one `monitor query` kind, one section of a refresh).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,6 +66,7 @@ macro_rules! registry {
             key: $key,
             title: $title,
             refresh: Refresh::$refresh,
+            filtered: $filtered,
         } ),* ];
 
         impl Analysis {
@@ -90,6 +95,11 @@ macro_rules! registry {
         pub struct Snapshot { $( pub $name: Option<model::$model> ),* }
 
         impl Snapshot {
+            /// Forgets what it holds for `analysis`.
+            pub fn clear(&mut self, analysis: Analysis) {
+                match analysis { $( Analysis::$variant => self.$name = None ),* }
+            }
+
             /// Stores `report` in its field.
             pub fn put(&mut self, report: Report) {
                 match report { $( Report::$variant(v) => self.$name = Some(v) ),* }
@@ -125,15 +135,33 @@ macro_rules! registry {
 }
 
 registry! { $
-    Live(Live) { name: live, key: '1', title: "Overview", refresh: Always },
-    Collectors(Collectors) { name: collectors, key: '2', title: "Collectors", refresh: Always },
-    Funnel(Funnel) { name: funnel, key: '3', title: "Funnel", refresh: Background },
-    Retention(Retention) { name: retention, key: '4', title: "Retention", refresh: Background },
-    Paths(Paths) { name: paths, key: '5', title: "Paths", refresh: Background },
-    Breakdown(Breakdown) { name: breakdown, key: '6', title: "Breakdown", refresh: Background },
-    Database(DatabaseHealth) { name: database, key: '7', title: "Database", refresh: Background },
-    Pages(Pages) { name: pages, key: '8', title: "Pages", refresh: Background },
-    Tail(Tail) { name: tail, key: '9', title: "Tail", refresh: Polls },
+    Live(Live) {
+        name: live, key: '1', title: "Overview", refresh: Always, filtered: true,
+    },
+    Collectors(Collectors) {
+        name: collectors, key: '2', title: "Collectors", refresh: Always, filtered: false,
+    },
+    Funnel(Funnel) {
+        name: funnel, key: '3', title: "Funnel", refresh: Background, filtered: true,
+    },
+    Retention(Retention) {
+        name: retention, key: '4', title: "Retention", refresh: Background, filtered: true,
+    },
+    Paths(Paths) {
+        name: paths, key: '5', title: "Paths", refresh: Background, filtered: true,
+    },
+    Breakdown(Breakdown) {
+        name: breakdown, key: '6', title: "Breakdown", refresh: Background, filtered: true,
+    },
+    Database(DatabaseHealth) {
+        name: database, key: '7', title: "Database", refresh: Background, filtered: false,
+    },
+    Pages(Pages) {
+        name: pages, key: '8', title: "Pages", refresh: Background, filtered: true,
+    },
+    Tail(Tail) {
+        name: tail, key: '9', title: "Tail", refresh: Polls, filtered: false,
+    },
 }
 
 impl Analysis {

@@ -70,15 +70,7 @@ impl App {
         for a in Analysis::queried().filter(|a| filtered(*a)) {
             self.section_at.remove(&a);
             self.section_errors.remove(&a);
-            match a {
-                Analysis::Live => self.data.live = None,
-                Analysis::Funnel => self.data.funnel = None,
-                Analysis::Retention => self.data.retention = None,
-                Analysis::Paths => self.data.paths = None,
-                Analysis::Breakdown => self.data.breakdown = None,
-                Analysis::Pages => self.data.pages = None,
-                _ => {}
-            }
+            self.data.clear(a);
         }
         self.drill = None;
         self.stale_fetch = self.fetch_started.is_some();
@@ -89,8 +81,5 @@ impl App {
 /// Whether the filter applies to `analysis` (the collectors and the database health are
 /// not about events; the Tail has its own filter).
 pub fn filtered(analysis: Analysis) -> bool {
-    !matches!(
-        analysis,
-        Analysis::Collectors | Analysis::Database | Analysis::Tail
-    )
+    analysis.entry().filtered
 }
