@@ -65,7 +65,7 @@ impl App {
 
     /// What `e` writes: a name for the file and the CSV, or why there is nothing.
     pub fn export_csv(&self) -> Result<(String, String), String> {
-        let failed = |e: anyhow::Error| format!("export failed: {e}");
+        let failed = |e: serde_json::Error| format!("export failed: {e}");
         if let Some(d) = &self.drill {
             if let Some(p) = &d.person {
                 return match p.data.ready() {

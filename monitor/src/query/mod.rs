@@ -48,7 +48,6 @@ pub mod retention;
 
 use std::{future::Future, time::Duration};
 
-use anyhow::Context;
 use thiserror::Error;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 use tokio_postgres::{types::ToSql, Client, NoTls};
@@ -87,11 +86,12 @@ pub async fn run(
 }
 
 /// "Now", or the time `MONITOR_AS_OF` holds.
-pub fn as_of(value: Option<&str>) -> anyhow::Result<OffsetDateTime> {
+pub fn as_of(value: Option<&str>) -> Result<OffsetDateTime, QueryError> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(OffsetDateTime::now_utc()),
-        Some(v) => OffsetDateTime::parse(v, &Rfc3339)
-            .with_context(|| format!("{AS_OF_ENV}={v:?} is not an RFC 3339 time")),
+        Some(v) => OffsetDateTime::parse(v, &Rfc3339).map_err(|e| {
+            QueryError::Range(format!("{AS_OF_ENV}={v:?} is not an RFC 3339 time: {e}"))
+        }),
     }
 }
 

@@ -9,7 +9,7 @@ use super::{Format, Table};
 use crate::model::DropOff;
 
 /// The drop-off in `format`, ending with a newline.
-pub fn render_drop_off(d: &DropOff, format: Format) -> anyhow::Result<String> {
+pub fn render_drop_off(d: &DropOff, format: Format) -> Result<String, serde_json::Error> {
     Ok(match format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(d)?;

@@ -39,7 +39,7 @@ pub(crate) trait Tabular {
 }
 
 /// The report in `format`, ending with a newline.
-pub fn render(report: &Report, format: Format) -> anyhow::Result<String> {
+pub fn render(report: &Report, format: Format) -> Result<String, serde_json::Error> {
     Ok(match format {
         Format::Json => {
             let mut s = with_report!(report, v => serde_json::to_string_pretty(v))?;

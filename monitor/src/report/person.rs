@@ -6,7 +6,7 @@ use super::{Format, Table};
 use crate::model::Person;
 
 /// The person in `format`, ending with a newline.
-pub fn render_person(p: &Person, format: Format) -> anyhow::Result<String> {
+pub fn render_person(p: &Person, format: Format) -> Result<String, serde_json::Error> {
     Ok(match format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(p)?;
