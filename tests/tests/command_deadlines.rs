@@ -59,6 +59,20 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Takes (`take`) or releases the advisory lock every `collector migrate` waits for, on
+/// `holder`'s session.
+async fn migrators_lock(holder: &tokio_postgres::Client, take: bool) -> anyhow::Result<()> {
+    let sql = if take {
+        "SELECT pg_advisory_lock($1)"
+    } else {
+        "SELECT pg_advisory_unlock($1)"
+    };
+    holder
+        .execute(sql, &[&collector::database::migrate::LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
 /// Runs the command on a thread, freezes `relay` after `after` (the command connected and
 /// waiting), and returns the command's output and wall time.
 fn frozen_midway(
@@ -139,12 +153,7 @@ async fn monitor_query_gives_up_at_its_timeout() -> anyhow::Result<()> {
 async fn collector_migrate_gives_up_at_its_timeout() -> anyhow::Result<()> {
     let db = TestDb::migrated("deadline_migrate").await?;
     let holder = db.client().await?;
-    holder
-        .execute(
-            "SELECT pg_advisory_lock($1)",
-            &[&collector::database::migrate::LOCK_KEY],
-        )
-        .await?;
+    migrators_lock(&holder, true).await?;
     let limit = Duration::from_secs(3) + MARGIN;
     let args = strings(&["migrate", "--timeout", "3s", "--database-url", &db.url]);
     let (out, took) = run("collector", &args, limit);
@@ -192,12 +201,7 @@ async fn collector_migrate_gives_up_at_its_timeout() -> anyhow::Result<()> {
         "the frozen session still waits for the lock"
     );
     // Free, the same command finds nothing to do.
-    holder
-        .execute(
-            "SELECT pg_advisory_unlock($1)",
-            &[&collector::database::migrate::LOCK_KEY],
-        )
-        .await?;
+    migrators_lock(&holder, false).await?;
     let args = strings(&["migrate", "--database-url", &db.url]);
     let (out, _) = run("collector", &args, Duration::from_secs(60));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -234,22 +238,12 @@ async fn collector_maintain_gives_up_at_its_timeout() -> anyhow::Result<()> {
 async fn collector_migrate_outlasts_the_forwarders_statement_limit() -> anyhow::Result<()> {
     let db = TestDb::migrated("deadline_long").await?;
     let holder = db.client().await?;
-    holder
-        .execute(
-            "SELECT pg_advisory_lock($1)",
-            &[&collector::database::migrate::LOCK_KEY],
-        )
-        .await?;
+    migrators_lock(&holder, true).await?;
     let args = strings(&["migrate", "--database-url", &db.url]);
     bin("collector")?; // built before the wait is timed
     let command = std::thread::spawn(move || run("collector", &args, Duration::from_secs(180)));
     tokio::time::sleep(Duration::from_secs(65)).await;
-    holder
-        .execute(
-            "SELECT pg_advisory_unlock($1)",
-            &[&collector::database::migrate::LOCK_KEY],
-        )
-        .await?;
+    migrators_lock(&holder, false).await?;
     let (out, took) = match command.join() {
         Ok(r) => r,
         Err(e) => std::panic::resume_unwind(e),
