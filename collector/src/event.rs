@@ -64,6 +64,55 @@ pub struct Context<'a> {
     pub source: Option<&'a str>,
 }
 
+impl Event {
+    /// The shape of one event in a buffer export (and what `collector buffer import`
+    /// reads back): the ingest API's fields plus lineage.
+    pub fn export_json(&self, received_at_us: i64, collector_id: &str) -> Value {
+        let e = self;
+        let rfc = |us: i64| {
+            from_micros(us)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let properties = e
+            .properties
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .unwrap_or(Value::Null);
+        let traits = e
+            .traits
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .unwrap_or(Value::Null);
+        let user_id = e
+            .app_user_id
+            .clone()
+            .or_else(|| e.user_id.map(|u| u.to_string()));
+        serde_json::json!({
+            "event_id": e.event_id.to_string(),
+            "user_id": user_id,
+            "anonymous_id": e.anonymous_id,
+            "traits": traits,
+            "source": e.source,
+            "session_id": e.session_id,
+            "event_type": e.event_type,
+            "event_name": e.event_name,
+            "page_url": e.page_url,
+            "referrer": e.referrer,
+            "device_type": e.device_type,
+            "browser": e.browser,
+            "os": e.os,
+            "country_code": e.country_code,
+            "region": e.region,
+            "city": e.city,
+            "event_time": rfc(e.event_time_us),
+            "properties": properties,
+            "received_at": rfc(received_at_us),
+            "collector_id": collector_id,
+        })
+    }
+}
+
 /// Validates one JSON value as an event. `index` is its position in the request.
 pub fn validate(
     value: &Value,

@@ -20,8 +20,9 @@
 //!
 //! Around it: [`server`] wires the stages and runs the listeners ([`connection`] serves one
 //! accepted connection, [`tls`] holds the certificate and its reload), [`admin`] exposes metrics
-//! and control, [`heartbeat`] records health into the buffer, [`ops`] holds the operator
-//! commands that work on a stopped collector's buffer, [`cli`] the command line.
+//! and control, [`heartbeat`] records health into the buffer, [`cli`] the command line and the
+//! bodies of the operator commands that work on a stopped collector's buffer (the only
+//! module that returns `anyhow` errors; the library's modules have their own error types).
 
 pub mod admin;
 pub mod allocator;
@@ -38,7 +39,6 @@ pub mod http;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
-pub mod ops;
 pub mod record;
 pub mod respond;
 pub mod server;

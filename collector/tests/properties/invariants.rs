@@ -149,7 +149,7 @@ pub(super) fn json_eq(a: &Value, b: &Value) -> bool {
 /// The JSON a client would send to get `e` back (with explicit browser/os/device_type):
 /// the buffer export's shape of the event without its lineage fields.
 pub(super) fn resubmission(e: &Event) -> Value {
-    let mut v = collector::ops::event_json(e, 0, "");
+    let mut v = e.export_json(0, "");
     if let Some(o) = v.as_object_mut() {
         o.remove("received_at");
         o.remove("collector_id");

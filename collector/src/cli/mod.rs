@@ -1,7 +1,10 @@
-//! Command-line interface of the `collector` binary: argument definitions and dispatch.
+//! Command-line interface of the `collector` binary: argument definitions and dispatch;
+//! the operator commands' bodies are beside it ([`buffer`]: `collector buffer …`,
+//! [`drain`]: `collector drain`).
 //!
 //! Invariant: every command has `--help`, and every failure reaches the user as one clear
-//! message and a non-zero exit code (via `anyhow` at this edge only).
+//! message and a non-zero exit code (via `anyhow`, at this edge only: nothing outside
+//! `cli/` returns an `anyhow` error).
 
 use std::path::PathBuf;
 
@@ -9,7 +12,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
 
-use crate::{config::Config, ops, server::Server};
+use crate::{config::Config, server::Server};
+
+mod buffer;
+mod drain;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -234,33 +240,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Migrate(args) => migrate(args).await.map(|_| 0),
         Command::Drain(args) => {
             let cfg = args.common.load(Map::new())?;
-            ops::drain(cfg, !args.quiet).await.map(|_| 0)
+            drain::run(cfg, !args.quiet).await.map(|_| 0)
         }
-        Command::Buffer(cmd) => buffer(cmd),
+        Command::Buffer(cmd) => buffer_command(cmd),
         Command::Maintain(args) => maintain(args).await.map(|_| 0),
     }
 }
 
-/// `collector buffer …`: each subcommand is one function of [`ops`].
-fn buffer(cmd: BufferCommand) -> anyhow::Result<i32> {
+/// `collector buffer …`: each subcommand is one function of [`buffer`].
+fn buffer_command(cmd: BufferCommand) -> anyhow::Result<i32> {
     let load = |c: &ConfigArgs| c.load(Map::new());
     match cmd {
-        BufferCommand::Stats { common, json } => ops::stats(&load(&common)?, json),
+        BufferCommand::Stats { common, json } => buffer::stats(&load(&common)?, json),
         BufferCommand::Export {
             common,
             out,
             remove,
-        } => ops::export(&load(&common)?, &out, remove),
-        BufferCommand::Import { common, file } => ops::import(&load(&common)?, &file),
-        BufferCommand::Verify { common } => ops::verify(&load(&common)?),
+        } => buffer::export(&load(&common)?, &out, remove),
+        BufferCommand::Import { common, file } => buffer::import(&load(&common)?, &file),
+        BufferCommand::Verify { common } => buffer::verify(&load(&common)?),
         BufferCommand::Quarantine(QuarantineCommand::List { common }) => {
-            ops::quarantine_list(&load(&common)?)
+            buffer::quarantine_list(&load(&common)?)
         }
         BufferCommand::Quarantine(QuarantineCommand::Retry { common }) => {
-            ops::quarantine_retry(&load(&common)?)
+            buffer::quarantine_retry(&load(&common)?)
         }
         BufferCommand::Quarantine(QuarantineCommand::Purge { common, yes }) => {
-            ops::quarantine_purge(&load(&common)?, yes)
+            buffer::quarantine_purge(&load(&common)?, yes)
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Operator commands on a stopped collector's buffer: stats, export, import, verify,
-//! quarantine, and drain.
+//! `collector buffer …`: the operator commands on a stopped collector's buffer (stats,
+//! export, import, verify, quarantine). Command bodies: they print, show progress and
+//! return the exit code, so they live at the command edge with [`super`].
 //!
 //! Invariants:
 //! - they refuse to run while a collector holds the buffer (sled locks its directory), with a
@@ -12,8 +13,6 @@ use std::{
     fs::File,
     io::{BufRead, BufReader, BufWriter, Read, Write},
     path::Path,
-    sync::Arc,
-    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
@@ -25,10 +24,7 @@ use crate::{
     buffer::Buffer,
     config::{Config, Limits},
     event::{self, Event},
-    forward::{Forwarder, Until},
-    metrics::Metrics,
     record::Record,
-    state::ForwardState,
 };
 
 /// Events per record when importing.
@@ -67,52 +63,7 @@ pub fn stats(cfg: &Config, as_json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The export/import shape of one event: the ingest API's fields plus lineage.
-pub fn event_json(e: &Event, received_at_us: i64, collector_id: &str) -> Value {
-    let rfc = |us: i64| {
-        event::from_micros(us)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
-    let properties = e
-        .properties
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<Value>(p).ok())
-        .unwrap_or(Value::Null);
-    let traits = e
-        .traits
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<Value>(p).ok())
-        .unwrap_or(Value::Null);
-    let user_id = e
-        .app_user_id
-        .clone()
-        .or_else(|| e.user_id.map(|u| u.to_string()));
-    json!({
-        "event_id": e.event_id.to_string(),
-        "user_id": user_id,
-        "anonymous_id": e.anonymous_id,
-        "traits": traits,
-        "source": e.source,
-        "session_id": e.session_id,
-        "event_type": e.event_type,
-        "event_name": e.event_name,
-        "page_url": e.page_url,
-        "referrer": e.referrer,
-        "device_type": e.device_type,
-        "browser": e.browser,
-        "os": e.os,
-        "country_code": e.country_code,
-        "region": e.region,
-        "city": e.city,
-        "event_time": rfc(e.event_time_us),
-        "properties": properties,
-        "received_at": rfc(received_at_us),
-        "collector_id": collector_id,
-    })
-}
-
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(super) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template(&format!(
         "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} ({{per_sec}}, ETA {{eta}})"
@@ -146,7 +97,7 @@ pub fn export(cfg: &Config, out: &Path, remove: bool) -> anyhow::Result<i32> {
                 for e in &r.events {
                     serde_json::to_writer(
                         &mut writer,
-                        &event_json(e, r.received_at_us, &r.collector_id),
+                        &e.export_json(r.received_at_us, &r.collector_id),
                     )?;
                     writer.write_all(b"\n")?;
                     events += 1;
@@ -342,7 +293,7 @@ pub fn quarantine_list(cfg: &Config) -> anyhow::Result<i32> {
     let buffer = open(cfg)?;
     for (_, q) in buffer.quarantined()? {
         for e in &q.record.events {
-            let mut v = event_json(e, q.record.received_at_us, &q.record.collector_id);
+            let mut v = e.export_json(q.record.received_at_us, &q.record.collector_id);
             v["quarantine_error"] = json!(q.error);
             println!("{v}");
         }
@@ -378,68 +329,4 @@ pub fn quarantine_purge(cfg: &Config, yes: bool) -> anyhow::Result<i32> {
     buffer.remove_quarantined(&keys)?;
     eprintln!("{} quarantined events deleted", keys.len());
     Ok(0)
-}
-
-/// `collector drain`: forwards the whole buffer with a progress bar, exits when it is empty.
-pub async fn drain(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
-    let url = cfg
-        .database_url
-        .clone()
-        .context("no database URL: pass --database-url or set DATABASE_URL")?;
-    let buffer = Buffer::open(&cfg.data_dir, &cfg.buffer)?;
-    let start = buffer.stats();
-    if start.events == 0 && start.pending_heartbeats == 0 {
-        eprintln!("the buffer is empty");
-        return Ok(());
-    }
-    let metrics = Metrics::new(buffer.flush_latency());
-    let state = Arc::new(ForwardState::new(false));
-    let forwarder = Forwarder::new(url, cfg.clone(), buffer.clone(), metrics, state.clone());
-    let (trigger, stop) = crate::shutdown::Shutdown::new();
-    let bar = if show_progress {
-        progress(start.events, "draining events")
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut run = tokio::spawn(forwarder.run_until(stop, Until::Empty));
-    let watcher = {
-        let bar = bar.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(state.forwarded());
-                if let Some(e) = state.last_error() {
-                    if !state.database_up() {
-                        bar.set_message(e);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    tokio::select! {
-        _ = crate::shutdown::signal()? => {
-            trigger.fire();
-            eprintln!("interrupted: batches in flight are abandoned and stay in the buffer");
-            // Every database step races the signal, so this is prompt; the bound is a guard.
-            if tokio::time::timeout(Duration::from_secs(5), &mut run).await.is_err() {
-                run.abort();
-            }
-        }
-        _ = &mut run => {}
-    }
-    watcher.abort();
-    bar.finish_and_clear();
-    buffer.flush()?;
-    let end = buffer.stats();
-    eprintln!(
-        "forwarded {} events; {} left in the buffer; {} quarantined",
-        state.forwarded(),
-        end.events,
-        state.quarantined()
-    );
-    if end.events > 0 {
-        bail!("the buffer is not empty ({} events left)", end.events);
-    }
-    Ok(())
 }
