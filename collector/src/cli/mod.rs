@@ -1,6 +1,6 @@
 //! Command-line interface of the `collector` binary: argument definitions and dispatch;
-//! the operator commands' bodies are beside it ([`buffer`]: `collector buffer …`,
-//! [`drain`]: `collector drain`).
+//! the operator commands' bodies are beside it (`buffer.rs`: `collector buffer …`,
+//! `drain.rs`: `collector drain`).
 //!
 //! Invariant: every command has `--help`, and every failure reaches the user as one clear
 //! message and a non-zero exit code (via `anyhow`, at this edge only: nothing outside
@@ -247,7 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// `collector buffer …`: each subcommand is one function of [`buffer`].
+/// `collector buffer …`: each subcommand is one function of `buffer.rs`.
 fn buffer_command(cmd: BufferCommand) -> anyhow::Result<i32> {
     let load = |c: &ConfigArgs| c.load(Map::new());
     match cmd {

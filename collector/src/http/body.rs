@@ -1,6 +1,9 @@
-//! Request bodies: read under the limits and the in-flight memory bound, decoded (gzip;
-//! PostHog's forms in [`super::form`]), or — for a request refused before its body was
-//! read — read and thrown away.
+//! Request bodies: read under the limits and the in-flight memory bound, decoded (gzip,
+//! then the protocol's own [`BodyEncoding`], such as PostHog's forms in [`super::form`]),
+//! or — for a request refused before its body was read — read and thrown away.
+//!
+//! A protocol with its own body forms implements [`BodyEncoding`] in its own file and
+//! returns it from [`protocol::Protocol::body_encoding`]; nothing here names a protocol.
 //!
 //! Invariants: no byte is read before the request's memory is charged
 //! ([`crate::memory`]); a body larger than `max_body_bytes` as sent, or `max_decoded_bytes`
@@ -17,6 +20,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use serde_json::Value;
+
+use std::{future::Future, pin::Pin};
 
 use crate::memory::{self, Held};
 
@@ -40,17 +45,14 @@ impl Ingest {
             return Ok((vec![parse::query_message(query)], None, query.len()));
         }
         let p = route.protocol;
-        let media = match (p.any_content_type(), p.body_form()) {
+        let encoding = p.body_encoding();
+        let media = match (p.any_content_type(), encoding.takes_forms()) {
             (true, _) => Media::Any,
-            (false, protocol::BodyForm::PostHog) => Media::JsonOrForm,
-            (false, protocol::BodyForm::Json) => Media::Json,
+            (false, true) => Media::JsonOrForm,
+            (false, false) => Media::Json,
         };
-        let mut bytes = self.read_body(&parts.headers, body, held, media).await?;
-        if p.body_form() == protocol::BodyForm::PostHog {
-            bytes = self
-                .decode_posthog(bytes, &parts.headers, parts.uri.query(), held)
-                .await?;
-        }
+        let bytes = self.read_body(&parts.headers, body, held, media).await?;
+        let bytes = encoding.decode(self, bytes, parts, held).await?;
         self.charge(held, memory::PARSE_FACTOR * bytes.len() as u64)
             .await?;
         let single = route.shape == protocol::Shape::One;
@@ -221,6 +223,46 @@ pub(super) async fn linger(mut body: Incoming, limits: &crate::config::Limits) {
         }
     };
     let _ = tokio::time::timeout(total, drain).await;
+}
+
+/// A body's decoding into JSON bytes.
+pub type Decoded<'a> = Pin<Box<dyn Future<Output = Result<Bytes, Refusal>> + Send + 'a>>;
+
+/// How a protocol's bodies are encoded beyond `Content-Encoding` (which [`Ingest`] has
+/// already undone when [`BodyEncoding::decode`] runs).
+///
+/// Invariant: `decode` charges what it allocates to `held` before allocating it
+/// (`Ingest::charge`) and returns at most `limits.max_decoded_bytes`; a malformed body is
+/// a 4xx [`Refusal`] naming its form.
+pub trait BodyEncoding: Sync {
+    /// Whether bodies may come as forms (`application/x-www-form-urlencoded`), besides
+    /// JSON and `text/plain`.
+    fn takes_forms(&self) -> bool {
+        false
+    }
+    /// The JSON bytes `raw` carries.
+    fn decode<'a>(
+        &'a self,
+        ingest: &'a Ingest,
+        raw: Bytes,
+        parts: &'a http::request::Parts,
+        held: &'a mut Held,
+    ) -> Decoded<'a>;
+}
+
+/// Bodies that are JSON as they are (every protocol but PostHog's).
+pub struct PlainJson;
+
+impl BodyEncoding for PlainJson {
+    fn decode<'a>(
+        &'a self,
+        _: &'a Ingest,
+        raw: Bytes,
+        _: &'a http::request::Parts,
+        _: &'a mut Held,
+    ) -> Decoded<'a> {
+        Box::pin(std::future::ready(Ok(raw)))
+    }
 }
 
 /// The longest a lingering body may pause between two reads.

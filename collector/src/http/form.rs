@@ -28,7 +28,28 @@ use http::{header, HeaderMap, StatusCode};
 
 use crate::memory::Held;
 
-use super::{Ingest, Refusal};
+use super::{
+    body::{BodyEncoding, Decoded},
+    Ingest, Refusal,
+};
+
+/// PostHog's body forms as a [`BodyEncoding`] (what its protocol reads bodies with).
+pub struct PostHogForms;
+
+impl BodyEncoding for PostHogForms {
+    fn takes_forms(&self) -> bool {
+        true
+    }
+    fn decode<'a>(
+        &'a self,
+        ingest: &'a Ingest,
+        raw: Bytes,
+        parts: &'a http::request::Parts,
+        held: &'a mut Held,
+    ) -> Decoded<'a> {
+        Box::pin(ingest.decode_posthog(raw, &parts.headers, parts.uri.query(), held))
+    }
+}
 
 /// The form media type.
 pub const FORM_MIME: &str = "application/x-www-form-urlencoded";
@@ -69,7 +90,7 @@ impl Compression {
 impl Ingest {
     /// A PostHog body (already read, and decoded if it had a `Content-Encoding`) as JSON
     /// bytes: see the module documentation for the forms and the order they are tried in.
-    pub(super) async fn decode_posthog(
+    async fn decode_posthog(
         &self,
         raw: Bytes,
         headers: &HeaderMap,

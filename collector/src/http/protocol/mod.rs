@@ -4,7 +4,9 @@
 //! A protocol only *translates*: it rewrites the messages it recognises into seed-shaped
 //! JSON events ([`crate::event::validate`]'s input), so every protocol shares one validation
 //! and one set of limits, and nothing a protocol produces can reach the buffer unvalidated.
-//! Adding a protocol is its own file plus its rows in [`ROUTES`].
+//! Adding a protocol is its own file plus its rows in [`ROUTES`] (and, when its bodies have
+//! forms of their own, a [`BodyEncoding`] in its own file, as PostHog's in
+//! [`crate::http::form`]).
 //!
 //! Invariant: a route's path is unique (one method sends events to it); a trailing slash is tolerated; a protocol never
 //! drops a message (one it cannot translate is left as it is, and validation refuses it
@@ -19,6 +21,7 @@ use http::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use super::body::{BodyEncoding, PlainJson};
 use super::Refusal;
 use crate::{config::Limits, event::FieldError};
 
@@ -34,16 +37,6 @@ pub enum Shape {
     /// No body: the query string's parameters are one message (a pixel `GET`); all or
     /// nothing.
     Query,
-}
-
-/// How a protocol's bodies are encoded besides `Content-Encoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyForm {
-    /// JSON as it is (labelled as the protocol allows: [`Protocol::any_content_type`]).
-    Json,
-    /// PostHog's: JSON, or gzip / base64 as the `compression` query parameter or form field
-    /// says (or the bytes show), or a form body whose `data` field holds the JSON.
-    PostHog,
 }
 
 /// What a route answers once its events are stored.
@@ -80,10 +73,10 @@ pub trait Protocol: Sync {
     fn envelope(&self) -> &'static str {
         "batch"
     }
-    /// How a body is encoded beyond `Content-Encoding`: plain JSON, or PostHog's forms
-    /// (the `compression` parameter, form bodies, base64; [`crate::http::form`]).
-    fn body_form(&self) -> BodyForm {
-        BodyForm::Json
+    /// How a body is encoded beyond `Content-Encoding` (plain JSON unless the protocol has
+    /// its own forms, like PostHog's in [`crate::http::form`]).
+    fn body_encoding(&self) -> &'static dyn BodyEncoding {
+        &PlainJson
     }
     /// Whether a body object that is neither an array nor an envelope, but has a string
     /// `event`, is one message (PostHog's lone event on `/e/`, `/capture/`, `/i/v0/e/`).

@@ -33,8 +33,8 @@ use uuid::Uuid;
 
 use http::StatusCode;
 
-use super::{BodyForm, Protocol, Request};
-use crate::http::Refusal;
+use super::{BodyEncoding, Protocol, Request};
+use crate::http::{form::PostHogForms, Refusal};
 
 pub struct PostHog;
 
@@ -67,8 +67,8 @@ impl Protocol for PostHog {
     fn key_in_body(&self) -> bool {
         true
     }
-    fn body_form(&self) -> BodyForm {
-        BodyForm::PostHog
+    fn body_encoding(&self) -> &'static dyn BodyEncoding {
+        &PostHogForms
     }
     fn lone_message(&self) -> bool {
         true
