@@ -1,8 +1,8 @@
 //! Request bodies: read under the limits and the in-flight memory bound, decoded (gzip,
-//! then the protocol's own [`BodyEncoding`], such as PostHog's forms in [`super::form`]),
+//! then the protocol's own [`super::encoding::BodyEncoding`], such as PostHog's forms in [`super::form`]),
 //! or — for a request refused before its body was read — read and thrown away.
 //!
-//! A protocol with its own body forms implements [`BodyEncoding`] in its own file and
+//! A protocol with its own body forms implements that trait in its own file and
 //! returns it from [`protocol::Protocol::body_encoding`]; nothing here names a protocol.
 //!
 //! Invariants: no byte is read before the request's memory is charged
@@ -20,8 +20,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use serde_json::Value;
-
-use std::{future::Future, pin::Pin};
 
 use crate::memory::{self, Held};
 
@@ -223,46 +221,6 @@ pub(super) async fn linger(mut body: Incoming, limits: &crate::config::Limits) {
         }
     };
     let _ = tokio::time::timeout(total, drain).await;
-}
-
-/// A body's decoding into JSON bytes.
-pub type Decoded<'a> = Pin<Box<dyn Future<Output = Result<Bytes, Refusal>> + Send + 'a>>;
-
-/// How a protocol's bodies are encoded beyond `Content-Encoding` (which [`Ingest`] has
-/// already undone when [`BodyEncoding::decode`] runs).
-///
-/// Invariant: `decode` charges what it allocates to `held` before allocating it
-/// (`Ingest::charge`) and returns at most `limits.max_decoded_bytes`; a malformed body is
-/// a 4xx [`Refusal`] naming its form.
-pub trait BodyEncoding: Sync {
-    /// Whether bodies may come as forms (`application/x-www-form-urlencoded`), besides
-    /// JSON and `text/plain`.
-    fn takes_forms(&self) -> bool {
-        false
-    }
-    /// The JSON bytes `raw` carries.
-    fn decode<'a>(
-        &'a self,
-        ingest: &'a Ingest,
-        raw: Bytes,
-        parts: &'a http::request::Parts,
-        held: &'a mut Held,
-    ) -> Decoded<'a>;
-}
-
-/// Bodies that are JSON as they are (every protocol but PostHog's).
-pub struct PlainJson;
-
-impl BodyEncoding for PlainJson {
-    fn decode<'a>(
-        &'a self,
-        _: &'a Ingest,
-        raw: Bytes,
-        _: &'a http::request::Parts,
-        _: &'a mut Held,
-    ) -> Decoded<'a> {
-        Box::pin(std::future::ready(Ok(raw)))
-    }
 }
 
 /// The longest a lingering body may pause between two reads.

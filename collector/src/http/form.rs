@@ -29,7 +29,7 @@ use http::{header, HeaderMap, StatusCode};
 use crate::memory::Held;
 
 use super::{
-    body::{BodyEncoding, Decoded},
+    encoding::{BodyEncoding, Decoded},
     Ingest, Refusal,
 };
 

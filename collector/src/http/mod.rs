@@ -6,8 +6,8 @@
 //! /health`, `GET /ready`, `GET /tracker.js`, and CORS preflights.
 //!
 //! Files: this one routes and runs a request through the stage; [`auth`] checks write
-//! keys, [`body`] reads and decodes bodies under the memory bound ([`form`]: PostHog's
-//! gzip, base64 and form bodies), [`parse`] turns a body
+//! keys, [`body`] reads and decodes bodies under the memory bound (gzip, then the route's
+//! protocol's [`encoding`]; [`form`]: PostHog's base64 and form bodies), [`parse`] turns a body
 //! into validated events (pure: fuzzed and property-tested), [`protocol`] translates the
 //! client libraries' messages, [`cors`] answers browsers, [`geo`] locates the events without
 //! a country by the client's address.
@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod body;
 pub mod cors;
+pub mod encoding;
 pub mod form;
 pub mod geo;
 pub mod parse;

@@ -21,7 +21,7 @@ use http::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use super::body::{BodyEncoding, PlainJson};
+pub use super::encoding::{BodyEncoding, PlainJson};
 use super::Refusal;
 use crate::{config::Limits, event::FieldError};
 
