@@ -17,7 +17,9 @@
 //!   printed table uses).
 //!
 //! Invariant: adding an analysis is its model type, its query module, its view module and
-//! its registry entry; nothing else lists the analyses.
+//! its registry entry; nothing else lists the analyses. Likewise adding a list view (`/`
+//! search, `s`/`S` sort) is its entry in [`app::lists`]' table and its row-key function;
+//! nothing else lists the lists.
 
 pub mod analysis;
 pub mod app;

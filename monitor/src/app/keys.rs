@@ -12,14 +12,23 @@ use super::{App, Cmd, Input, List, TimeRange};
 use crate::analysis::Analysis;
 
 impl App {
-    /// Rows the current view's selection moves over.
+    /// Rows the current view's selection moves over: its list's arranged rows when the
+    /// list selects ([`super::lists::LISTS`]; the Collectors list even under the detail,
+    /// where ↑↓ steps through the collectors); else one count each for the views that
+    /// select something not a list. These stay a match, not a table: they have no search,
+    /// sort or name, each is one field of its model, and this is the one place they are
+    /// counted; a view with nothing to select has no rows.
     fn row_count(&self, view: Analysis) -> usize {
+        if let Some(list) = List::of_view(view) {
+            return if list.entry().selects {
+                self.arranged(list).len()
+            } else {
+                0
+            };
+        }
         match view {
-            Analysis::Collectors => self.arranged(List::Collectors).len(),
             Analysis::Funnel => self.data.funnel.as_ref().map_or(0, |f| f.steps.len()),
             Analysis::Retention => self.data.retention.as_ref().map_or(0, |r| r.cohorts.len()),
-            Analysis::Paths => self.arranged(List::Paths).len(),
-            Analysis::Pages => self.arranged(List::Pages).len(),
             Analysis::Database => self.data.database.as_ref().map_or(0, |d| d.jobs.len()),
             _ => 0,
         }

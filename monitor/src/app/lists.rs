@@ -3,10 +3,20 @@
 //! from [`arrange`] — for Top events, the breakdown tables, pages, paths, collectors and
 //! the funnel drill-down.
 //!
+//! [`LISTS`], made by the one [`lists!`] invocation below, is the one table of the lists:
+//! each entry is the [`List`] variant, its name, its sort columns, the view it belongs to
+//! (none: the drill-down's), whether that view's selection moves over its rows, and how
+//! its rows' [`Entry`]s are read from the state. [`List`]'s methods, [`App::current_list`],
+//! [`App::arranged`] and the key map's row count all read the table; so adding a list is
+//! one entry and its row-key function (rows → [`Entry`]s, like [`pages`]), and its view
+//! module draws [`App::arranged`].
+//!
 //! Invariant: arranging is a pure function of the rows and the list's [`ListState`]: it
 //! returns indices into the model's rows (never copies or changes them), so the selection,
 //! a click and Enter always name the row that is drawn; no search and no sort is the
 //! query's order; a search matches case-insensitively anywhere in a row's text columns.
+//! [`LISTS`] lists every [`List`] once, in declaration order ([`List::index`]), and at
+//! most one list per view.
 
 use std::cmp::Ordering;
 
@@ -17,17 +27,6 @@ use crate::{
 };
 
 use super::CollectorLine;
-
-/// A list with its own search and sort.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum List {
-    TopEvents,
-    Collectors,
-    Paths,
-    Breakdown,
-    Pages,
-    DropOff,
-}
 
 /// One sortable column: its header's name and whether it sorts as a number (numbers sort
 /// largest first, text A to Z, before `S` reverses).
@@ -51,60 +50,120 @@ const fn num(name: &'static str) -> Column {
     }
 }
 
-impl List {
-    pub const ALL: [List; 6] = [
-        List::TopEvents,
-        List::Collectors,
-        List::Paths,
-        List::Breakdown,
-        List::Pages,
-        List::DropOff,
-    ];
+/// How a list's rows reach [`arrange`]: the function calls `order` with their entries
+/// and returns its answer (None: no data yet). A continuation rather than a return value,
+/// since entries borrow their rows and some rows (the collectors') are built on the fly.
+pub type Rows = fn(&App, order: &dyn Fn(&[Entry<'_>]) -> Vec<usize>) -> Option<Vec<usize>>;
 
+/// One list's entry in [`LISTS`].
+#[derive(Clone, Copy)]
+pub struct ListEntry {
+    pub list: List,
+    /// What the status line and the export call it.
+    pub name: &'static str,
+    /// The columns `s` cycles through, in order.
+    pub columns: &'static [Column],
+    /// The view whose list it is (None: the funnel's drill-down, not a view).
+    pub view: Option<Analysis>,
+    /// Whether the view's selection (↑↓, a click) moves over its rows; false for tables
+    /// drawn without a selected row (top events, the breakdown).
+    pub selects: bool,
+    pub rows: Rows,
+}
+
+/// Generates [`List`], [`LISTS`] and [`List::ALL`] from one list of entries.
+macro_rules! lists {
+    ($( $variant:ident {
+        name: $name:literal, view: $view:expr, selects: $selects:literal,
+        columns: [ $( $column:expr ),* $(,)? ],
+        rows: $rows:expr $(,)?
+    } ),* $(,)?) => {
+        /// A list with its own search and sort.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum List { $( $variant ),* }
+
+        /// Every list, in [`List`]'s order.
+        pub const LISTS: &[ListEntry] = &[ $( ListEntry {
+            list: List::$variant,
+            name: $name,
+            columns: &[ $( $column ),* ],
+            view: $view,
+            selects: $selects,
+            rows: $rows,
+        } ),* ];
+
+        impl List {
+            /// Every list, in [`LISTS`]' order.
+            pub const ALL: [List; LISTS.len()] = [ $( List::$variant ),* ];
+        }
+    };
+}
+
+lists! {
+    TopEvents {
+        name: "top events", view: Some(Analysis::Live), selects: false,
+        columns: [text("Event"), num("Events")],
+        rows: |app, order| app.data.live.as_ref().map(|l| order(&top_events(&l.top_events))),
+    },
+    Collectors {
+        name: "collectors", view: Some(Analysis::Collectors), selects: true,
+        columns: [
+            text("Collector"), text("Region"), num("Age"), num("Buffered"), num("Fill"),
+            num("Rate"),
+        ],
+        rows: |app, order| Some(order(&collectors(&app.collector_lines()))),
+    },
+    Paths {
+        name: "paths", view: Some(Analysis::Paths), selects: true,
+        columns: [text("From"), text("To"), num("Count"), num("Avg gap")],
+        rows: |app, order| app.data.paths.as_ref().map(|p| order(&paths(&p.transitions))),
+    },
+    Breakdown {
+        // The view arranges its three tables each with this one state; `App::arranged`
+        // answers for the first (by event).
+        name: "breakdown", view: Some(Analysis::Breakdown), selects: false,
+        columns: [text("Key"), num("Events"), num("Users")],
+        rows: |app, order| app.data.breakdown.as_ref().map(|b| order(&breakdown(&b.by_event))),
+    },
+    Pages {
+        name: "pages", view: Some(Analysis::Pages), selects: true,
+        columns: [text("Page"), num("Views"), num("Users")],
+        rows: |app, order| app.data.pages.as_ref().map(|p| order(&pages(&p.pages))),
+    },
+    DropOff {
+        name: "drop-off", view: None, selects: true,
+        columns: [text("Session"), text("Person"), text("Last event"), num("Time")],
+        rows: |app, order| {
+            let d = app.drill.as_ref()?.list.ready()?;
+            Some(order(&drop_off(&d.sessions)))
+        },
+    },
+}
+
+impl List {
     pub fn index(self) -> usize {
         self as usize
     }
 
+    /// Its entry in [`LISTS`].
+    pub fn entry(self) -> &'static ListEntry {
+        // The macro builds the enum and the table from one list, in the same order.
+        &LISTS[self.index()]
+    }
+
     /// The columns `s` cycles through, in order.
     pub fn columns(self) -> &'static [Column] {
-        const TOP: [Column; 2] = [text("Event"), num("Events")];
-        const FLEET: [Column; 6] = [
-            text("Collector"),
-            text("Region"),
-            num("Age"),
-            num("Buffered"),
-            num("Fill"),
-            num("Rate"),
-        ];
-        const PATHS: [Column; 4] = [text("From"), text("To"), num("Count"), num("Avg gap")];
-        const BREAKDOWN: [Column; 3] = [text("Key"), num("Events"), num("Users")];
-        const PAGES: [Column; 3] = [text("Page"), num("Views"), num("Users")];
-        const DROP: [Column; 4] = [
-            text("Session"),
-            text("Person"),
-            text("Last event"),
-            num("Time"),
-        ];
-        match self {
-            List::TopEvents => &TOP,
-            List::Collectors => &FLEET,
-            List::Paths => &PATHS,
-            List::Breakdown => &BREAKDOWN,
-            List::Pages => &PAGES,
-            List::DropOff => &DROP,
-        }
+        self.entry().columns
     }
 
     /// What the status line and the export call it.
     pub fn name(self) -> &'static str {
-        match self {
-            List::TopEvents => "top events",
-            List::Collectors => "collectors",
-            List::Paths => "paths",
-            List::Breakdown => "breakdown",
-            List::Pages => "pages",
-            List::DropOff => "drop-off",
-        }
+        self.entry().name
+    }
+
+    /// The list of `view` (None: a view without one).
+    pub fn of_view(view: Analysis) -> Option<List> {
+        LISTS.iter().find(|e| e.view == Some(view)).map(|e| e.list)
     }
 }
 
@@ -278,58 +337,26 @@ pub fn drop_off(rows: &[DropSession]) -> Vec<Entry<'_>> {
 
 impl App {
     /// The list the keys `/`, `s`, `S` act on: the drill-down when it is open, else the
-    /// current view's (None: a view without one; the Tail has its own filter).
+    /// current view's (None: a view without one; the Tail has its own filter; the collector
+    /// detail, which hides the Collectors list).
     pub fn current_list(&self) -> Option<List> {
         if let Some(d) = &self.drill {
             return d.person.is_none().then_some(List::DropOff);
         }
-        match self.view {
-            Analysis::Live => Some(List::TopEvents),
-            Analysis::Collectors if !self.detail => Some(List::Collectors),
-            Analysis::Paths => Some(List::Paths),
-            Analysis::Breakdown => Some(List::Breakdown),
-            Analysis::Pages => Some(List::Pages),
-            _ => None,
+        if self.detail {
+            return None;
         }
+        List::of_view(self.view)
     }
 
     pub fn list_state(&self, list: List) -> &ListState {
         &self.lists[list.index()]
     }
 
-    /// The rows `list` draws, in order (the breakdown's three tables are arranged each by
-    /// [`arrange`] with the same state).
+    /// The rows `list` draws, in order (none before its data arrives).
     pub fn arranged(&self, list: List) -> Vec<usize> {
         let state = self.list_state(list);
-        match list {
-            List::TopEvents => self
-                .data
-                .live
-                .as_ref()
-                .map(|l| arrange(list, state, &top_events(&l.top_events))),
-            List::Collectors => Some(arrange(list, state, &collectors(&self.collector_lines()))),
-            List::Paths => self
-                .data
-                .paths
-                .as_ref()
-                .map(|p| arrange(list, state, &paths(&p.transitions))),
-            List::Breakdown => self
-                .data
-                .breakdown
-                .as_ref()
-                .map(|b| arrange(list, state, &breakdown(&b.by_event))),
-            List::Pages => self
-                .data
-                .pages
-                .as_ref()
-                .map(|p| arrange(list, state, &pages(&p.pages))),
-            List::DropOff => self
-                .drill
-                .as_ref()
-                .and_then(|d| d.list.ready())
-                .map(|d| arrange(list, state, &drop_off(&d.sessions))),
-        }
-        .unwrap_or_default()
+        (list.entry().rows)(self, &|entries| arrange(list, state, entries)).unwrap_or_default()
     }
 
     /// `s`: the next sort column (after the last, the query's order again).
@@ -371,15 +398,34 @@ impl App {
         self.reset_selection(list);
     }
 
-    /// A new order or filter: the selection goes back to the first row.
+    /// A new order or filter: the selection goes back to the first row (the drill-down's
+    /// for its list, else that of the list's own view).
     fn reset_selection(&mut self, list: List) {
-        match list {
-            List::DropOff => {
+        match list.entry().view {
+            None => {
                 if let Some(d) = self.drill.as_mut() {
                     d.selected = 0;
                 }
             }
-            _ => self.selected[self.view.index()] = 0,
+            Some(view) => self.selected[view.index()] = 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_each_list_once_and_each_view_at_most_once() {
+        for (i, e) in LISTS.iter().enumerate() {
+            assert_eq!(e.list.index(), i);
+            assert_eq!(List::ALL[i], e.list);
+            if let Some(v) = e.view {
+                assert_eq!(List::of_view(v), Some(e.list));
+            }
+        }
+        assert_eq!(List::of_view(Analysis::Funnel), None);
+        assert_eq!(List::DropOff.entry().view, None);
     }
 }
