@@ -208,25 +208,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Some(Command::Query(args)) => run_query(args).await,
         Some(Command::Tail(args)) => {
-            crate::tail::command::run(crate::tail::command::Options {
+            let opts = crate::tail::command::Options {
                 collectors: args.source.collectors,
                 admin_token: args.source.admin_token,
                 filter: args.filter.join(" "),
                 limit: args.limit,
                 follow: args.follow,
                 interval: args.interval,
-            })
-            .await
+            };
+            Ok(crate::tail::command::run(opts).await?)
         }
         None => {
             let t = cli.tui;
             match t.bench {
                 Some(n) => {
-                    tui::bench_main(t.source.database_url, &t.bench_range, &t.steps, n).await
+                    Ok(tui::bench_main(t.source.database_url, &t.bench_range, &t.steps, n).await?)
                 }
                 None => {
                     let filter = Filter::parse(&t.filter).context("--where")?;
-                    tui::run(tui::Options {
+                    Ok(tui::run(tui::Options {
                         filter,
                         database_url: t.source.database_url,
                         collectors: t.source.collectors,
@@ -235,7 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         steps: t.steps,
                         max_replica_lag: t.max_replica_lag,
                     })
-                    .await
+                    .await?)
                 }
             }
         }

@@ -130,6 +130,27 @@ pub fn parse_address(address: &str) -> Result<Target, PollError> {
     })
 }
 
+/// A `--collector` address that does not parse, named as the command line gave it (the
+/// dashboard and `monitor tail` refuse it before they start).
+#[derive(Debug, Error)]
+#[error("--collector {address:?}")]
+pub struct BadCollector {
+    pub address: String,
+    #[source]
+    pub source: PollError,
+}
+
+/// Checks every `--collector` address; the first that does not parse is the error.
+pub fn check_addresses(addresses: &[String]) -> Result<(), BadCollector> {
+    for address in addresses {
+        parse_address(address).map_err(|source| BadCollector {
+            address: address.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Polls one collector.
 pub async fn poll(
     address: &str,

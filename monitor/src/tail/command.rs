@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
+use thiserror::Error;
 use time::OffsetDateTime;
 
 use super::{feed::PAGE_LIMIT, Filter};
@@ -31,13 +31,27 @@ pub struct Options {
     pub interval: Duration,
 }
 
+/// Why `monitor tail` stopped with an error (usage errors and unreachable collectors are
+/// exit codes, said on stderr, not errors).
+#[derive(Debug, Error)]
+pub enum TailError {
+    #[error(transparent)]
+    Collector(#[from] poll::BadCollector),
+    /// An event that would not serialize.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Writing to stdout failed (other than its reader going away).
+    #[error(transparent)]
+    Stdout(#[from] io::Error),
+}
+
 /// Exit code when nothing could be read.
 const UNREACHABLE: i32 = 1;
 /// Exit code for a usage error.
 const USAGE: i32 = 2;
 
 /// Runs `monitor tail`; returns the exit code.
-pub async fn run(opts: Options) -> anyhow::Result<i32> {
+pub async fn run(opts: Options) -> Result<i32, TailError> {
     if opts.collectors.is_empty() {
         eprintln!(
             "monitor tail: give at least one --collector ADDRESS (a collector's admin \
@@ -45,9 +59,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
         );
         return Ok(USAGE);
     }
-    for address in &opts.collectors {
-        poll::parse_address(address).with_context(|| format!("--collector {address:?}"))?;
-    }
+    poll::check_addresses(&opts.collectors)?;
     let filter = match Filter::parse(&opts.filter) {
         Ok(f) => f,
         Err(e) => {
@@ -98,7 +110,7 @@ pub async fn run(opts: Options) -> anyhow::Result<i32> {
 }
 
 /// Writes one JSON line per event; `false` once stdout is closed.
-fn print<'a>(events: impl Iterator<Item = &'a TailEvent>) -> anyhow::Result<bool> {
+fn print<'a>(events: impl Iterator<Item = &'a TailEvent>) -> Result<bool, TailError> {
     let mut out = io::stdout().lock();
     for e in events {
         let line = serde_json::to_string(e)?;

@@ -4,7 +4,7 @@
 //! Invariant: it runs exactly the dashboard's fetch ([`super::fetch_snapshot`]) over the
 //! registry's analyses, on one connection, and only prints.
 
-use anyhow::Context;
+use thiserror::Error;
 use time::OffsetDateTime;
 
 use super::fetch;
@@ -13,6 +13,19 @@ use crate::{
     app::{Fetched, TimeRange},
 };
 
+/// Why the benchmark could not run.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    #[error("--bench needs --database-url")]
+    NoDatabase,
+    /// `--bench-range` is not one of the dashboard's ranges.
+    #[error("--bench-range {0:?}: use 15m, 1h, 24h, 7d or 30d")]
+    Range(String),
+    /// The database could not be reached (the fetch worker's one-line reason).
+    #[error("{0}")]
+    Connect(String),
+}
+
 /// Runs `refreshes` refreshes for `range` back from now, as the dashboard does, on one
 /// connection; returns each one's result (with per-query and total times).
 pub async fn bench(
@@ -20,8 +33,8 @@ pub async fn bench(
     range: TimeRange,
     steps: &[String],
     refreshes: usize,
-) -> anyhow::Result<Vec<Fetched>> {
-    let client = fetch::connect(url).await.map_err(anyhow::Error::msg)?;
+) -> Result<Vec<Fetched>, BenchError> {
+    let client = fetch::connect(url).await.map_err(BenchError::Connect)?;
     let mut out = Vec::with_capacity(refreshes);
     for _ in 0..refreshes {
         let window = range.window(OffsetDateTime::now_utc());
@@ -50,12 +63,12 @@ pub async fn bench_main(
     bench_range: &str,
     steps: &[String],
     refreshes: usize,
-) -> anyhow::Result<i32> {
-    let url = database_url.context("--bench needs --database-url")?;
+) -> Result<i32, BenchError> {
+    let url = database_url.ok_or(BenchError::NoDatabase)?;
     let range = TimeRange::ALL
         .into_iter()
         .find(|r| r.label() == bench_range)
-        .with_context(|| format!("--bench-range {bench_range:?}: use 15m, 1h, 24h, 7d or 30d"))?;
+        .ok_or_else(|| BenchError::Range(bench_range.to_string()))?;
     let runs = bench(&url, range, steps, refreshes).await?;
     for (i, r) in runs.iter().enumerate() {
         let per_query: serde_json::Map<String, serde_json::Value> = r

@@ -13,9 +13,9 @@ mod fetch;
 mod lookup;
 mod terminal;
 
-use std::time::Duration;
+use std::{io, time::Duration};
 
-use anyhow::Context;
+use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
@@ -25,7 +25,7 @@ use crate::{
     poll, ui,
 };
 
-pub use bench::{bench, bench_main, peak_rss_kib};
+pub use bench::{bench, bench_main, peak_rss_kib, BenchError};
 use fetch::FetchRequest;
 
 /// What the dashboard is started with (from the command line).
@@ -43,11 +43,23 @@ pub struct Options {
     pub filter: crate::model::Filter,
 }
 
+/// Why the dashboard stopped with an error (or never started).
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Collector(#[from] poll::BadCollector),
+    #[error("cannot set up the terminal")]
+    Terminal(#[source] io::Error),
+    /// Drawing a frame failed (the terminal went away).
+    #[error(transparent)]
+    Draw(io::Error),
+}
+
 /// How often the clock ticks (countdowns, ages, slow-query notices).
 const TICK: Duration = Duration::from_millis(250);
 
 /// Runs the dashboard until `q`, Ctrl-C or a terminating signal; returns the exit code.
-pub async fn run(source: Options) -> anyhow::Result<i32> {
+pub async fn run(source: Options) -> Result<i32, RunError> {
     let (refresh, steps) = (source.refresh, source.steps.clone());
     if source.database_url.is_none() && source.collectors.is_empty() {
         eprintln!(
@@ -56,9 +68,7 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
         );
         return Ok(2);
     }
-    for address in &source.collectors {
-        poll::parse_address(address).with_context(|| format!("--collector {address:?}"))?;
-    }
+    poll::check_addresses(&source.collectors)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let fetcher = source
@@ -94,18 +104,19 @@ pub async fn run(source: Options) -> anyhow::Result<i32> {
     ui::theme::set_color(ui::theme::color_from_env(
         std::env::var("NO_COLOR").ok().as_deref(),
     ));
-    let mut guard = terminal::enter().context("cannot set up the terminal")?;
+    let mut guard = terminal::enter().map_err(RunError::Terminal)?;
     let input = terminal::Input::spawn(tx.clone());
     let mut signals = Signals::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
-    let result: anyhow::Result<()> = async {
+    let result: Result<(), RunError> = async {
         let mut hits = Hits::default();
         loop {
             guard
                 .terminal
-                .draw(|frame| hits = ui::draw_with_hits(frame, &app))?;
+                .draw(|frame| hits = ui::draw_with_hits(frame, &app))
+                .map_err(RunError::Draw)?;
             let first = tokio::select! {
                 Some(msg) = rx.recv() => msg,
                 _ = ticker.tick() => Msg::Tick(OffsetDateTime::now_utc()),
