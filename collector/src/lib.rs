@@ -24,6 +24,10 @@
 //! bodies of the operator commands that work on a stopped collector's buffer (the only
 //! module that returns `anyhow` errors; the library's modules have their own error types).
 
+// The module docs are written for the people who work on this crate, and they link to
+// private items: read them with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod admin;
 pub mod allocator;
 pub mod buffer;

@@ -5,7 +5,7 @@
 //! [`Snapshot`] (the latest result of each).
 //!
 //! An analysis is its query module (`query/<name>.rs`, SQL → its type in [`crate::model`]),
-//! its view module (`ui/<name>.rs`) and one entry in the [`registry!`] invocation below; the
+//! its view module (`ui/<name>.rs`) and one entry in the `registry!` invocation below; the
 //! dashboard, `monitor query`, the printer and the benchmark all go through this list. A
 //! view fed by collectors' admin listeners instead of the database (the Tail) is its model
 //! type, its view module and an entry with [`Refresh::Polls`]: it is a tab like the others,

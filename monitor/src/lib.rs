@@ -21,6 +21,10 @@
 //! search, `s`/`S` sort) is its entry in [`app::lists`]' table and its row-key function;
 //! nothing else lists the lists.
 
+// The module docs are written for the people who work on this crate, and they link to
+// private items: read them with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod analysis;
 pub mod app;
 pub mod cli;

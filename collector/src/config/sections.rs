@@ -20,7 +20,7 @@ pub struct Limits {
     /// Maximum events in one /batch request.
     pub max_batch_events: usize,
     /// Maximum length, in bytes, of any string field except URLs; at most
-    /// [`MAX_INDEXED_STRING_BYTES`].
+    /// [`MAX_INDEXED_STRING_BYTES`](super::MAX_INDEXED_STRING_BYTES).
     pub max_string_bytes: usize,
     /// Maximum length, in bytes, of page_url and referrer.
     pub max_url_bytes: usize,

@@ -81,7 +81,7 @@ pub async fn connect(url: &str) -> Result<Conn, DbError> {
         .map_err(DbError::Connect)
 }
 
-/// Like [`connect`], for a command whose statements may run long (`collector migrate`'s
+/// Like [`connect()`], for a command whose statements may run long (`collector migrate`'s
 /// backfills read every stored event; `collector maintain` drops chunks): each statement
 /// may take up to `operation` (also the server's `statement_timeout`) instead of the
 /// forwarder's 60 s.

@@ -3,7 +3,7 @@
 //! from [`arrange`] — for Top events, the breakdown tables, pages, paths, collectors and
 //! the funnel drill-down.
 //!
-//! [`LISTS`], made by the one [`lists!`] invocation below, is the one table of the lists:
+//! [`LISTS`], made by the one `lists!` invocation below, is the one table of the lists:
 //! each entry is the [`List`] variant, its name, its sort columns, the view it belongs to
 //! (none: the drill-down's), whether that view's selection moves over its rows, and how
 //! its rows' [`Entry`]s are read from the state. [`List`]'s methods, [`App::current_list`],

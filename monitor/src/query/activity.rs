@@ -1,7 +1,7 @@
-//! Reading migration 0013's activity rollups (shared by [`super::live`],
-//! [`super::breakdown`] and [`super::pages`]): distinct people and events per key over a
-//! range `[from, to)` that ends after (nearly) every event — the monitor's "last 1h / 24h /
-//! 7d / 30d".
+//! Reading migration 0013's activity rollups (shared by [`super::live`](mod@super::live),
+//! [`super::breakdown`](mod@super::breakdown) and [`super::pages`]): distinct people and
+//! events per key over a range `[from, to)` that ends after (nearly) every event — the
+//! monitor's "last 1h / 24h / 7d / 30d".
 //!
 //! A key is (dim, value): [`ALL`] (every event, value `''`), [`DEVICE`], [`COUNTRY`] (NULL
 //! stored as `(none)`), [`EVENT`] (event name), [`PAGE`] (page_url of a page_view).

@@ -1,7 +1,7 @@
 //! A funnel step's drop-off: the sessions that reached step k and did not go on to step
 //! k+1 (the funnel view's Enter, `monitor query funnel --drop-off STEP`).
 //!
-//! Definitions (the funnel's, see [`super::funnel`]): a session is judged on all its events
+//! Definitions (the funnel's, see [`super::funnel`](mod@super::funnel)): a session is judged on all its events
 //! and belongs to the range when its first step-1 event is in `[from, to)`; it reaches
 //! step 1 with a step-1 event, and step k when its first step-k event comes strictly after
 //! its first step-(k−1) event and it reached step k−1. It *drops off* at step k when it

@@ -1,7 +1,7 @@
 //! The refresh benchmark (`monitor --bench N`, hidden; used by the `bench` command and the
 //! e2e latency test): the dashboard's fetch of every analysis, without a terminal.
 //!
-//! Invariant: it runs exactly the dashboard's fetch ([`super::fetch_snapshot`]) over the
+//! Invariant: it runs exactly the dashboard's fetch ([`super::fetch::fetch_snapshot`]) over the
 //! registry's analyses, on one connection, and only prints.
 
 use thiserror::Error;
