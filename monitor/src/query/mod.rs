@@ -1,7 +1,8 @@
 //! The SQL behind every analysis, against TimescaleDB of either edition, returning the typed
 //! results of [`crate::model`].
 //!
-//! One module per analysis of the registry ([`crate::analysis`]): [`live`](mod@live), [`funnel`](mod@funnel),
+//! One module per analysis of the registry ([`crate::analysis`]): [`live`](mod@live),
+//! [`funnel`](mod@funnel),
 //! [`retention`](mod@retention), [`paths`](mod@paths), [`breakdown`](mod@breakdown),
 //! [`collectors`](mod@collectors), [`database`](mod@database), each implementing
 //! [`Query`] for its model type (and [`replica`], the replication status the Database
@@ -19,8 +20,9 @@
 //! - every value travels as a bind parameter; SQL text is only ever assembled from constants
 //!   of this crate (column names, step positions), never from user input;
 //! - a distinct count is never summed across buckets: distinct users and sessions over a
-//!   range are counted over user- or session-level rows ([`funnel`](mod@funnel), [`retention`](mod@retention)), over
-//!   each person's last event time ([`activity`]: [`live`](mod@live), [`breakdown`](mod@breakdown), [`pages`]) or
+//!   range are counted over user- or session-level rows ([`funnel`](mod@funnel),
+//!   [`retention`](mod@retention)), over each person's last event time ([`activity`]:
+//!   [`live`](mod@live), [`breakdown`](mod@breakdown), [`pages`]) or
 //!   over raw events;
 //! - an aggregate is read only over whole buckets inside the range; the partial buckets at
 //!   the range's edges are read from raw events ([`split`]), so a result never depends on

@@ -1,8 +1,8 @@
 //! The dashboard's runtime, above the state ([`crate::app`]) and the drawing
 //! ([`crate::ui`]): the event loop draws the state, feeds it messages (keys, ticks, finished
 //! fetches and polls, signals) and runs the work it asks for on other tasks ([`fetch`] for
-//! the database, [`crate::poll`] for collectors); [`terminal`] owns the terminal; [`bench`](mod@bench)
-//! runs the same fetch without a terminal.
+//! the database, [`crate::poll`] for collectors); [`terminal`] owns the terminal;
+//! [`bench`](mod@bench) runs the same fetch without a terminal.
 //!
 //! Invariant: the loop only awaits its message channel and a 250 ms ticker — never a query
 //! or a poll — so keys, resizes and the clock are handled within a tick whatever the
