@@ -5,8 +5,8 @@
 //! Model/update/view split (as in gitui, bottom, oha): [`App`] is the state, [`update`] is
 //! the only function that changes it — from a [`Msg`]: a key, a clock tick, a finished fetch
 //! or round of polls — and returns the [`Cmd`]s to run (fetch, poll);
-//! [`crate::ui::draw_with_hits`] draws it without changing it; the runtime ([`crate::tui`]) owns the terminal and the
-//! tasks and sits above both.
+//! [`crate::ui::draw_with_hits`] draws it without changing it; the runtime ([`crate::tui`])
+//! owns the terminal and the tasks and sits above both.
 //!
 //! Invariant: `update` never blocks, does no I/O and never reads the clock (time only comes
 //! in with [`Msg::Tick`]), and at most one database fetch and one round of polls are in

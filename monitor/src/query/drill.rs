@@ -4,8 +4,8 @@
 //! Definitions (the funnel's, see [`super::funnel`](mod@super::funnel)): a session is judged
 //! on all its events and belongs to the range when its first step-1 event is in
 //! `[from, to)`; it reaches step 1 with a step-1 event, and step k when its first step-k
-//! event comes strictly after its first step-(k−1) event and it reached step k−1. It *drops off* at step k when it
-//! reached k and not k+1; at the last step every session that reached it is listed (it
+//! event comes strictly after its first step-(k−1) event and it reached step k−1. It *drops
+//! off* at step k when it reached k and not k+1; at the last step every session that reached it is listed (it
 //! completed the funnel). Each session is listed with its last event (latest event_time,
 //! ties: the larger event_id) and its person (README "Metric definitions", through the
 //! `person_events` view: the person of its latest event that has one, same ties). Newest
