@@ -5,8 +5,8 @@
 //! on all its events and belongs to the range when its first step-1 event is in
 //! `[from, to)`; it reaches step 1 with a step-1 event, and step k when its first step-k
 //! event comes strictly after its first step-(k−1) event and it reached step k−1. It *drops
-//! off* at step k when it reached k and not k+1; at the last step every session that reached it is listed (it
-//! completed the funnel). Each session is listed with its last event (latest event_time,
+//! off* at step k when it reached k and not k+1; at the last step every session that
+//! reached it is listed (it completed the funnel). Each session is listed with its last event (latest event_time,
 //! ties: the larger event_id) and its person (README "Metric definitions", through the
 //! `person_events` view: the person of its latest event that has one, same ties). Newest
 //! last event first (ties: session id, byte order), at most [`DROP_OFF_SESSIONS`]; `total`
