@@ -1,16 +1,15 @@
 //! A funnel step's drop-off: the sessions that reached step k and did not go on to step
 //! k+1 (the funnel view's Enter, `monitor query funnel --drop-off STEP`).
 //!
-//! Definitions (the funnel's, see [`super::funnel`](mod@super::funnel)): a session is judged
-//! on all its events and belongs to the range when its first step-1 event is in
-//! `[from, to)`; it reaches step 1 with a step-1 event, and step k when its first step-k
-//! event comes strictly after its first step-(k−1) event and it reached step k−1. It *drops
-//! off* at step k when it reached k and not k+1; at the last step every session that
-//! reached it is listed (it completed the funnel). Each session is listed with its last event (latest event_time,
-//! ties: the larger event_id) and its person (README "Metric definitions", through the
-//! `person_events` view: the person of its latest event that has one, same ties). Newest
-//! last event first (ties: session id, byte order), at most [`DROP_OFF_SESSIONS`]; `total`
-//! counts them all.
+//! Definitions (the funnel's, see [`super::funnel`](mod@super::funnel)): a session is judged on all
+//! its events and belongs to the range when its first step-1 event is in `[from, to)`; it reaches
+//! step 1 with a step-1 event, and step k when its first step-k event comes strictly after its
+//! first step-(k−1) event and it reached step k−1. It *drops off* at step k when it reached k and
+//! not k+1; at the last step every session that reached it is listed (it completed the funnel).
+//! Each session is listed with its last event (latest event_time, ties: the larger event_id) and
+//! its person (README "Metric definitions", through the `person_events` view: the person of its
+//! latest event that has one, same ties). Newest last event first (ties: session id, byte order),
+//! at most [`DROP_OFF_SESSIONS`]; `total` counts them all.
 //!
 //! Under a filter ([`drop_off_filtered`]) it is the same definition over only the matching
 //! events (step times, last event and person all from them), as the filtered funnel.
