@@ -6,14 +6,21 @@
 //! stage writes it, the admin listener reads it, and this module imports no stage (only the
 //! data model, [`crate::event`] and [`crate::record`]).
 //!
+//! The ring holds each request's *encoded record* (the bytes the buffer stored, shared, not
+//! copied) and decodes only what a reader asks for. Ingest pays one push per request, and
+//! its events are freed by the request that parsed them, before it waits for the flush;
+//! holding the events themselves cost ~17 µs of collector CPU per 50-event request, most of
+//! it freeing evicted events on another thread (`deploy/flamegraph ingest`, 2026-12-04).
+//!
 //! Invariants:
 //! - an event enters only after the request's record is durably in the buffer
-//!   ([`crate::buffer::Buffer::append`] returned), never before, so the tail never shows an
-//!   event that was not acknowledged;
-//! - memory is bounded whatever clients send: at most `capacity` events (the
-//!   `admin_tail_events` setting; 0 turns the tail off), every string field cut to
-//!   [`MAX_FIELD_BYTES`] and the properties to about [`MAX_PROPERTIES_BYTES`], so the ring
-//!   holds at most about `capacity × 4 KiB`;
+//!   ([`crate::buffer::Buffer::append_encoded`] returned), never before, so the tail never
+//!   shows an event that was not acknowledged;
+//! - memory is bounded whatever clients send: the newest `capacity` events (the
+//!   `admin_tail_events` setting; 0 turns the tail off) and at most `capacity ×` [`BYTES_PER_EVENT`]
+//!   bytes of records (older records go first, so a few very large events can push
+//!   the others out early; they count as missed). A reader gets every string field cut to
+//!   [`MAX_FIELD_BYTES`] and the properties to about [`MAX_PROPERTIES_BYTES`];
 //! - every event gets the next sequence number (from 1, one per event, in ring order, never
 //!   reused by this process); a client polls with `after=` its last one and learns from
 //!   `missed` how many it lost to the ring's bound, and from `epoch` (the process' start)
@@ -22,6 +29,7 @@
 
 use std::{collections::VecDeque, sync::Mutex};
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
@@ -33,8 +41,10 @@ pub const MAX_FIELD_BYTES: usize = 200;
 pub const MAX_PROPERTIES_BYTES: usize = 1024;
 /// The most events one `GET /v1/tail` returns.
 pub const MAX_PAGE: usize = 1000;
+/// Encoded record bytes the ring may hold per event of its capacity.
+pub const BYTES_PER_EVENT: usize = 4096;
 
-/// One accepted event as the tail holds it.
+/// One accepted event as a reader gets it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TailEvent {
     pub seq: u64,
@@ -61,14 +71,36 @@ pub struct Page {
     pub events: Vec<TailEvent>,
 }
 
-struct Ring {
-    next_seq: u64,
-    events: VecDeque<TailEvent>,
+/// One request's record: its events are numbered `first_seq..first_seq + events`.
+struct Held {
+    first_seq: u64,
+    events: u64,
+    bytes: Bytes,
 }
 
-/// The ring of recently accepted events, shared by ingest (writes) and admin (reads).
+struct Ring {
+    next_seq: u64,
+    records: VecDeque<Held>,
+    /// Events and bytes of `records`.
+    events: u64,
+    bytes: usize,
+}
+
+impl Ring {
+    /// The oldest sequence number a reader may get (0 when nothing is held): the newest
+    /// `capacity` events of the records held.
+    fn first_visible(&self, capacity: u64) -> u64 {
+        match self.records.front() {
+            Some(front) => front.first_seq.max(self.next_seq.saturating_sub(capacity)),
+            None => 0,
+        }
+    }
+}
+
+/// The ring of recently accepted records, shared by ingest (writes) and admin (reads).
 pub struct Tail {
     capacity: usize,
+    byte_limit: usize,
     epoch: i64,
     ring: Mutex<Ring>,
 }
@@ -78,10 +110,13 @@ impl Tail {
     pub fn new(capacity: usize) -> Tail {
         Tail {
             capacity,
+            byte_limit: capacity.saturating_mul(BYTES_PER_EVENT),
             epoch: crate::event::micros(OffsetDateTime::now_utc()),
             ring: Mutex::new(Ring {
                 next_seq: 1,
-                events: VecDeque::with_capacity(capacity.min(MAX_PAGE)),
+                records: VecDeque::new(),
+                events: 0,
+                bytes: 0,
             }),
         }
     }
@@ -90,37 +125,47 @@ impl Tail {
         self.capacity > 0
     }
 
-    /// Adds a buffered record's events. Call only once the record is durably in the buffer.
-    /// The record is taken by value: its events move into the ring (strings cut in place),
-    /// so pushing copies nothing but the fields it cuts.
-    pub fn push(&self, record: Record) {
+    /// Adds a buffered record ([`Record::encode`]'s bytes). Call only once the record is
+    /// durably in the buffer. Bytes that are not a record are ignored.
+    pub fn push(&self, record: Bytes) {
         if self.capacity == 0 {
             return;
         }
-        // Only the newest `capacity` of a large batch can stay; the cutting happens outside
-        // the lock.
-        let skip = record.events.len().saturating_sub(self.capacity);
-        let at = record.received_at_us;
-        let mut entries: Vec<TailEvent> = record
-            .events
-            .into_iter()
-            .skip(skip)
-            .map(|e| shrink(e, at))
-            .collect();
-        let evicted: Vec<TailEvent> = {
+        let Ok(header) = crate::record::header(&record) else {
+            return;
+        };
+        let events = u64::from(header.events);
+        let evicted: Vec<Held> = {
             let Ok(mut ring) = self.ring.lock() else {
                 return;
             };
-            // The oldest events of a batch too large for the ring still take their numbers,
-            // so a client counts them as missed.
-            ring.next_seq += skip as u64;
-            for e in &mut entries {
-                e.seq = ring.next_seq;
-                ring.next_seq += 1;
+            let first_seq = ring.next_seq;
+            ring.next_seq += events;
+            if events == 0 {
+                return;
             }
-            ring.events.extend(entries);
-            let over = ring.events.len().saturating_sub(self.capacity);
-            ring.events.drain(..over).collect()
+            ring.events += events;
+            ring.bytes += record.len();
+            ring.records.push_back(Held {
+                first_seq,
+                events,
+                bytes: record,
+            });
+            let mut evicted = Vec::new();
+            // Drop the oldest records the newest `capacity` events do not need, and any
+            // over the byte bound (the newest too, if it alone is over).
+            while let Some(front) = ring.records.front() {
+                let unneeded = ring.events - front.events >= self.capacity as u64;
+                if !unneeded && ring.bytes <= self.byte_limit {
+                    break;
+                }
+                if let Some(old) = ring.records.pop_front() {
+                    ring.events -= old.events;
+                    ring.bytes -= old.bytes.len();
+                    evicted.push(old);
+                }
+            }
+            evicted
         };
         // Freed outside the lock.
         drop(evicted);
@@ -129,36 +174,54 @@ impl Tail {
     /// Events after `after` (oldest first, at most `limit`, at most [`MAX_PAGE`]); without
     /// `after`, or with a number this process never gave, the newest `limit`.
     pub fn page(&self, after: Option<u64>, limit: usize) -> Page {
-        let limit = limit.clamp(1, MAX_PAGE);
-        let Ok(ring) = self.ring.lock() else {
-            return Page {
-                epoch: self.epoch,
-                first_seq: 0,
-                last_seq: 0,
-                missed: 0,
-                events: Vec::new(),
-            };
-        };
-        let last_seq = ring.next_seq - 1;
-        let first_seq = ring.events.front().map_or(0, |e| e.seq);
-        let after = after.filter(|a| *a <= last_seq);
-        let (events, missed): (Vec<TailEvent>, u64) = match after {
-            None => {
-                let skip = ring.events.len().saturating_sub(limit);
-                (ring.events.iter().skip(skip).cloned().collect(), 0)
-            }
-            Some(a) => {
-                // Sequence numbers are contiguous in the ring: index by offset.
-                let start = match ring.events.front() {
-                    Some(front) if a >= front.seq => (a - front.seq + 1) as usize,
-                    _ => 0,
+        let limit = limit.clamp(1, MAX_PAGE) as u64;
+        // Under the lock only the window and the records' handles; decoding happens after.
+        let (first_seq, last_seq, missed, from, to, records) = {
+            let Ok(ring) = self.ring.lock() else {
+                return Page {
+                    epoch: self.epoch,
+                    first_seq: 0,
+                    last_seq: 0,
+                    missed: 0,
+                    events: Vec::new(),
                 };
-                let oldest_kept = ring.events.front().map_or(last_seq + 1, |e| e.seq);
-                let missed = oldest_kept.saturating_sub(a + 1);
-                let events = ring.events.iter().skip(start).take(limit).cloned();
-                (events.collect(), missed)
-            }
+            };
+            let last_seq = ring.next_seq - 1;
+            let first_seq = ring.first_visible(self.capacity as u64);
+            let oldest_kept = if first_seq == 0 {
+                last_seq + 1
+            } else {
+                first_seq
+            };
+            let after = after.filter(|a| *a <= last_seq);
+            let (from, missed) = match after {
+                None => (oldest_kept.max((last_seq + 1).saturating_sub(limit)), 0),
+                Some(a) => (oldest_kept.max(a + 1), oldest_kept.saturating_sub(a + 1)),
+            };
+            let to = last_seq.min(from + limit - 1);
+            let records: Vec<(u64, Bytes)> = ring
+                .records
+                .iter()
+                .filter(|h| h.first_seq <= to && h.first_seq + h.events > from)
+                .map(|h| (h.first_seq, h.bytes.clone()))
+                .collect();
+            (first_seq, last_seq, missed, from, to, records)
         };
+        let mut events = Vec::new();
+        for (first, bytes) in records {
+            // The buffer decoded nothing else: a record that does not decode is skipped.
+            let Ok(record) = Record::decode(&bytes) else {
+                continue;
+            };
+            let at = record.received_at_us;
+            for (seq, e) in (first..).zip(record.events) {
+                if (from..=to).contains(&seq) {
+                    let mut t = shrink(e, at);
+                    t.seq = seq;
+                    events.push(t);
+                }
+            }
+        }
         Page {
             epoch: self.epoch,
             first_seq,
@@ -348,6 +411,11 @@ mod tests {
         }
     }
 
+    /// What ingest does: the record's bytes, once buffered.
+    fn push(tail: &Tail, r: Record) {
+        tail.push(Bytes::from(r.encode().unwrap()));
+    }
+
     fn names(p: &Page) -> Vec<String> {
         p.events
             .iter()
@@ -358,8 +426,8 @@ mod tests {
     #[test]
     fn the_ring_is_bounded_and_numbers_every_event() {
         let tail = Tail::new(3);
-        tail.push(record(&["a", "b"]));
-        tail.push(record(&["c", "d", "e"]));
+        push(&tail, record(&["a", "b"]));
+        push(&tail, record(&["c", "d", "e"]));
         let p = tail.page(None, 10);
         assert_eq!(names(&p), ["c", "d", "e"], "only the newest 3 are held");
         assert_eq!((p.first_seq, p.last_seq), (3, 5));
@@ -380,7 +448,7 @@ mod tests {
         assert_eq!(names(&tail.page(Some(99), 10)), ["c", "d", "e"]);
 
         // A batch larger than the ring keeps its newest events; the rest count as missed.
-        tail.push(record(&["f", "g", "h", "i", "j"]));
+        push(&tail, record(&["f", "g", "h", "i", "j"]));
         let p = tail.page(Some(5), 10);
         assert_eq!(names(&p), ["h", "i", "j"]);
         assert_eq!((p.missed, p.last_seq), (2, 10));
@@ -398,7 +466,7 @@ mod tests {
         let mut r = record(&[]);
         r.events.push(e);
         r.events.push(event("small"));
-        tail.push(r);
+        push(&tail, r);
         let p = tail.page(None, 10);
         let t = &p.events[0];
         assert!(t.truncated);
@@ -420,9 +488,28 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_is_bounded_in_bytes_too() {
+        // A capacity of 2 events holds at most 8 KiB of records.
+        let tail = Tail::new(2);
+        let mut r = record(&[]);
+        let mut big = event("big");
+        // Incompressible enough: LZ4 cannot shrink distinct numbers much.
+        let text: String = (0..6000).map(|i| format!("{}", i * 7919 % 10007)).collect();
+        big.properties = Some(json!({ "x": text }).to_string());
+        r.events.push(big);
+        push(&tail, r);
+        let p = tail.page(None, 10);
+        assert!(p.events.is_empty(), "a record over the bound is not held");
+        assert_eq!((p.first_seq, p.last_seq), (0, 1));
+        push(&tail, record(&["a"]));
+        let p = tail.page(Some(0), 10);
+        assert_eq!((names(&p), p.missed, p.first_seq), (vec!["a".into()], 1, 2));
+    }
+
+    #[test]
     fn off_holds_nothing() {
         let tail = Tail::new(0);
-        tail.push(record(&["a"]));
+        push(&tail, record(&["a"]));
         assert!(tail.page(None, 10).events.is_empty());
         assert!(!tail.enabled());
     }

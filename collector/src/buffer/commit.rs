@@ -55,7 +55,13 @@ impl Buffer {
     /// Stores `record` and returns once it is flushed (group commit). Fails without storing
     /// when the buffer is over its limit.
     pub async fn append(&self, record: &Record) -> Result<u64, BufferError> {
-        let bytes = record.encode()?;
+        self.append_encoded(&record.encode()?).await
+    }
+
+    /// [`Buffer::append`] for a record already encoded ([`Record::encode`]), so the caller
+    /// can free the events before the flush wait and keep the bytes (the live tail does).
+    pub async fn append_encoded(&self, bytes: &[u8]) -> Result<u64, BufferError> {
+        let events = u64::from(crate::record::header(bytes)?.events);
         let inner = &self.inner;
         let used = inner.counters.bytes.load(Ordering::Relaxed);
         if inner.full.load(Ordering::Relaxed) && used > inner.limit / 10 * 9 {
@@ -75,14 +81,12 @@ impl Buffer {
         if inner.commit.closed.load(Ordering::Acquire) {
             return Err(BufferError::Closed);
         }
-        let key = self.insert_record(&bytes).inspect_err(|_| {
+        let key = self.insert_record(bytes).inspect_err(|_| {
             // A store that cannot take an insert (full disk) is not ready either; the next
             // successful flush clears this.
             inner.commit.failed.store(true, Ordering::Release);
         })?;
-        inner
-            .counters
-            .add(1, record.events.len() as u64, bytes.len() as u64);
+        inner.counters.add(1, events, bytes.len() as u64);
         let ticket = inner.commit.inserted.fetch_add(1, Ordering::SeqCst) + 1;
         inner.commit.wake();
         let mut rx = inner.commit.flushed.subscribe();

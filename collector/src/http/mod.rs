@@ -352,13 +352,25 @@ impl Ingest {
                 received_at_us: event::micros(now),
                 events,
             };
+            let encoded = record
+                .encode()
+                .map_err(|e| self.buffer_refusal(e.into(), processed))?;
+            // The events too are freed now, by the thread that parsed them, not held across
+            // the flush wait (the tail keeps the encoded bytes instead).
+            drop(record);
             self.buffer
-                .append(&record)
+                .append_encoded(&encoded)
                 .await
                 .map_err(|e| self.buffer_refusal(e, processed))?;
             self.metrics.events_accepted.inc_by(processed as u64);
             // Durable now: only from here may the live tail show these events.
-            self.tail.push(record);
+            if self.tail.enabled() {
+                // The encoder sized its output for the uncompressed body: give the tail
+                // only what it holds.
+                let mut encoded = encoded;
+                encoded.shrink_to_fit();
+                self.tail.push(encoded.into());
+            }
         }
         let mut body = json!({"status": "success"});
         if endpoint != "track" {
