@@ -8,6 +8,10 @@
 //! crash between COMMIT and the buffer's deletion, an ambiguous commit, or a client re-sending
 //! an event_id) inserts nothing twice. The staging table is `ON COMMIT DELETE ROWS`.
 //!
+//! In deferred mode ([`queue_batch`], migration 0022) the batch is COPYed into the queue
+//! `edge_pending` instead and committed; the applier ([`super::pending`]) stages it later
+//! and calls the same `edge_merge_batch()`.
+//!
 //! Invariant: no value is formatted into SQL; every value travels in binary COPY format.
 
 use std::error::Error as StdError;
@@ -60,9 +64,35 @@ pub async fn write_batch(
     rows: &[Row<'_>],
 ) -> Result<u64, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    copy_rows(&tx, "edge_staging", rows).await?;
+    let inserted = merge_staged(&tx).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Commits `rows` to the maintenance queue `edge_pending` (migration 0022,
+/// `forward.maintenance = "deferred"`) in one transaction: a bare COPY, no key to check;
+/// [`super::pending::apply`] later moves them into `user_events`, exactly once. Returns
+/// the rows queued.
+pub async fn queue_batch(
+    client: &mut Client,
+    rows: &[Row<'_>],
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let queued = copy_rows(&tx, "edge_pending", rows).await?;
+    tx.commit().await?;
+    Ok(queued)
+}
+
+/// Binary COPY of `rows` into `table` (one of the two above: the columns are `COLUMNS`).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &'static str,
+    rows: &[Row<'_>],
+) -> Result<u64, tokio_postgres::Error> {
     let sink = tx
         .copy_in(&format!(
-            "COPY edge_staging ({COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
     let types = [
@@ -121,10 +151,7 @@ pub async fn write_batch(
             ])
             .await?;
     }
-    writer.finish().await?;
-    let inserted = merge_staged(&tx).await?;
-    tx.commit().await?;
-    Ok(inserted)
+    writer.finish().await
 }
 
 /// Moves the rows of the session's `edge_staging` into `user_events` (a row whose

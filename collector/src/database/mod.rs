@@ -9,6 +9,7 @@ pub mod copy;
 pub mod heartbeats;
 pub mod maintenance;
 pub mod migrate;
+pub mod pending;
 pub mod replication;
 mod split;
 
