@@ -69,6 +69,10 @@ pub struct Metrics {
     rejected_total: Counter,
     pub events_forwarded: Counter,
     pub events_quarantined: Counter,
+    /// Queued events applied by this process (`forward.maintenance = "deferred"`).
+    pub events_applied: Counter,
+    /// The maintenance queue's depth when last read (deferred mode).
+    pub maintenance_queue: Gauge,
     pub forward_errors: Family<ReasonLabels, Counter>,
     pub heartbeats_sent: Counter,
     pub database_up: Gauge,
@@ -102,6 +106,8 @@ impl Metrics {
             rejected_total: Counter::default(),
             events_forwarded: Counter::default(),
             events_quarantined: Counter::default(),
+            events_applied: Counter::default(),
+            maintenance_queue: Gauge::default(),
             forward_errors: Family::default(),
             heartbeats_sent: Counter::default(),
             database_up: Gauge::default(),
@@ -158,6 +164,16 @@ impl Metrics {
             "events_quarantined",
             "Events the database refused, kept in quarantine",
             m.events_quarantined.clone()
+        );
+        reg!(
+            "events_applied",
+            "Queued events moved into user_events with their maintenance (deferred mode)",
+            m.events_applied.clone()
+        );
+        reg!(
+            "maintenance_queue",
+            "Events waiting in the database's maintenance queue (deferred mode; an upper bound)",
+            m.maintenance_queue.clone()
         );
         reg!(
             "forward_errors",

@@ -45,6 +45,8 @@ pub struct ForwardState {
     forwarded: AtomicU64,
     held: AtomicU64,
     quarantined: AtomicU64,
+    applied: AtomicU64,
+    queued: AtomicU64,
     rate_bits: AtomicU64,
     last_error: Mutex<Option<String>>,
     wake: Notify,
@@ -58,6 +60,8 @@ impl ForwardState {
             forwarded: AtomicU64::new(0),
             held: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
             rate_bits: AtomicU64::new(0f64.to_bits()),
             last_error: Mutex::new(None),
             wake: Notify::new(),
@@ -122,6 +126,24 @@ impl ForwardState {
 
     pub fn add_quarantined(&self, n: u64) {
         self.quarantined.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Queued events this process applied (`forward.maintenance = "deferred"`).
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    pub fn add_applied(&self, n: u64) {
+        self.applied.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The maintenance queue's depth when last read (deferred mode; 0 otherwise).
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn set_queued(&self, n: u64) {
+        self.queued.store(n, Ordering::Relaxed);
     }
 
     /// Events per second forwarded over the last ten seconds.

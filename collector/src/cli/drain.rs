@@ -1,5 +1,6 @@
 //! `collector drain`: forwards a stopped collector's whole buffer with a progress bar and
-//! exits when it is empty.
+//! exits when it is empty (in deferred maintenance, once the database's queue is applied
+//! too).
 //!
 //! Invariant: as in the forwarder it runs ([`crate::forward`]), nothing leaves the buffer
 //! before the database has committed it; an interrupt abandons the batches in flight, which
@@ -13,7 +14,7 @@ use indicatif::ProgressBar;
 use super::buffer::progress;
 use crate::{
     buffer::Buffer,
-    config::Config,
+    config::{Config, Maintenance},
     forward::{Forwarder, Until},
     metrics::Metrics,
     state::ForwardState,
@@ -40,6 +41,7 @@ pub async fn run(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
     } else {
         ProgressBar::hidden()
     };
+    let deferred = cfg.forward.maintenance == Maintenance::Deferred;
     let mut run = tokio::spawn(forwarder.run_until(stop, Until::Empty));
     let watcher = {
         let bar = bar.clone();
@@ -47,6 +49,13 @@ pub async fn run(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 bar.set_position(state.forwarded());
+                if deferred {
+                    bar.set_message(format!(
+                        "{} applied from the maintenance queue, ~{} queued",
+                        state.applied(),
+                        state.queued()
+                    ));
+                }
                 if let Some(e) = state.last_error() {
                     if !state.database_up() {
                         bar.set_message(e);
@@ -77,6 +86,13 @@ pub async fn run(cfg: Config, show_progress: bool) -> anyhow::Result<()> {
         end.events,
         state.quarantined()
     );
+    if deferred {
+        eprintln!(
+            "deferred maintenance: applied {} queued events; ~{} still queued",
+            state.applied(),
+            state.queued()
+        );
+    }
     if end.events > 0 {
         bail!("the buffer is not empty ({} events left)", end.events);
     }

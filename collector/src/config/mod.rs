@@ -80,7 +80,9 @@ mod redact;
 mod sections;
 
 pub use redact::redact_url;
-pub use sections::{BufferConfig, Durability, ForwardConfig, GeoConfig, Limits, TlsConfig};
+pub use sections::{
+    BufferConfig, Durability, ForwardConfig, GeoConfig, Limits, Maintenance, TlsConfig,
+};
 
 impl Default for Config {
     fn default() -> Self {
@@ -159,6 +161,10 @@ impl Config {
             ("limits.segment_max_batch_bytes", l.segment_max_batch_bytes),
             ("forward.batch_events", self.forward.batch_events),
             ("forward.connections", self.forward.connections),
+            (
+                "forward.apply_batch_events",
+                self.forward.apply_batch_events,
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be positive")));

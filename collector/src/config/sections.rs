@@ -106,6 +106,24 @@ pub struct ForwardConfig {
     /// flush it (asynchronous replication; see `forward::hold`); past it the records are
     /// deleted with a warning. 0 deletes right after COMMIT, as without standbys.
     pub standby_hold_secs: u64,
+    /// Where the per-batch summaries and rollups are applied ([`Maintenance`]).
+    pub maintenance: Maintenance,
+    /// Events one deferred application takes from the queue (`maintenance = "deferred"`).
+    pub apply_batch_events: usize,
+}
+
+/// Where the summaries and rollups of a forwarded batch are computed
+/// (`forward.maintenance`; migration 0022).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Maintenance {
+    /// In the batch's own transaction: a committed batch is at once in every analysis.
+    #[default]
+    InBatch,
+    /// The batch is committed to the database's queue (`edge_pending`) at COPY speed and
+    /// one applier, run by the collectors in turn, moves it into `user_events` with its
+    /// maintenance: buffers drain as fast as the database stores rows, the analyses follow.
+    Deferred,
 }
 
 /// Geography from the client IP ([`crate::geo`], [`crate::http::geo`]).
@@ -188,6 +206,8 @@ impl Default for ForwardConfig {
             connect_timeout_secs: 5,
             operation_timeout_secs: 30,
             standby_hold_secs: 300,
+            maintenance: Maintenance::InBatch,
+            apply_batch_events: 20_000,
         }
     }
 }

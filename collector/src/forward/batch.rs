@@ -1,4 +1,5 @@
-//! One batch to the end: COPY it, split it around rows the database refuses, quarantine
+//! One batch to the end: COPY it (into `user_events` with its maintenance, or into the
+//! maintenance queue in deferred mode), split it around rows the database refuses, quarantine
 //! those, and only then delete its records from the buffer — or hold them until every
 //! standby has the commit ([`super::hold`]).
 //!
@@ -9,6 +10,7 @@ use std::ops::Range;
 
 use crate::{
     buffer::Stored,
+    config::Maintenance,
     database::{connect, copy, Conn, ErrorClass, Failure},
     record::Record,
     shutdown::Shutdown,
@@ -39,6 +41,7 @@ impl Forwarder {
         let mut pending: Vec<Range<usize>> = Vec::new();
         pending.push(0..rows.len());
         let mut retry = self.retry_logic();
+        let deferred = self.config.forward.maintenance == Maintenance::Deferred;
         // Whether every commit of this batch was on the connection open at the end: only
         // then does the position read after the last one cover them all.
         let (mut committed, mut one_session) = (false, true);
@@ -47,8 +50,14 @@ impl Forwarder {
                 let limit = self.bounds().operation;
                 let attempt = stop.or(async {
                     let client = self.connect(conn).await?;
-                    let copy = copy::write_batch(client, &rows[range.clone()]);
-                    connect::bounded("COPY and commit", limit, copy).await
+                    let rows = &rows[range.clone()];
+                    if deferred {
+                        let copy = copy::queue_batch(client, rows);
+                        connect::bounded("COPY to the queue and commit", limit, copy).await
+                    } else {
+                        let copy = copy::write_batch(client, rows);
+                        connect::bounded("COPY and commit", limit, copy).await
+                    }
                 });
                 let Some(result) = attempt.await else {
                     // Abandoned mid-connect or mid-COPY: the transaction never commits (or,
@@ -64,6 +73,9 @@ impl Forwarder {
                         self.note_success();
                         retry.reset();
                         committed = true;
+                        if deferred {
+                            self.queued.notify_one();
+                        }
                         tracing::debug!(worker = id, events = n, inserted, "batch committed");
                         break;
                     }

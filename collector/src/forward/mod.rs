@@ -23,7 +23,8 @@
 //! # Files
 //!
 //! `mod.rs` (this file): the dispatcher and the workers' loop; [`batch`]: one batch to the
-//! end (COPY, split on data errors, quarantine); [`hold`]: committed batches kept until the
+//! end (COPY, split on data errors, quarantine); [`apply`]: in deferred mode, the database's
+//! maintenance queue applied; [`hold`]: committed batches kept until the
 //! standbys have them, sent again after a failover; [`heartbeats`]: stored heartbeats sent on
 //! their own connection; [`retry`]: the backoff policy; [`meter`]: the recent rate.
 //! Health goes to [`crate::state::ForwardState`], beside the pipeline.
@@ -35,13 +36,23 @@
 //! buffer and its replay is absorbed by the unique key. So stopping never waits on the
 //! database, whatever it does.
 //!
+//! # Deferred maintenance
+//!
+//! With `forward.maintenance = "deferred"` a worker COPYs its batch into the database's queue
+//! `edge_pending` instead (a bare COPY: no key, no summary) and deletes the records after
+//! that COMMIT; the [`apply`] task moves the queue into `user_events` with the same
+//! `edge_merge_batch()`, exactly once. The buffer drains at the speed the database stores
+//! rows; the analyses follow at the speed of the maintenance.
+//!
 //! # Invariant
 //!
-//! Every buffered event ends up exactly once in `user_events` or in quarantine: records are
+//! Every buffered event ends up exactly once in `user_events` or in quarantine (in
+//! deferred mode: through the queue, or in `edge_pending_rejected`): records are
 //! deleted only after their rows are committed (or quarantined) — and, with standbys, on
 //! them — and a replay after any crash or failover is absorbed by
 //! `ON CONFLICT (event_id, event_time) DO NOTHING`.
 
+pub mod apply;
 pub mod batch;
 pub mod heartbeats;
 pub mod hold;
@@ -54,7 +65,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     buffer::{Buffer, Stored},
-    config::Config,
+    config::{Config, Maintenance},
     database::{
         connect::{self, Bounds},
         copy, Conn, ErrorClass, Failure,
@@ -82,6 +93,8 @@ pub struct Forwarder {
     metrics: Arc<Metrics>,
     state: Arc<ForwardState>,
     hold: hold::Hold,
+    /// Wakes the deferred maintenance's applier when a batch was queued ([`apply`]).
+    queued: tokio::sync::Notify,
 }
 
 type Queue = Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<Stored>>>>;
@@ -101,6 +114,7 @@ impl Forwarder {
             metrics,
             state,
             hold: hold::Hold::default(),
+            queued: tokio::sync::Notify::new(),
         }
     }
 
@@ -136,6 +150,11 @@ impl Forwarder {
             tokio::spawn(async move { me.rate_meter(stop).await })
         };
         let (finished, workers_done) = tokio::sync::watch::channel(false);
+        let applier = (this.config.forward.maintenance == Maintenance::Deferred).then(|| {
+            let me = this.clone();
+            let (stop, done) = (stop.clone(), workers_done.clone());
+            tokio::spawn(async move { me.apply_queue(stop, until, done).await })
+        });
         let hold = {
             let me = this.clone();
             let stop = stop.clone();
@@ -145,9 +164,13 @@ impl Forwarder {
         for t in tasks {
             let _ = t.await;
         }
-        // `drain` ends once what is held reached the standbys (or was sent again).
+        // `drain` ends once what is held reached the standbys (or was sent again), and in
+        // deferred mode once the queue is applied.
         let _ = finished.send(true);
         let _ = hold.await;
+        if let Some(applier) = applier {
+            let _ = applier.await;
+        }
         let _ = heartbeats.await;
         meter.abort();
     }
