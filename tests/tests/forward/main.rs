@@ -1,6 +1,7 @@
 //! Forwarding against the real database, counting rows: exactly once through kill -9s and
 //! database outages; refused rows quarantined; export → import → drain. Damaged buffers, a
-//! full buffer and a full disk: `storage_faults.rs`.
+//! full buffer and a full disk: `storage_faults.rs`. Deferred maintenance equal to in-batch
+//! through kill -9s and replays: `deferred.rs`.
 
 use std::{
     collections::HashSet,
@@ -21,6 +22,7 @@ use e2e::{
 use rand::Rng;
 use serde_json::{json, Value};
 
+mod deferred;
 mod storage_faults;
 
 /// Posts `n` events in batches of `per`; returns the acknowledged ids.
