@@ -154,12 +154,17 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
 
     // (connections, summaries, retention rollup): the rows without the retention rollup
     // (migration 0014, made a no-op) show what its per-batch maintenance costs.
-    for (connections, summaries, retention) in [
-        (1usize, true, true),
-        (1, true, false),
-        (4, true, true),
-        (4, true, false),
-        (1, false, false),
+    // (connections, summaries, retention, deferred): deferred = `forward.maintenance =
+    // "deferred"`, the buffer COPYed into the queue and applied by the collector's applier;
+    // the drain ends when both are done, and the time the buffer took is printed apart.
+    for (connections, summaries, retention, deferred) in [
+        (1usize, true, true, false),
+        (1, true, false, false),
+        (4, true, true, false),
+        (4, true, false, false),
+        (1, false, false, false),
+        (1, true, true, true),
+        (4, true, true, true),
     ] {
         if a.quick && !(summaries && retention) {
             continue;
@@ -194,19 +199,41 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
         let data = dir.join(format!("drain{connections}"));
         copy_dir(&master, &data)?;
         let t = Instant::now();
-        let (code, _, err) = proc::collector(
-            &[
-                "drain",
-                "--quiet",
-                "--data-dir",
-                &data.display().to_string(),
-                "--database-url",
-                &db.url,
-            ],
-            &[("COLLECTOR_FORWARD__CONNECTIONS", &connections.to_string())],
-        )?;
+        let maintenance = if deferred { "deferred" } else { "in-batch" };
+        let args = [
+            "drain".to_string(),
+            "--quiet".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--database-url".into(),
+            db.url.clone(),
+        ];
+        let run = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            proc::collector(
+                &args,
+                &[
+                    ("COLLECTOR_FORWARD__CONNECTIONS", &connections.to_string()),
+                    ("COLLECTOR_FORWARD__MAINTENANCE", maintenance),
+                ],
+            )
+        });
+        // Deferred: when every row was in the database (queued or applied), the buffer was empty.
+        let buffer_secs = if deferred {
+            Some(all_in_database(&db, n, &run).await?)
+        } else {
+            None
+        };
+        let (code, _, err) = run.await??;
         let secs = t.elapsed().as_secs_f64();
         anyhow::ensure!(code == 0, "drain failed: {err}");
+        if let Some(buffer_secs) = buffer_secs {
+            let rate = n as f64 / buffer_secs;
+            println!(
+                "  collector drain, {connections} connection(s), deferred, buffer empty (queued): {buffer_secs:>7.1} s  {rate:>9.0} rows/s  ratio to \\copy {:.2}",
+                rate / copy_rate
+            );
+        }
         anyhow::ensure!(
             db.count_events().await? == (n as i64, n as i64),
             "drain row count"
@@ -214,9 +241,10 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
         let rate = n as f64 / secs;
         println!(
             "  collector drain, {connections} connection(s){}: {secs:>7.1} s  {rate:>9.0} rows/s  ratio to \\copy {:.2}",
-            match (summaries, retention) {
-                (true, true) => ", with summaries   ",
-                (true, false) => ", without retention",
+            match (summaries, retention, deferred) {
+                (_, _, true) => ", deferred, applied",
+                (true, true, _) => ", with summaries   ",
+                (true, false, _) => ", without retention",
                 _ => ", events only      ",
             },
             rate / copy_rate
@@ -225,7 +253,7 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
             print_function_times(&db).await?;
         }
         let _ = std::fs::remove_dir_all(&data);
-        if keep && connections == 4 && retention {
+        if keep && connections == 4 && retention && !deferred {
             kept = Some(db);
         } else {
             db.drop_db().await?;
@@ -233,6 +261,32 @@ pub(crate) async fn drain(a: &Args, keep: bool) -> anyhow::Result<Option<TestDb>
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(kept)
+}
+
+/// Seconds until all `n` rows are in the database, queued (`edge_pending`) or applied
+/// (`user_events`), polled every 200 ms while `run` (the drain) goes on; the drain's whole
+/// time if it ends first.
+async fn all_in_database<T>(
+    db: &TestDb,
+    n: usize,
+    run: &tokio::task::JoinHandle<T>,
+) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let client = db.client().await?;
+    while !run.is_finished() {
+        let landed: i64 = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM edge_pending) + (SELECT count(*) FROM user_events)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if landed as usize >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 /// Where the drain's database time went: the maintenance functions' own time
